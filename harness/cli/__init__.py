@@ -1,0 +1,22 @@
+"""`matten-bench`: a thin Typer layer over the stage modules; each module below registers its commands.
+
+Command functions parse options and call library functions that tests call directly.
+A :class:`harness.errors.UserError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from harness.cli import doctor  # noqa: F401  (registers `doctor`)
+from harness.cli.app import app
+from harness.console import console
+from harness.errors import UserError
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
+        sys.exit(2)

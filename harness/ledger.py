@@ -1,0 +1,127 @@
+"""The run ledger: one JSON record per stage in a run directory.
+
+Every stage (prepare, encode, train, sample, fvd, flops) calls :func:`start` before it
+works and :func:`finish` when its outputs are on disk. A stage whose record is
+``complete`` and whose configuration hashes the same is skipped (:func:`find_complete`);
+a record left ``running`` by a killed job means "resume", never "done".
+
+Record layout (``<run_dir>/records/<stage>.json``)::
+
+    {"stage", "status": "running"|"complete", "config", "config_hash", "protocol",
+     "outputs", "environment": {versions, git commit, device, host}, "started",
+     "finished", "seconds"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.io import atomic_write_json
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def record_path(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / "records" / f"{stage}.json"
+
+
+def read_record(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
+    path = record_path(run_dir, stage)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def find_complete(run_dir: str | Path, stage: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage's record if it finished with exactly this configuration, else None."""
+    rec = read_record(run_dir, stage)
+    if rec and rec.get("status") == "complete" and rec.get("config_hash") == config_hash(config):
+        return rec
+    return None
+
+
+def start(run_dir: str | Path, stage: str, config: dict[str, Any], protocol: dict | None = None) -> dict:
+    """Write a ``running`` record (kept if the job dies) and return it for :func:`finish`."""
+    rec = {
+        "stage": stage,
+        "status": "running",
+        "config": config,
+        "config_hash": config_hash(config),
+        "protocol": protocol or {},
+        "outputs": {},
+        "environment": environment(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "_t0": time.time(),
+    }
+    atomic_write_json(record_path(run_dir, stage), {k: v for k, v in rec.items() if k != "_t0"})
+    return rec
+
+
+def finish(run_dir: str | Path, rec: dict[str, Any], outputs: dict[str, Any], **extra: Any) -> dict:
+    """Mark the record complete with its outputs (paths relative to ``run_dir`` where possible)."""
+    done = {k: v for k, v in rec.items() if k != "_t0"}
+    done.update(extra)
+    done["outputs"] = outputs
+    done["status"] = "complete"
+    done["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    done["seconds"] = round(time.time() - rec.get("_t0", time.time()), 3)
+    atomic_write_json(record_path(run_dir, done["stage"]), done)
+    return done
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git commit and device: what a reader needs to trace a number."""
+    import numpy
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "git_commit": git_commit(),
+        "device": device_name(),
+    }
+    return env
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+    ).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")

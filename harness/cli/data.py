@@ -107,9 +107,14 @@ def bench_data(
 
     rows = run_data_bench(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size, workdir=workdir)
     table = Table(title="data loading: clips per second (median of repeats)")
-    for col in ("loader", "clips/s (median)", "runs", "speedup"):
+    for col in ("loader", "output", "clips/s (median)", "runs", "speed-up", "same pixels"):
         table.add_column(col)
     for r in rows:
         runs = ", ".join(f"{x:.2f}" for x in r["runs"])
-        table.add_row(r["loader"], f"{r['median']:.2f}", runs, f"{r['speedup']:.2f}x")
+        speedup, same = f"{r['speedup']:.2f}x", str(r["same_pixels"])
+        table.add_row(r["loader"], r["output"], f"{r['median']:.2f}", runs, speedup, same)
     console.print(table)
+    import os
+
+    console.print(f"{videos} videos, {clips} clips a run, {repeats} repeats, {workers} workers, size {size}; "
+                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end")

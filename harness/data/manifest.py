@@ -78,7 +78,7 @@ def load_manifest(prepared_dir: str | Path, ok_only: bool = False) -> pd.DataFra
     path = Path(prepared_dir) / MANIFEST
     if not path.is_file():
         raise UserError(f"no {MANIFEST} in {prepared_dir}: run `matten-bench prepare` first")
-    df = pd.read_parquet(path)
+    df = pd.read_parquet(path).astype(COLUMNS)  # the same dtypes as written, whatever pandas reads strings as
     if ok_only:
         df = df[df["status"] == "ok"].reset_index(drop=True)
     return df

@@ -57,14 +57,19 @@ def probe_video(path: str | Path) -> Probe:
             fps = float(stream.average_rate) if stream.average_rate else math.nan
             width, height = stream.codec_context.width, stream.codec_context.height
     except Exception as e:  # PyAV raises a family of av.error.* (and OSError) for broken files
-        return Probe(error=f"corrupt: {_first_line(e)}")
+        return Probe(error=f"corrupt: {_first_line(e, path)}")
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
         n = len(reader)
         if n > 0:
-            reader.get_batch([0, n - 1])  # the first and the last frame must decode
+            shape = reader.get_batch([0, n - 1]).shape  # the first and the last frame must decode
+            if tuple(shape[1:]) != (height, width, 3):
+                # decord 0.6 gets some small widths (16, 24, 48, 72 pixels) wrong; UCF101's 320 and 256 are fine
+                return Probe(fps=fps, width=width, height=height,
+                             error=f"decord decodes {tuple(shape[1:])} frames, expected {(height, width, 3)}")
     except Exception as e:  # decord raises RuntimeError / DECORDError
-        return Probe(fps=fps, width=width, height=height, error=f"corrupt: decord cannot decode ({_first_line(e)})")
+        error = f"corrupt: decord cannot decode ({_first_line(e, path)})"
+        return Probe(fps=fps, width=width, height=height, error=error)
     if n == 0:
         return Probe(fps=fps, width=width, height=height, error="no decodable frames")
     if promised > n:
@@ -83,10 +88,11 @@ def probe_frame_folder(path: str | Path) -> Probe:
         with Image.open(Path(path) / names[0]) as im:
             width, height = im.size
     except Exception as e:  # PIL.UnidentifiedImageError, OSError
-        return Probe(error=f"corrupt first frame: {_first_line(e)}")
+        return Probe(error=f"corrupt first frame: {_first_line(e, path)}")
     return Probe(len(names), math.nan, width, height)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+def _first_line(e: BaseException, path: Path) -> str:
+    """The error's first line, without the file's absolute path (the manifest names the file already)."""
+    text = str(e).replace(str(path.parent) + "/", "").strip().splitlines()
     return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__

@@ -246,3 +246,13 @@ def test_prepare_command_prints_summary(tmp_path, monkeypatch, capsys):
 def test_user_error_type():
     with pytest.raises(UserError, match="unknown dataset"):
         prepare_dataset("nope", None, "/nonexistent-out")
+
+
+def test_corrupt_frame_folder_is_skipped(tmp_path):
+    src = tmp_path / "ffs"
+    frame_folder(src / "good", 10)
+    bad = frame_folder(src / "bad", 10)
+    (bad / "img_10.png").write_bytes((bad / "img_10.png").read_bytes()[:20])  # the last frame is cut short
+    df = prepare_dataset("ffs", src, tmp_path / "out", progress=False, **SMALL).set_index("path")
+    assert df.loc["good", "status"] == "ok"
+    assert df.loc["bad", "status"] == "skipped" and df.loc["bad", "reason"].startswith("corrupt frame img_10.png:")

@@ -78,17 +78,24 @@ def probe_video(path: str | Path) -> Probe:
 
 
 def probe_frame_folder(path: str | Path) -> Probe:
-    """Probe a folder of frames: the number of images, and the size of the first (header only)."""
+    """Probe a folder of frames: the number of images; the first and last image must decode, at one size."""
     from PIL import Image
 
+    path = Path(path)
     names = list_frames(path)
     if not names:
         return Probe(error="no images")
-    try:
-        with Image.open(Path(path) / names[0]) as im:
-            width, height = im.size
-    except Exception as e:  # PIL.UnidentifiedImageError, OSError
-        return Probe(error=f"corrupt first frame: {_first_line(e, path)}")
+    sizes = []
+    for name in (names[0], names[-1]):
+        try:
+            with Image.open(path / name) as im:
+                im.load()
+                sizes.append(im.size)
+        except Exception as e:  # PIL.UnidentifiedImageError, OSError (truncated image file)
+            return Probe(error=f"corrupt frame {name}: {_first_line(e, path / name)}")
+    if sizes[0] != sizes[1]:
+        return Probe(error=f"frames differ in size: {names[0]} is {sizes[0]}, {names[-1]} is {sizes[-1]}")
+    (width, height) = sizes[0]
     return Probe(len(names), math.nan, width, height)
 
 

@@ -96,7 +96,7 @@ def prepare(
 @bench_app.command("data")
 def bench_data(
     videos: int = typer.Option(16, help="UCF101-like videos to generate (320x240, 25 fps, 5-10 s, mpeg4 .avi)"),
-    clips: int = typer.Option(32, help="clips each loader reads per repeat"),
+    clips: int = typer.Option(32, help="clips each loader reads per timed pass"),
     repeats: int = typer.Option(3, help="repeats; the table reports the median"),
     workers: int = typer.Option(2, help="DataLoader workers"),
     size: int = typer.Option(256, help="clip size (short side resize + center crop)"),

@@ -154,8 +154,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.uint8:
             video = x.permute(0, 2, 3, 1).contiguous()  # (T, H, W, 3)
         else:
-            # (T, 3, H, W) in [-1, 1]; copy_ into a fresh contiguous float tensor is the fast way out of channels-last
-            video = torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(127.5).sub_(1.0)
+            video = x.contiguous().float().div_(127.5).sub_(1.0)  # (T, 3, H, W) in [-1, 1], contiguous
         return {"video": video, "label": self.labels[i], "index": i}
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -83,7 +83,9 @@ def test_bad_videos_are_skipped_with_reasons(tmp_path):
     (videos / "v_Biking_g04_c01.avi").write_bytes(whole[: len(whole) * 6 // 10])  # truncated
     (videos / "v_Biking_g05_c01.avi").unlink()  # listed in trainlist01.txt, missing on disk
     gray_video(src / "UCF-101" / "Unknown" / "v_Unknown_g01_c01.avi", 10, container="avi")  # class not in classInd
-    df = prepare_dataset("ucf101", src, tmp_path / "out", progress=False, **SMALL).set_index("path")
+    df = prepare_dataset("ucf101", src, tmp_path / "out", progress=False, **SMALL)
+    assert df.attrs == {"probed": 5, "reused": 0}  # neither the missing file nor the unknown class is probed
+    df = df.set_index("path")
     reason = df["reason"].to_dict()
     assert df.loc["UCF-101/Biking/v_Biking_g01_c01.avi", "status"] == "ok"
     assert reason["UCF-101/Biking/v_Biking_g02_c01.avi"] == "zero-byte file"

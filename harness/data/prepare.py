@@ -70,24 +70,24 @@ def decide_status(row: dict[str, Any], skip_reason: str, min_frames: int, num_fr
 
 def probe_entry(
     source: Path, entry: layouts.Entry, old: dict[str, Any] | None, want_sha: bool
-) -> tuple[dict[str, Any], bool]:
-    """The manifest row of one entry and whether it was probed (False: reused from the old manifest)."""
+) -> tuple[dict[str, Any], str]:
+    """The manifest row of one entry and how it was filled: "probed", "reused" (old manifest) or "none" (missing)."""
     row: dict[str, Any] = dict(path=entry.path, kind=entry.kind, label=entry.label, class_name=entry.class_name,
                                split=entry.split, frames=0, fps=math.nan, width=0, height=0, size=0, mtime_ns=0,
                                fingerprint="", sha256="", probe_error="")
     if entry.skip_reason:  # e.g. listed in a split file but missing on disk: nothing to probe
-        return row, False
+        return row, "none"
     path = source / entry.path
     row["size"], row["mtime_ns"], row["fingerprint"] = file_stat(path, entry.kind)
     if old is not None and old["fingerprint"] == row["fingerprint"] and (old["sha256"] or not want_sha):
         for k in ("frames", "fps", "width", "height", "probe_error", "sha256"):
             row[k] = old[k]
-        return row, False
+        return row, "reused"
     found = probe.probe_video(path) if entry.kind == "video" else probe.probe_frame_folder(path)
     row.update(frames=found.frames, fps=found.fps, width=found.width, height=found.height, probe_error=found.error)
     if want_sha:
         row["sha256"] = sha256_file(path) if entry.kind == "video" else folder_sha256(path)
-    return row, True
+    return row, "probed"
 
 
 def count_table(df: pd.DataFrame) -> dict[str, Any]:
@@ -147,24 +147,24 @@ def prepare_dataset(
     rec = ledger.start(out, "prepare", config)
 
     old = previous_rows(out, source)
-    rows, probed = [], 0
+    rows, how = [], {"probed": 0, "reused": 0, "none": 0}
     from harness.console import progress as progress_bar
 
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"probing {dataset}", total=len(layout.entries), visible=progress)
         for entry in layout.entries:
-            row, was_probed = probe_entry(source, entry, old.get(entry.path), sha256)
+            row, filled = probe_entry(source, entry, old.get(entry.path), sha256)
             decide_status(row, entry.skip_reason, min_frames, num_frames, frame_interval)
             rows.append(row)
-            probed += was_probed
+            how[filled] += 1
             bar.advance(task)
     df = manifest.to_frame(rows)
     info = dict(config, min_frames=min_frames, classes=layout.classes, num_classes=len(layout.classes),
                 counts=count_table(df), manifest=manifest.MANIFEST)
     manifest.write_manifest(out, df, info)
     ledger.finish(out, rec, {"manifest": manifest.MANIFEST, "dataset_json": manifest.DATASET_JSON},
-                  counts=info["counts"], probed=probed, reused=len(rows) - probed)
-    df.attrs.update(probed=probed, reused=len(rows) - probed)
+                  counts=info["counts"], probed=how["probed"], reused=how["reused"])
+    df.attrs.update(probed=how["probed"], reused=how["reused"])
     if info["counts"]["ok"] == 0:
         raise UserError(
             f"empty dataset: none of the {len(df)} videos in {source} is usable (reasons in {out / manifest.MANIFEST})"

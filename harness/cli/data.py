@@ -106,15 +106,19 @@ def bench_data(
     from harness.data.bench import run_data_bench
 
     rows = run_data_bench(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size, workdir=workdir)
-    table = Table(title="data loading: clips per second (median of repeats)")
-    for col in ("loader", "output", "clips/s (median)", "runs", "speed-up", "same pixels"):
+    table = Table(title="data loading (medians of repeats)")
+    for col in ("loader", "output", "clips/s, wall", "speed-up, wall", "CPU ms/clip", "speed-up, CPU", "same pixels"):
         table.add_column(col)
     for r in rows:
-        runs = ", ".join(f"{x:.2f}" for x in r["runs"])
-        speedup, same = f"{r['speedup']:.2f}x", str(r["same_pixels"])
-        table.add_row(r["loader"], r["output"], f"{r['median']:.2f}", runs, speedup, same)
+        table.add_row(r["loader"], r["output"], f"{r['median']:.2f}", f"{r['speedup']:.2f}x", f"{r['cpu_ms']:.1f}",
+                      f"{r['cpu_speedup']:.2f}x", "-" if r["same_pixels"] is None else str(r["same_pixels"]))
     console.print(table)
+    for r in rows:
+        wall = ", ".join(f"{x:.2f}" for x in r["runs"])
+        cpu = ", ".join(f"{x:.1f}" for x in r["cpu_runs"])
+        console.print(f"  {r['loader']} / {r['output']}: clips/s {wall}; CPU ms/clip {cpu}")
     import os
 
     console.print(f"{videos} videos, {clips} clips a run, {repeats} repeats, {workers} workers, size {size}; "
-                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end")
+                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end; wall: DataLoader with "
+                  f"{workers} workers (decode only: 1 process); CPU: 1 process, 1 thread")

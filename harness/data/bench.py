@@ -48,13 +48,30 @@ def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int 
     return n / (time.perf_counter() - t0)
 
 
-def frames_per_second_decode_only(ds: ClipDataset, clips: int) -> float:
-    """Clips/s of ``read_frames`` alone (the decode, no resize, no DataLoader), in this process."""
-    t0 = time.perf_counter()
-    for j in range(clips):
-        i = j % len(ds)
-        ds.read_frames(i, ds.sample_plan(i)[0])
-    return clips / (time.perf_counter() - t0)
+def read_clips(ds: ClipDataset, clips: int, *, decode_only: bool, workers: int = 0, batch_size: int = 4) -> None:
+    """Read ``clips`` clips (cycling over the videos): through a DataLoader, or ``read_frames`` alone."""
+    if decode_only:
+        for j in range(clips):
+            ds.read_frames(j % len(ds), ds.sample_plan(j % len(ds))[0])
+        return
+    subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
+    for _ in torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers):
+        pass
+
+
+def cpu_ms_per_clip(ds: ClipDataset, clips: int, *, decode_only: bool) -> float:
+    """CPU milliseconds a clip costs in this process on one torch thread (decord also runs one thread).
+
+    CPU time, unlike wall time, hardly changes when other jobs share the machine's cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.process_time()
+        read_clips(ds, clips, decode_only=decode_only)
+        return (time.process_time() - t0) / clips * 1000
+    finally:
+        torch.set_num_threads(threads)
 
 
 def make_ucf_like(workdir: Path, videos: int) -> Path:
@@ -69,34 +86,46 @@ def make_ucf_like(workdir: Path, videos: int) -> Path:
     return workdir / "prepared"
 
 
+LOADERS = ("decord get_batch (ours)", "decode whole video, then slice")
+
+
 def run_data_bench(
     *, videos: int = 16, clips: int = 32, repeats: int = 3, workers: int = 2, size: int = 256,
     workdir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Both loaders, ``repeats`` times alternating; rows with the runs, the median and the speed-up."""
+    """Both loaders, ``repeats`` times alternating, in three modes (decode only; float32 clips; uint8 clips).
+
+    Each row: wall-clock clips/s (DataLoader with ``workers``; decode only: this process) and CPU ms per
+    clip (this process, one thread), each run's value, the medians and the speed-ups over the reference.
+    """
     with tempfile.TemporaryDirectory(prefix="matten-bench-data-") as tmp:
         prepared = make_ucf_like(Path(workdir) if workdir else Path(tmp), videos)
         rows = []
-        ours, whole = ClipDataset(prepared, seed=0), WholeVideoClipDataset(prepared, seed=0)
-        runs_decode: list[list[float]] = [[], []]
-        for _ in range(repeats):  # decoding alone: where the difference comes from
-            runs_decode[0].append(frames_per_second_decode_only(ours, clips))
-            runs_decode[1].append(frames_per_second_decode_only(whole, clips))
-        ref = statistics.median(runs_decode[1])
-        for name, r in zip(("decord get_batch (ours)", "decode whole video, then slice"), runs_decode, strict=True):
-            rows.append({"loader": name, "output": "decode only, 1 process", "runs": r,
-                         "median": statistics.median(r), "speedup": statistics.median(r) / ref, "same_pixels": None})
-        for uint8 in (False, True):  # float32 [-1, 1] (T, C, H, W) for training; uint8 (T, H, W, 3) as eval_clips gives
-            ours = ClipDataset(prepared, size=size, seed=0, uint8=uint8)
-            whole = WholeVideoClipDataset(prepared, size=size, seed=0, uint8=uint8)
-            same = all(torch.equal(ours[i]["video"], whole[i]["video"]) for i in range(len(ours)))
-            runs: list[list[float]] = [[], []]
+        for mode in ("decode only", "float32", "uint8"):
+            kw = dict(size=size, seed=0, uint8=mode == "uint8")
+            pair = (ClipDataset(prepared, **kw), WholeVideoClipDataset(prepared, **kw))
+            same = None if mode == "decode only" else all(
+                torch.equal(pair[0][i]["video"], pair[1][i]["video"]) for i in range(len(pair[0])))
+            wall: list[list[float]] = [[], []]
+            cpu: list[list[float]] = [[], []]
             for _ in range(repeats):
-                runs[0].append(clips_per_second(ours, clips, workers))
-                runs[1].append(clips_per_second(whole, clips, workers))
-            ref = statistics.median(runs[1])
-            output = f"{'uint8' if uint8 else 'float32'} clips, DataLoader"
-            for name, r in zip(("decord get_batch (ours)", "decode whole video, then slice"), runs, strict=True):
-                rows.append({"loader": name, "output": output, "runs": r, "median": statistics.median(r),
-                             "speedup": statistics.median(r) / ref, "same_pixels": same})
+                for k, ds in enumerate(pair):
+                    if mode == "decode only":
+                        t0 = time.perf_counter()
+                        read_clips(ds, clips, decode_only=True)
+                        wall[k].append(clips / (time.perf_counter() - t0))
+                    else:
+                        wall[k].append(clips_per_second(ds, clips, workers))
+                    cpu[k].append(cpu_ms_per_clip(ds, clips, decode_only=mode == "decode only"))
+            ref_wall, ref_cpu = statistics.median(wall[1]), statistics.median(cpu[1])
+            for k, name in enumerate(LOADERS):
+                rows.append({
+                    "loader": name,
+                    "output": mode if mode == "decode only" else f"{mode} clips",
+                    "runs": wall[k], "median": statistics.median(wall[k]),
+                    "speedup": statistics.median(wall[k]) / ref_wall,
+                    "cpu_runs": cpu[k], "cpu_ms": statistics.median(cpu[k]),
+                    "cpu_speedup": ref_cpu / statistics.median(cpu[k]),
+                    "same_pixels": same,
+                })
     return rows

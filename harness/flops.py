@@ -248,7 +248,9 @@ class FvcoreCount:
     unsupported_ops: dict[str, int]  # operators fvcore counted as zero, with how many times each ran
 
 
-def fvcore_count(model: nn.Module, inputs: tuple, *, classify: Callable[[str, str, str], str] | None = None) -> FvcoreCount:
+def fvcore_count(
+    model: nn.Module, inputs: tuple, *, classify: Callable[[str, str, str], str] | None = None
+) -> FvcoreCount:
     """Run fvcore's FlopCountAnalysis on ``model(*inputs)`` with our handles; works on meta and CPU tensors."""
     from fvcore.nn import FlopCountAnalysis
 
@@ -385,11 +387,13 @@ def parse_model_name(name: str) -> tuple[str, str]:
 
 def latent_size(pixel_size: int) -> int:
     if pixel_size <= 0 or pixel_size % VAE_DOWNSAMPLE:
-        raise UserError(f"--size {pixel_size} must be a positive multiple of {VAE_DOWNSAMPLE} (SD VAE downsamples by 8)")
+        raise UserError(f"--size {pixel_size} must be a positive multiple of {VAE_DOWNSAMPLE} (the SD VAE's factor)")
     return pixel_size // VAE_DOWNSAMPLE
 
 
-def build_on_meta(model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any) -> nn.Module:
+def build_on_meta(
+    model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any
+) -> nn.Module:
     """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count."""
     family, model_size = parse_model_name(model_name)
     try:
@@ -529,8 +533,8 @@ def flops_table(records: list[dict[str, Any]]) -> Any:
             per_sample = r["fma"] / r["batch"]
             row["fvcore GFMA / clip"] = round(per_sample / 1e9, 1)
             row["fvcore GFLOP / clip (2×FMA)"] = round(2 * per_sample / 1e9, 1)
-            row["of which attention products (GFMA)"] = round(r["by_category"]["attention products"] / r["batch"] / 1e9, 1)
-            row["of which selective scan (GFMA)"] = round(r["by_category"]["selective scan"] / r["batch"] / 1e9, 1)
+            for part in ("attention products", "selective scan"):
+                row[f"of which {part} (GFMA)"] = round(r["by_category"][part] / r["batch"] / 1e9, 1)
     columns = [
         "model",
         "params (M)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
-from harness.cli import flops  # noqa: F401  (registers `flops`)
+from harness.cli import flops as _flops  # noqa: F401  (registers `flops`)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

@@ -1,9 +1,8 @@
-"""`matten-bench flops`: FLOPs and parameters of a model, per protocol (fvcore per clip, or the paper's thop procedure)."""
+"""`matten-bench flops`: FLOPs and parameters of a model: fvcore per clip, or the paper's thop procedure."""
 
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -13,15 +12,15 @@ from harness.console import console
 
 @app.command()
 def flops(
-    model: str = typer.Option("matten-xl", "--model", help="matten-{tiny,s,b,l,xl} or latte-{tiny,s,b,l,xl} (patch 2)."),
+    model: str = typer.Option("matten-xl", "--model", help="matten-{tiny,s,b,l,xl} or latte-{...} (patch 2)."),
     variant: int = typer.Option(3, "--variant", help="Matten variant 1-4 (ignored for Latte)."),
-    protocol: str = typer.Option("fvcore", "--protocol", help="fvcore (per-clip FMA, honest) or paper (thop, batch 3)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Clips per forward; default 1 (fvcore) or 3 (paper)."),
+    protocol: str = typer.Option("fvcore", "--protocol", help="fvcore (per-clip FMA) or paper (thop, batch 3)."),
+    batch: int | None = typer.Option(None, "--batch", help="Clips per forward; default 1 (fvcore) or 3 (paper)."),
     frames: int = typer.Option(16, "--frames", help="Frames per clip."),
     size: int = typer.Option(256, "--size", help="Pixel size; latents are size/8 (SD VAE), 256 -> 32x32x4."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON on stdout."),
 ) -> None:
-    """Count FLOPs without weights in memory (meta device): fvcore with attention and scan handles, or thop as the paper."""
+    """Count FLOPs on the meta device (no weights in memory): fvcore with attention/scan handles, or thop."""
     from harness.flops import count_flops
 
     record = count_flops(model, protocol=protocol, variant=variant, batch=batch, frames=frames, size=size)

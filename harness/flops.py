@@ -9,6 +9,7 @@ Two protocols, always labelled:
     - the selective scan (our PyTorch backend is a custom autograd Function, so the trace holds one
       ``prim::PythonOp``): 9·B·L·D·N + B·D·L (D skip) + B·D·L (z gate), per direction — see
       :func:`selective_scan_fma` for where the formula comes from and what unit it is in;
+    - ``aten::matmul``: numel(output) · K, correct under broadcasting (fvcore's own handle is not);
     - ``aten::_convolution`` is fvcore's own handle (grouped/depthwise conv1d counted correctly:
       batch · prod(weight shape) · prod(output length)); a test pins the depthwise case.
   Element-wise ops (add, mul, softmax, SiLU, GELU, exp, ...) have no handle in fvcore and count zero;
@@ -94,6 +95,17 @@ def sdpa_fma(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * lq * lk * (e + ev)
 
 
+def matmul_fma(inputs: list[Any], outputs: list[Any]) -> int:
+    """``aten::matmul`` with broadcasting: every output element is one K-long dot product -> numel(out) · K FMA.
+
+    Replaces fvcore's handle, which multiplies the *first* operand's size by the last dimension and so misses
+    the batch when only the second operand is batched (``W (D, R) @ x (B, R, L)``, as Mamba's dt projection is
+    sometimes written): a test pins that case.
+    """
+    k = _shape(inputs[0])[-1]
+    return math.prod(_shape(outputs[0])) * k
+
+
 def selective_scan_fma(batch: int, length: int, channels: int, state: int, *, with_d: bool, with_z: bool) -> int:
     """Work of one selective scan (one direction), in the unit we add to fvcore's FMA total.
 
@@ -156,7 +168,7 @@ SCAN_FUNCTIONS: set[str] = {"prim::PythonOp.CountedSelectiveScan"}
 
 
 def fvcore_handles() -> dict[str, Callable]:
-    handles: dict[str, Callable] = {"aten::scaled_dot_product_attention": sdpa_fma}
+    handles: dict[str, Callable] = {"aten::scaled_dot_product_attention": sdpa_fma, "aten::matmul": matmul_fma}
     for name in SCAN_FUNCTIONS:
         handles[name] = scan_handle
     return handles
@@ -523,18 +535,18 @@ def flops_table(records: list[dict[str, Any]]) -> Any:
             key,
             {
                 "model": key,
-                "params (M)": round(r["params"] / 1e6, 1),
+                "params (M)": round(r["params"] / 1e6, 2),
                 "paper GFLOPs (as printed)": r.get("paper_gflops"),
             },
         )
         if r["protocol"] == "paper":
-            row["paper procedure: thop GMACs, batch 3"] = round(r["fma"] / 1e9, 1)
+            row["paper procedure: thop GMACs, batch 3"] = round(r["fma"] / 1e9, 3)
         else:
             per_sample = r["fma"] / r["batch"]
-            row["fvcore GFMA / clip"] = round(per_sample / 1e9, 1)
-            row["fvcore GFLOP / clip (2×FMA)"] = round(2 * per_sample / 1e9, 1)
+            row["fvcore GFMA / clip"] = round(per_sample / 1e9, 3)
+            row["fvcore GFLOP / clip (2×FMA)"] = round(2 * per_sample / 1e9, 3)
             for part in ("attention products", "selective scan"):
-                row[f"of which {part} (GFMA)"] = round(r["by_category"][part] / r["batch"] / 1e9, 1)
+                row[f"of which {part} (GFMA)"] = round(r["by_category"][part] / r["batch"] / 1e9, 3)
     columns = [
         "model",
         "params (M)",

@@ -203,8 +203,10 @@ class VideoBackbone(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden, class_dropout) if num_classes > 0 else None
         n = self.x_embedder.num_patches
         # fixed tables: buffers, not parameters (Latte keeps them as frozen nn.Parameters)
-        self.register_buffer("pos_embed", torch.tensor(sincos_2d(hidden, self.x_embedder.grid), dtype=torch.float32)[None])
-        self.register_buffer("temp_embed", torch.tensor(sincos_1d(hidden, np.arange(num_frames)), dtype=torch.float32)[None])
+        pos = sincos_2d(hidden, self.x_embedder.grid)  # (S, D)
+        temp = sincos_1d(hidden, np.arange(num_frames))  # (T, D)
+        self.register_buffer("pos_embed", torch.tensor(pos, dtype=torch.float32)[None])
+        self.register_buffer("temp_embed", torch.tensor(temp, dtype=torch.float32)[None])
         self.final_layer = FinalLayer(hidden, patch, self.out_channels)
         self.pos_embed: torch.Tensor  # (1, H/p · W/p, D)
         self.temp_embed: torch.Tensor  # (1, T, D)

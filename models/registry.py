@@ -10,6 +10,7 @@ tables are buffers, not parameters).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +58,7 @@ PAPER_PARAMS = {
     ("latte", None, "l"): 456_815_648,
     ("latte", None, "xl"): 673_681_568,
 }
+PAPER_SOURCE = {"matten": "Matten paper (arXiv 2405.03025)", "latte": "Latte public code (Vchitect/Latte)"}
 
 
 def build_model(
@@ -125,8 +127,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+@functools.cache
 def count_params_meta(family: str, size: str, **kwargs) -> int:
-    """Trainable parameters without allocating weights (built on the meta device)."""
+    """Trainable parameters without allocating weights (built on the meta device); cached, configs are immutable."""
     with torch.device("meta"):
         return count_params(build_model(family, size, **kwargs))
 
@@ -181,7 +184,13 @@ def list_models(include_tiny: bool = False) -> list[dict]:
                     "params": params,
                     "paper_params": paper,
                     "deviation": None if paper is None else (params - paper) / paper,
+                    "vs_variant3": None,
+                    "paper_source": None if paper is None else PAPER_SOURCE[family],
                     "counted_at": "unconditional, M-AdaN, 16x4x32x32, trainable (sin-cos tables are buffers)",
                 }
             )
+    for r in rows:  # the ablation's parameter match: each Matten variant against variant 3 of its size
+        if r["family"] == "matten":
+            v3 = next(q for q in rows if q["family"] == "matten" and q["variant"] == 3 and q["size"] == r["size"])
+            r["vs_variant3"] = (r["params"] - v3["params"]) / v3["params"]
     return rows

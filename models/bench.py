@@ -40,7 +40,11 @@ def _fmt(v) -> str:
 def machine_description(device: str = "cpu") -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    import os
+
+    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min) at the start".format(*os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+            f"threads, torch {torch.__version__}{load}")
 
 
 def _sync(device: str) -> None:

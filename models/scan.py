@@ -256,8 +256,11 @@ class _SelectiveScanCore(torch.autograd.Function):
             X = dA.mul_(g)
             X[1:].mul_(hs[:-1])
             X[0].mul_(boundaries[k])
-            ddelta[s:e] += torch.einsum("tbghn,ghn->tbgh", X, A)
-            dA_total += torch.einsum("tbghn,tbgh->ghn", X, delta[s:e])
+            ddelta[s:e] += (X * A).sum(-1)
+            # dA = sum over (t, b) of X·delta, as one batched matmul over channels: (G, H, 1, T·b) @ (G, H, T·b, N)
+            dA_total += torch.matmul(
+                rearrange(delta[s:e], "t b g h -> g h 1 (t b)"), rearrange(X, "t b g h n -> g h (t b) n")
+            ).view(A.shape)
         return du, ddelta, dA_total, dB, dC
 
 

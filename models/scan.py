@@ -206,6 +206,16 @@ class _SelectiveScanCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
+        with torch.autocast(u.device.type, enabled=False):  # fp32 throughout, even inside an autocast region
+            return _SelectiveScanCore._forward(ctx, u, delta, A, B, C)
+
+    @staticmethod
+    def backward(ctx, dy):
+        with torch.autocast(dy.device.type, enabled=False):
+            return _SelectiveScanCore._backward(ctx, dy.float())
+
+    @staticmethod
+    def _forward(ctx, u, delta, A, B, C):
         L, b, G, H = u.shape
         N = A.shape[-1]
         h = u.new_zeros(b, G, H, N)
@@ -222,7 +232,7 @@ class _SelectiveScanCore(torch.autograd.Function):
         return torch.cat(ys)
 
     @staticmethod
-    def backward(ctx, dy):
+    def _backward(ctx, dy):
         u, delta, A, B, C, boundaries = ctx.saved_tensors
         L = u.shape[0]
         dy = dy.contiguous()

@@ -130,3 +130,12 @@ def test_complex_A_is_refused():
     with pytest.raises(NotImplementedError):
         scan.selective_scan_torch(inputs["u"], inputs["delta"], inputs["A"].to(torch.complex64),
                                   inputs["B"], inputs["C"])
+
+
+def test_agreement_benchmark_table_on_cpu():
+    from models.bench import markdown_table, scan_agreement
+
+    rows = scan_agreement("cpu", shapes=((1, 8, 20, 4, None), (1, 8, 20, 4, 2)), dtypes=(torch.float32,))
+    assert all(r["out"] < 1e-5 and r["worst grad"] < 1e-5 for r in rows)
+    table = markdown_table(rows).splitlines()
+    assert table[0].startswith("| compare |") and len(table) == 2 + len(rows)

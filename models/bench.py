@@ -276,7 +276,7 @@ class _TwoMambas(torch.nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        from mamba_ssm import Mamba
+        from mamba_ssm.modules.mamba_simple import Mamba
 
         self.fwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)
         self.bwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)

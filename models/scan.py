@@ -26,6 +26,7 @@ Nothing falls back silently: the backend is logged once the first time it is use
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -201,17 +202,23 @@ def _run_states(dA, dBu, h):
     return dBu
 
 
+def _no_autocast(device: torch.device):
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. the meta device (shape checks), where autocast does not exist
+
+
 class _SelectiveScanCore(torch.autograd.Function):
     """y_t = <h_t, C_t>, h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, in the time-first layout."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
-        with torch.autocast(u.device.type, enabled=False):  # fp32 throughout, even inside an autocast region
+        with _no_autocast(u.device):  # fp32 throughout, even inside an autocast region
             return _SelectiveScanCore._forward(ctx, u, delta, A, B, C)
 
     @staticmethod
     def backward(ctx, dy):
-        with torch.autocast(dy.device.type, enabled=False):
+        with _no_autocast(dy.device):
             return _SelectiveScanCore._backward(ctx, dy.float())
 
     @staticmethod

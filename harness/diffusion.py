@@ -123,7 +123,8 @@ class GaussianDiffusion:
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         # β̃_0 = 0, so its log is clipped to β̃_1 (IDDPM); the learned range's lower end uses this.
         if len(betas) > 1:
-            self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+            clipped = np.append(self.posterior_variance[1], self.posterior_variance[1:])
+            self.posterior_log_variance_clipped = np.log(clipped)
         else:
             self.posterior_log_variance_clipped = np.log(betas)  # one-step process: nothing to clip to
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
@@ -134,7 +135,8 @@ class GaussianDiffusion:
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε."""
         n = x_start.ndim
-        return _extract(self.sqrt_alphas_cumprod, t, n) * x_start + _extract(self.sqrt_one_minus_alphas_cumprod, t, n) * noise
+        a, s = _extract(self.sqrt_alphas_cumprod, t, n), _extract(self.sqrt_one_minus_alphas_cumprod, t, n)
+        return a * x_start + s * noise
 
     def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
@@ -148,7 +150,8 @@ class GaussianDiffusion:
 
     def predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         n = x_t.ndim
-        return _extract(self.sqrt_recip_alphas_cumprod, t, n) * x_t - _extract(self.sqrt_recipm1_alphas_cumprod, t, n) * eps
+        a, b = _extract(self.sqrt_recip_alphas_cumprod, t, n), _extract(self.sqrt_recipm1_alphas_cumprod, t, n)
+        return a * x_t - b * eps
 
     def p_mean_variance_from_output(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False

@@ -194,7 +194,9 @@ def draw_t_and_noise(positions: torch.Tensor, shape: tuple, seed: int, num_times
 # ------------------------------------------------------------------ model, EMA, checkpoints
 
 
-def build_model_from_config(cfg: TrainConfig, *, in_channels: int, input_size: int, num_classes: int):
+def build_model_from_config(
+    cfg: TrainConfig, *, in_channels: int, input_size: int, num_classes: int, num_frames: int | None = None
+):
     mod_name, _, fn_name = cfg.model_builder.partition(":")
     try:
         build = getattr(importlib.import_module(mod_name), fn_name)
@@ -202,7 +204,7 @@ def build_model_from_config(cfg: TrainConfig, *, in_channels: int, input_size: i
         raise UserError(f"cannot import the model builder {cfg.model_builder}: {e}") from e
     return build(
         cfg.family, cfg.size, variant=cfg.variant, patch=cfg.patch, conditioning=cfg.conditioning,
-        num_classes=num_classes, num_frames=cfg.num_frames, in_channels=in_channels, input_size=input_size,
+        num_classes=num_classes, num_frames=num_frames or cfg.num_frames, in_channels=in_channels, input_size=input_size,
         class_dropout=cfg.class_dropout, **cfg.model_overrides,
     )
 
@@ -297,7 +299,12 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         vae = load_vae(cfg.vae, device)
         in_channels, input_size = vae.channels, sample_video.shape[-1] // vae.downsample
     num_classes = int(getattr(ds, "num_classes", 0))
-    model = build_model_from_config(cfg, in_channels=in_channels, input_size=input_size, num_classes=num_classes)
+    model_args = {
+        "in_channels": int(in_channels), "input_size": int(input_size), "num_classes": num_classes,
+        "num_frames": int(sample_video.shape[0]),  # a latent cache fixes T itself
+    }
+    model = build_model_from_config(cfg, **model_args)
+    vae_id = _vae_identity(ds, vae) if d.main else {}
     model.to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.AdamW(
@@ -385,7 +392,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                     })
                 t_log, n_log = time.perf_counter(), 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                last_ckpt = save_checkpoint(run_dir, cfg, d, done, model, ema, opt, len(ds))
+                last_ckpt = save_checkpoint(run_dir, cfg, d, done, model, ema, opt, len(ds), model_args, vae_id)
             if done >= cfg.steps:
                 break
 
@@ -400,7 +407,16 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     return rec or {}
 
 
-def save_checkpoint(run_dir: Path, cfg: TrainConfig, d: Dist, step: int, model, ema, opt, n: int) -> Path:
+def _vae_identity(ds, vae) -> dict[str, Any]:
+    """The VAE whose latents the model learns (the cache's, or the one encoding on the fly)."""
+    if hasattr(ds, "meta"):
+        return ds.meta["vae"]
+    return vae.identity() if hasattr(vae, "identity") else {"kind": "identity"}
+
+
+def save_checkpoint(
+    run_dir: Path, cfg: TrainConfig, d: Dist, step: int, model, ema, opt, n: int, model_args: dict, vae_identity: dict
+) -> Path:
     """Rank 0 writes model, EMA, optimizer, step, every rank's RNG states and the data position, atomically."""
     states = [None] * d.world
     if d.world > 1:
@@ -418,6 +434,8 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, d: Dist, step: int, model, 
             "rng": states,
             "data": {"epoch": step // per_epoch, "batch_in_epoch": step % per_epoch, "world_size": d.world},
             "config": dataclasses.asdict(cfg),
+            "model_args": model_args,
+            "vae": vae_identity,
             "config_hash": ledger.config_hash(cfg.hashed()),
             "scan_backend": scan_backend(),
         })

@@ -150,11 +150,11 @@ def encode_dataset(
     settings is refused rather than mixed. The cache holds no random windows or flips, so
     training from it has no data augmentation (record it; train from the prepared data to have them).
     """
+    out_dir = Path(out_dir)
+    vae = load_vae(vae_spec, device)  # first: a missing VAE is reported before any data is read
     from harness.data.clips import ClipDataset
     from harness.data.manifest import manifest_fingerprint
 
-    out_dir = Path(out_dir)
-    vae = load_vae(vae_spec, device)
     ds = ClipDataset(prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False, seed=seed)
     meta = {
         "vae": vae.identity(),

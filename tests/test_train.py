@@ -144,3 +144,21 @@ def test_ddp_two_processes_equal_one_process_double_batch(tmp_path):
     for run in ("ddp", "single"):
         line = json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
         assert line["grad_norm"] > 0 and np.isfinite(line["loss"])
+
+
+def test_cli_train_then_sample(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    data = make_latent_cache(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--run-dir", str(run), "--steps", "2", "--batch", "2", "--precision",
+            "fp32", "--num-workers", "0", "--device", "cpu", "--model-builder", BUILDER, "--log-every", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert T.latest_checkpoint(run).name == "step-0000002.pt"
+    res = CliRunner().invoke(app, ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "s"), "--num", "2",
+                                   "--steps", "3", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s" / "clips" / "clips-00000.npy").exists() and (tmp_path / "s" / "videos").is_dir()

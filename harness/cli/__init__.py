@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
+from harness.cli import train  # noqa: F401  (registers `encode`, `train`, `sample`)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

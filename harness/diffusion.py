@@ -276,23 +276,16 @@ def create_diffusion(respacing: str | int | None = None) -> GaussianDiffusion:
     return GaussianDiffusion(np.array(new_betas), timestep_map=keep)
 
 
-def make_denoiser(model, y: torch.Tensor | None, cfg_scale: float = 1.0, null_class: int | None = None):
-    """``denoise(x_t, t)`` for the samplers; with cfg_scale > 1 and labels, classifier-free guidance.
+def make_denoiser(model, y: torch.Tensor | None, cfg_scale: float = 1.0):
+    """``denoise(x_t, t)`` for the samplers; with cfg_scale ≠ 1 and labels, classifier-free guidance.
 
-    Guidance follows Latte/DiT: the batch is doubled as [x, x] with labels [y, null] and
-    ``model.forward_with_cfg`` mixes ε_uncond + s·(ε_cond − ε_uncond) on the noise channels only.
+    Guidance is the model's own ``forward_with_cfg(x, t, y, s)`` (the models contract): it runs
+    [x, x] with labels [y, null] and returns (B, T, 2C, H, W) whose noise channels are
+    ε_uncond + s·(ε_cond − ε_uncond) and whose variance channels are the conditional ones.
     """
     if y is None or cfg_scale == 1.0:
         return lambda x, t: model(x, t, y)
-    if null_class is None:
-        raise ValueError("classifier-free guidance needs the null class index (num_classes)")
-    y_null = torch.full_like(y, null_class)
-
-    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null]), cfg_scale)
-        return out[: x.shape[0]]
-
-    return denoise
+    return lambda x, t: model.forward_with_cfg(x, t, y, cfg_scale)
 
 
 def sample_video(
@@ -303,7 +296,6 @@ def sample_video(
     steps: int = 250,
     y: torch.Tensor | None = None,
     cfg_scale: float = 1.0,
-    null_class: int | None = None,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
@@ -311,7 +303,7 @@ def sample_video(
 ) -> torch.Tensor:
     """One batch of samples (B, T, C, H, W), reproducible from ``generator``'s seed."""
     noise = torch.randn(shape, generator=generator, device=device)
-    denoise = make_denoiser(model, y, cfg_scale, null_class)
+    denoise = make_denoiser(model, y, cfg_scale)
     if sampler == "ddpm":
         return create_diffusion(steps).p_sample_loop(denoise, noise, generator, progress)
     if sampler == "ddim":

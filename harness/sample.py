@@ -155,7 +155,7 @@ def sample(
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     latents = sample_video(
                         model, (hi - lo, *shape), sampler=sampler, steps=steps, y=y, cfg_scale=cfg_scale,
-                        null_class=num_classes, generator=g, device=dev,
+                        generator=g, device=dev,
                     )
                 clips = to_uint8(decoder.decode(latents.float()))
                 write_shard(out_dir, s, clips)

@@ -26,14 +26,12 @@ class TinyVideoNet(nn.Module):
         h = self.inp(x.permute(0, 2, 1, 3, 4)) + emb[:, :, None, None, None]  # (B, hidden, T, H, W)
         return self.out(torch.nn.functional.silu(h)).permute(0, 2, 1, 3, 4)  # (B, T, 2C, H, W)
 
-    def forward_with_cfg(self, x, t, y, cfg_scale):
-        half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y)
+    def forward_with_cfg(self, x, t, y, cfg_scale):  # the models contract: B in, B out
+        null = torch.full_like(y, self.num_classes)
+        out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
+        cond, uncond = out.chunk(2)
         c = self.in_channels
-        eps, rest = out[:, :, :c], out[:, :, c:]
-        cond, uncond = eps.chunk(2)
-        mixed = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([torch.cat([mixed, mixed]), rest], dim=2)
+        return torch.cat([uncond[:, :, :c] + cfg_scale * (cond[:, :, :c] - uncond[:, :, :c]), cond[:, :, c:]], dim=2)
 
 
 def build_model(family, size, *, variant=3, patch=2, conditioning="madan", num_classes=0, num_frames=16,

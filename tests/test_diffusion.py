@@ -169,20 +169,18 @@ def test_samplers_are_seeded_and_cfg_mixes_noise_channels():
             shift = (y.float() + 1).reshape(-1, 1, 1, 1, 1) * 0.1
             return torch.cat([x * 0.5 + shift, torch.zeros_like(x) + shift], dim=2)
 
-        def forward_with_cfg(self, x, t, y, cfg_scale):
-            out = self.forward(x, t, y)
-            eps, rest = out[:, :, :2], out[:, :, 2:]
-            cond, uncond = eps.chunk(2)
-            half = uncond + cfg_scale * (cond - uncond)
-            return torch.cat([torch.cat([half, half]), rest], dim=2)
+        def forward_with_cfg(self, x, t, y, cfg_scale):  # the models contract: B in, B out
+            out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, 3)]))
+            cond, uncond = out.chunk(2)
+            return torch.cat([uncond[:, :, :2] + cfg_scale * (cond[:, :, :2] - uncond[:, :, :2]), cond[:, :, 2:]], 2)
 
-    kw = dict(sampler="ddpm", steps=5, y=torch.tensor([1, 2]), cfg_scale=7.0, null_class=3)
+    kw = dict(sampler="ddpm", steps=5, y=torch.tensor([1, 2]), cfg_scale=7.0)
     a = D.sample_video(Toy(), (2, 2, 2, 4, 4), generator=torch.Generator().manual_seed(1), **kw)
     b = D.sample_video(Toy(), (2, 2, 2, 4, 4), generator=torch.Generator().manual_seed(1), **kw)
     c = D.sample_video(Toy(), (2, 2, 2, 4, 4), generator=torch.Generator().manual_seed(2), **kw)
     assert torch.equal(a, b) and not torch.equal(a, c)
     # guidance: ε = ε_u + 7(ε_c − ε_u); with the toy, ε_c − ε_u = 0.1(y+1) − 0.1·4
-    den = D.make_denoiser(Toy(), torch.tensor([1]), 7.0, null_class=3)
+    den = D.make_denoiser(Toy(), torch.tensor([1]), 7.0)
     x = torch.zeros(1, 1, 2, 1, 1)
     out = den(x, torch.tensor([5]))
     assert out[0, 0, 0].item() == pytest.approx(0.4 + 7 * (0.2 - 0.4))

@@ -182,6 +182,7 @@ def bench_model(
     warmup: int,
     iters: int,
     compile: bool,
+    compile_mode: str,
     reference: bool,
     sample_batch: int,
     sample_steps: int,
@@ -202,8 +203,8 @@ def bench_model(
 
     # -- equality: ours (bf16 autocast [+ compile]) vs fp32 eager, TF32 off, same weights and input
     model.eval()
-    fwd = torch.compile(model) if compile else model
-    compile_note = "torch.compile" if compile else "eager"
+    fwd = torch.compile(model, mode=compile_mode) if compile else model
+    compile_note = f"torch.compile({compile_mode})" if compile else "eager"
     with torch.no_grad(), tf32(False):
         ref = model(x, t, y).float()
         try:
@@ -236,7 +237,7 @@ def bench_model(
         if fwd is model:
             raise
         log(f"[yellow]{family}: compiled training step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-        fwd, res["mode"] = model, res["mode"].replace("torch.compile", f"eager (compile failed: {type(e).__name__})")
+        fwd, res["mode"] = model, res["mode"].replace(compile_note, f"eager (compile failed: {type(e).__name__})")
         opt.zero_grad(set_to_none=True)
         step = make_train_step(model, opt, x, t, y, noise, bf16=True, forward=fwd)
         ms = time_it(step, device, warmup, iters)
@@ -270,7 +271,8 @@ def bench_model(
     res["ddpm250_s_per_video"] = per_step_video * 250 / 1e3
     res["gpu_hours_2048"] = res["ddpm250_s_per_video"] * 2048 / 3600
     res["sample_peak_mem_gib"] = peak_mem_gib(device)
-    del model, fwd
+    model = fwd = None  # free the measured model before the reference one is built
+
     # -- Latte's public way: fp32 + TF32, explicit attention, eager, default AdamW
     if reference:
         torch.manual_seed(0)
@@ -310,6 +312,7 @@ def run(
     warmup: int = 3,
     iters: int = 10,
     compile: bool = True,
+    compile_mode: str = "default",
     reference: bool = True,
     sample_batch: int = 8,
     sample_steps: int = 10,
@@ -317,9 +320,14 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     dev = torch.device(device)
-    out: dict[str, Any] = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                           "torch": torch.__version__, "shape": [batch, frames, channels, latent, latent],
-                           "warmup": warmup, "iters": iters, "models": []}
+    out: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "shape": [batch, frames, channels, latent, latent],
+        "warmup": warmup,
+        "iters": iters,
+        "models": [],
+    }
     try:
         from models.scan import backend_in_use
 
@@ -328,11 +336,27 @@ def run(
         out["scan_backend"] = "unavailable"
     for fam in families:
         log(f"benchmarking {fam}-{size}/2 ...")
-        out["models"].append(bench_model(
-            fam, size=size, batch=batch, frames=frames, channels=channels, latent=latent, num_classes=num_classes,
-            device=dev, warmup=warmup, iters=iters, compile=compile, reference=reference and fam == "latte",
-            sample_batch=sample_batch, sample_steps=sample_steps, builder=builder, log=log,
-        ))
+        out["models"].append(
+            bench_model(
+                fam,
+                size=size,
+                batch=batch,
+                frames=frames,
+                channels=channels,
+                latent=latent,
+                num_classes=num_classes,
+                device=dev,
+                warmup=warmup,
+                iters=iters,
+                compile=compile,
+                compile_mode=compile_mode,
+                reference=reference and fam == "latte",
+                sample_batch=sample_batch,
+                sample_steps=sample_steps,
+                builder=builder,
+                log=log,
+            )
+        )
     by = {m["model"].split("-")[0]: m for m in out["models"]}
     if "matten" in by and "latte" in by:
         out["matten_over_latte_step_time"] = by["matten"]["step_ms"] / by["latte"]["step_ms"]

@@ -311,4 +311,3 @@ def sample_video(
             denoise, noise, eta, generator, progress
         )
     raise ValueError(f"unknown sampler {sampler!r} (ddpm | ddim)")
-

@@ -130,9 +130,18 @@ def sample(
     shape = (t, margs["in_channels"], margs["input_size"], margs["input_size"])
     out_dir = Path(out_dir)
     config = {
-        "checkpoint": str(ckpt_path.resolve()), "step": state["step"], "weights": "ema" if use_ema else "model",
-        "num": num, "batch_size": batch_size, "sampler": sampler, "steps": steps, "cfg_scale": cfg_scale,
-        "seed": seed, "vae": vae_spec, "labels": "i mod num_classes" if num_classes else None, "precision": precision,
+        "checkpoint": str(ckpt_path.resolve()),
+        "step": state["step"],
+        "weights": "ema" if use_ema else "model",
+        "num": num,
+        "batch_size": batch_size,
+        "sampler": sampler,
+        "steps": steps,
+        "cfg_scale": cfg_scale,
+        "seed": seed,
+        "vae": vae_spec,
+        "labels": "i mod num_classes" if num_classes else None,
+        "precision": precision,
     }
     done = ledger.find_complete(out_dir, "sample", config)
     if done:
@@ -154,8 +163,14 @@ def sample(
                 y = torch.arange(lo, hi, device=dev) % num_classes if num_classes else None
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     latents = sample_video(
-                        model, (hi - lo, *shape), sampler=sampler, steps=steps, y=y, cfg_scale=cfg_scale,
-                        generator=g, device=dev,
+                        model,
+                        (hi - lo, *shape),
+                        sampler=sampler,
+                        steps=steps,
+                        y=y,
+                        cfg_scale=cfg_scale,
+                        generator=g,
+                        device=dev,
                     )
                 clips = to_uint8(decoder.decode(latents.float()))
                 write_shard(out_dir, s, clips)

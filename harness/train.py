@@ -65,11 +65,12 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 4
     device: str = "auto"
+    compile: bool = False  # torch.compile the (DDP-wrapped) model; same math, faster on GPUs
     model_builder: str = "models:build_model"  # "module:function" honouring models.build_model's contract
 
     def hashed(self) -> dict[str, Any]:
         """What identifies the run (steps, intervals and workers may change across a resume)."""
-        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir"}
+        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -123,7 +124,11 @@ def open_dataset(cfg: TrainConfig):
     from harness.data.clips import ClipDataset
 
     return ClipDataset(
-        cfg.data, num_frames=cfg.num_frames, frame_interval=cfg.frame_interval, size=cfg.image_size, train=True,
+        cfg.data,
+        num_frames=cfg.num_frames,
+        frame_interval=cfg.frame_interval,
+        size=cfg.image_size,
+        train=True,
         seed=cfg.seed,
     )
 
@@ -173,7 +178,10 @@ def iterate_batches(ds, cfg: TrainConfig, d: Dist, start_step: int):
         lo, hi = d.rank * cfg.batch, (d.rank + 1) * cfg.batch
         keyed = [[(i, (step + j) * g + lo + r) for r, i in enumerate(b[lo:hi])] for j, b in enumerate(batches)]
         loader = torch.utils.data.DataLoader(
-            _Positioned(ds), batch_sampler=keyed, num_workers=cfg.num_workers, collate_fn=collate,
+            _Positioned(ds),
+            batch_sampler=keyed,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
             persistent_workers=False,
         )
         for batch in loader:
@@ -203,9 +211,17 @@ def build_model_from_config(
     except (ImportError, AttributeError) as e:
         raise UserError(f"cannot import the model builder {cfg.model_builder}: {e}") from e
     return build(
-        cfg.family, cfg.size, variant=cfg.variant, patch=cfg.patch, conditioning=cfg.conditioning,
-        num_classes=num_classes, num_frames=num_frames or cfg.num_frames, in_channels=in_channels, input_size=input_size,
-        class_dropout=cfg.class_dropout, **cfg.model_overrides,
+        cfg.family,
+        cfg.size,
+        variant=cfg.variant,
+        patch=cfg.patch,
+        conditioning=cfg.conditioning,
+        num_classes=num_classes,
+        num_frames=num_frames or cfg.num_frames,
+        in_channels=in_channels,
+        input_size=input_size,
+        class_dropout=cfg.class_dropout,
+        **cfg.model_overrides,
     )
 
 
@@ -300,16 +316,16 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         in_channels, input_size = vae.channels, sample_video.shape[-1] // vae.downsample
     num_classes = int(getattr(ds, "num_classes", 0))
     model_args = {
-        "in_channels": int(in_channels), "input_size": int(input_size), "num_classes": num_classes,
+        "in_channels": int(in_channels),
+        "input_size": int(input_size),
+        "num_classes": num_classes,
         "num_frames": int(sample_video.shape[0]),  # a latent cache fixes T itself
     }
     model = build_model_from_config(cfg, **model_args)
     vae_id = _vae_identity(ds, vae) if d.main else {}
     model.to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     diffusion = create_diffusion()
 
     start = 0
@@ -324,7 +340,11 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         start = state["step"]
     ddp = model
     if d.world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        ddp = torch.compile(ddp)
 
     rec = None
     metrics_path = run_dir / "metrics.jsonl"
@@ -352,7 +372,9 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 with torch.no_grad():
                     x = vae.encode(x)
             y = batch["label"].to(device) if num_classes > 0 else None
-            t, noise = draw_t_and_noise(batch["position"], tuple(x.shape[1:]), cfg.seed, diffusion.num_timesteps, device)
+            t, noise = draw_t_and_noise(
+                batch["position"], tuple(x.shape[1:]), cfg.seed, diffusion.num_timesteps, device
+            )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 losses = diffusion.training_losses(ddp, x, t, y, noise)
             loss = losses["loss"].mean()
@@ -367,7 +389,9 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
             if not all(math.isfinite(v) for v in (loss_v, gn_v)):
                 where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
                 if d.main:
-                    _append_jsonl(metrics_path, {"step": step + 1, "event": "diverged", "loss": loss_v, "grad_norm": gn_v})
+                    _append_jsonl(
+                        metrics_path, {"step": step + 1, "event": "diverged", "loss": loss_v, "grad_norm": gn_v}
+                    )
                 raise TrainingDiverged(
                     f"training diverged at step {step + 1}: loss={loss_v} grad_norm={gn_v}; {where} "
                     "(resume with --resume, e.g. with a lower --lr or --precision fp32)"
@@ -385,11 +409,21 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 dt = time.perf_counter() - t_log
                 mem, mem_kind = peak_memory(device)
                 if d.main:
-                    _append_jsonl(metrics_path, {
-                        "step": done, "loss": loss_v, "mse": mse_v, "vb": vb_v, "grad_norm": gn_v,
-                        "clipped": clip != math.inf, "lr": opt.param_groups[0]["lr"],
-                        "samples_per_s": n_log / dt, "peak_mem_gib": round(mem, 3), "mem_kind": mem_kind,
-                    })
+                    _append_jsonl(
+                        metrics_path,
+                        {
+                            "step": done,
+                            "loss": loss_v,
+                            "mse": mse_v,
+                            "vb": vb_v,
+                            "grad_norm": gn_v,
+                            "clipped": clip != math.inf,
+                            "lr": opt.param_groups[0]["lr"],
+                            "samples_per_s": n_log / dt,
+                            "peak_mem_gib": round(mem, 3),
+                            "mem_kind": mem_kind,
+                        },
+                    )
                 t_log, n_log = time.perf_counter(), 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 last_ckpt = save_checkpoint(run_dir, cfg, d, done, model, ema, opt, len(ds), model_args, vae_id)
@@ -398,9 +432,15 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
 
     if d.main:
         rec = ledger.finish(
-            run_dir, rec,
-            outputs={"checkpoint": str(last_ckpt.relative_to(run_dir)) if last_ckpt else None, "metrics": "metrics.jsonl"},
-            scan_backend=scan_backend(), world_size=d.world, steps=cfg.steps,
+            run_dir,
+            rec,
+            outputs={
+                "checkpoint": str(last_ckpt.relative_to(run_dir)) if last_ckpt else None,
+                "metrics": "metrics.jsonl",
+            },
+            scan_backend=scan_backend(),
+            world_size=d.world,
+            steps=cfg.steps,
         )
     if d.world > 1:
         dist.barrier()
@@ -426,19 +466,22 @@ def save_checkpoint(
     path = checkpoint_dir(run_dir) / f"step-{step:07d}.pt"
     if d.main:
         per_epoch = n // (cfg.batch * d.world)
-        atomic_save_torch(path, {
-            "step": step,
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": states,
-            "data": {"epoch": step // per_epoch, "batch_in_epoch": step % per_epoch, "world_size": d.world},
-            "config": dataclasses.asdict(cfg),
-            "model_args": model_args,
-            "vae": vae_identity,
-            "config_hash": ledger.config_hash(cfg.hashed()),
-            "scan_backend": scan_backend(),
-        })
+        atomic_save_torch(
+            path,
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": states,
+                "data": {"epoch": step // per_epoch, "batch_in_epoch": step % per_epoch, "world_size": d.world},
+                "config": dataclasses.asdict(cfg),
+                "model_args": model_args,
+                "vae": vae_identity,
+                "config_hash": ledger.config_hash(cfg.hashed()),
+                "scan_backend": scan_backend(),
+            },
+        )
         for old in list_checkpoints(run_dir)[: -cfg.keep_checkpoints]:
             old.unlink()
     if d.world > 1:

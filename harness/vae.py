@@ -155,12 +155,20 @@ def encode_dataset(
     from harness.data.clips import ClipDataset
     from harness.data.manifest import manifest_fingerprint
 
-    ds = ClipDataset(prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False, seed=seed)
+    ds = ClipDataset(
+        prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False, seed=seed
+    )
     meta = {
         "vae": vae.identity(),
         "source": str(Path(prepared_dir).resolve()),
         "manifest_fingerprint": manifest_fingerprint(prepared_dir),
-        "clip": {"num_frames": num_frames, "frame_interval": frame_interval, "size": size, "train": False, "seed": seed},
+        "clip": {
+            "num_frames": num_frames,
+            "frame_interval": frame_interval,
+            "size": size,
+            "train": False,
+            "seed": seed,
+        },
         "num_videos": len(ds),
         "num_classes": ds.num_classes,
         "shard_size": shard_size,
@@ -216,7 +224,9 @@ class LatentDataset(torch.utils.data.Dataset):
         cache_dir = Path(cache_dir)
         self.meta = json.loads((cache_dir / CACHE_META).read_text())
         if not self.meta.get("complete"):
-            raise UserError(f"the latent cache {cache_dir} is unfinished; rerun matten-bench encode with the same options")
+            raise UserError(
+                f"the latent cache {cache_dir} is unfinished; rerun matten-bench encode with the same options"
+            )
         lat, lab = [], []
         for path in sorted((cache_dir / "latents").glob("latents-*.npz")):
             with np.load(path) as z:

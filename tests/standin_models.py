@@ -34,6 +34,18 @@ class TinyVideoNet(nn.Module):
         return torch.cat([uncond[:, :, :c] + cfg_scale * (cond[:, :, :c] - uncond[:, :, :c]), cond[:, :, c:]], dim=2)
 
 
-def build_model(family, size, *, variant=3, patch=2, conditioning="madan", num_classes=0, num_frames=16,
-                in_channels=4, input_size=32, class_dropout=0.1, **kw):
+def build_model(
+    family,
+    size,
+    *,
+    variant=3,
+    patch=2,
+    conditioning="madan",
+    num_classes=0,
+    num_frames=16,
+    in_channels=4,
+    input_size=32,
+    class_dropout=0.1,
+    **kw,
+):
     return TinyVideoNet(in_channels, num_classes, class_dropout)

@@ -17,9 +17,23 @@ def test_explicit_attention_equals_sdpa():
 
 
 def test_tiny_run_on_cpu():
-    res = B.run(["latte"], size="tiny", batch=1, frames=2, channels=3, latent=4, num_classes=3, device="cpu",
-                warmup=0, iters=1, compile=False, sample_batch=1, sample_steps=1, builder="tests.standin_models:build_model",
-                log=lambda s: None)
+    res = B.run(
+        ["latte"],
+        size="tiny",
+        batch=1,
+        frames=2,
+        channels=3,
+        latent=4,
+        num_classes=3,
+        device="cpu",
+        warmup=0,
+        iters=1,
+        compile=False,
+        sample_batch=1,
+        sample_steps=1,
+        builder="tests.standin_models:build_model",
+        log=lambda s: None,
+    )
     m = res["models"][0]
     assert m["step_ms"] > 0 and m["samples_per_s"] > 0 and m["check_ok"]
     assert m["train_flops_counted"] > 0 and m["ddpm250_s_per_video"] > 0 and m["speedup_vs_latte_public"] > 0

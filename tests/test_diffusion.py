@@ -91,8 +91,11 @@ def test_vb_term_by_hand():
             prob = np.where(
                 x0i < -0.999,
                 cdf((x0i + 1 / 255 - p_mean) / s),
-                np.where(x0i > 0.999, 1 - cdf((x0i - 1 / 255 - p_mean) / s),
-                         cdf((x0i + 1 / 255 - p_mean) / s) - cdf((x0i - 1 / 255 - p_mean) / s)),
+                np.where(
+                    x0i > 0.999,
+                    1 - cdf((x0i - 1 / 255 - p_mean) / s),
+                    cdf((x0i + 1 / 255 - p_mean) / s) - cdf((x0i - 1 / 255 - p_mean) / s),
+                ),
             )
             want = -np.log(np.maximum(prob, 1e-12)).mean() / math.log(2)
             assert vb[i].item() == pytest.approx(want, rel=2e-2)

@@ -28,15 +28,30 @@ def make_latent_cache(path: Path, n=8, t=2, c=3, hw=8, num_classes=3, nan_at=Non
         lat[nan_at] = np.nan
     (path / "latents").mkdir(parents=True)
     np.savez(path / "latents" / "latents-00000.npz", latents=lat, labels=np.arange(n) % num_classes)
-    atomic_write_json(path / "latent_cache.json", {"vae": {"kind": "identity"}, "num_classes": num_classes,
-                                                   "complete": True, "num_videos": n})
+    atomic_write_json(
+        path / "latent_cache.json",
+        {"vae": {"kind": "identity"}, "num_classes": num_classes, "complete": True, "num_videos": n},
+    )
     return path
 
 
 def config(data, run_dir, **kw):
-    base = dict(data=str(data), run_dir=str(run_dir), model_builder=BUILDER, batch=2, steps=6, ckpt_every=2,
-                log_every=1, num_workers=0, precision="fp32", device="cpu", ema_decay=0.9, start_clip_iter=3,
-                clip_max_norm=0.05, seed=3)
+    base = dict(
+        data=str(data),
+        run_dir=str(run_dir),
+        model_builder=BUILDER,
+        batch=2,
+        steps=6,
+        ckpt_every=2,
+        log_every=1,
+        num_workers=0,
+        precision="fp32",
+        device="cpu",
+        ema_decay=0.9,
+        start_clip_iter=3,
+        clip_max_norm=0.05,
+        seed=3,
+    )
     base.update(kw)
     return T.TrainConfig(**base)
 
@@ -122,8 +137,9 @@ def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path):
 
 
 def _ddp_worker(rank, port, data, run):
-    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     T.train(config(data, run, steps=1, batch=2, class_dropout=0.0, ckpt_every=1))
     torch.distributed.destroy_process_group()
@@ -153,12 +169,45 @@ def test_cli_train_then_sample(tmp_path):
 
     data = make_latent_cache(tmp_path / "data")
     run = tmp_path / "run"
-    args = ["train", "--data", str(data), "--run-dir", str(run), "--steps", "2", "--batch", "2", "--precision",
-            "fp32", "--num-workers", "0", "--device", "cpu", "--model-builder", BUILDER, "--log-every", "1"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--precision",
+        "fp32",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--model-builder",
+        BUILDER,
+        "--log-every",
+        "1",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert T.latest_checkpoint(run).name == "step-0000002.pt"
-    res = CliRunner().invoke(app, ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "s"), "--num", "2",
-                                   "--steps", "3", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sample",
+            "--checkpoint",
+            str(run),
+            "--out",
+            str(tmp_path / "s"),
+            "--num",
+            "2",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "s" / "clips" / "clips-00000.npy").exists() and (tmp_path / "s" / "videos").is_dir()

@@ -18,9 +18,15 @@ def tiny_vae_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     model = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4, layers_per_block=1,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), sample_size=16,
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 8),
+        sample_size=16,
     )
     path = tmp_path_factory.mktemp("sd") / "vae"
     model.save_pretrained(path)
@@ -52,9 +58,20 @@ def test_missing_vae_is_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="unknown --vae"):
         V.load_vae("sdxl:/x")
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "encode", "--data", str(tmp_path), "--out", str(tmp_path / "c"),
-         "--vae", f"sd-v1-4:{tmp_path / 'nowhere'}"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "encode",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "c"),
+            "--vae",
+            f"sd-v1-4:{tmp_path / 'nowhere'}",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "Traceback" not in out.stderr
 

@@ -30,8 +30,17 @@ def encode(
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    meta = encode_dataset(data, out, vae, num_frames=frames, frame_interval=frame_interval, size=size, seed=seed,
-                          device=device, batch_size=batch_size)
+    meta = encode_dataset(
+        data,
+        out,
+        vae,
+        num_frames=frames,
+        frame_interval=frame_interval,
+        size=size,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+    )
     console.print(f"latent cache: {out} ({meta['num_videos']} videos, VAE {meta['vae']['kind']})")
 
 
@@ -60,6 +69,7 @@ def train(
     log_every: int = typer.Option(10),
     num_workers: int = typer.Option(4),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU speed-up)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run's latest checkpoint"),
     model_builder: str = typer.Option("models:build_model", hidden=True, help="module:function (tests)"),
 ) -> None:
@@ -68,11 +78,31 @@ def train(
     from harness.train import train as run_train
 
     cfg = TrainConfig(
-        data=str(data), run_dir=str(run_dir), family=family, size=size, variant=variant, patch=patch,
-        conditioning=conditioning, vae=vae, num_frames=frames, frame_interval=frame_interval, image_size=image_size,
-        steps=steps, batch=batch, lr=lr, ema_decay=ema_decay, precision=precision, clip_max_norm=clip_max_norm,
-        start_clip_iter=start_clip_iter, seed=seed, ckpt_every=ckpt_every, log_every=log_every,
-        num_workers=num_workers, device=device, model_builder=model_builder,
+        data=str(data),
+        run_dir=str(run_dir),
+        family=family,
+        size=size,
+        variant=variant,
+        patch=patch,
+        conditioning=conditioning,
+        vae=vae,
+        num_frames=frames,
+        frame_interval=frame_interval,
+        image_size=image_size,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        ema_decay=ema_decay,
+        precision=precision,
+        clip_max_norm=clip_max_norm,
+        start_clip_iter=start_clip_iter,
+        seed=seed,
+        ckpt_every=ckpt_every,
+        log_every=log_every,
+        compile=compile,
+        num_workers=num_workers,
+        device=device,
+        model_builder=model_builder,
     )
     rec = run_train(cfg, resume=resume)
     if rec:
@@ -87,7 +117,9 @@ def sample(
     batch_size: int = typer.Option(16),
     sampler: str = typer.Option("ddpm", help="ddpm | ddim"),
     steps: int = typer.Option(250, help="sampling steps (DDPM 250, DDIM 50 are the usual)"),
-    cfg_scale: float = typer.Option(None, help="classifier-free guidance (default 7.0 for class-conditional, as Latte)"),
+    cfg_scale: float = typer.Option(
+        None, help="classifier-free guidance (default 7.0 for class-conditional, as Latte)"
+    ),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="EMA weights (default) or the raw model"),
     seed: int = typer.Option(0),
     vae: str = typer.Option(None, help="override the checkpoint's VAE (identity | sd-v1-4:PATH)"),
@@ -98,7 +130,19 @@ def sample(
     """Sample videos from a checkpoint (resumable: finished shards are skipped)."""
     from harness.sample import sample as run_sample
 
-    rec = run_sample(checkpoint, out, num=num, batch_size=batch_size, sampler=sampler, steps=steps,
-                     cfg_scale=cfg_scale, use_ema=ema, seed=seed, vae=vae, device=device, mp4=mp4,
-                     precision=precision)
+    rec = run_sample(
+        checkpoint,
+        out,
+        num=num,
+        batch_size=batch_size,
+        sampler=sampler,
+        steps=steps,
+        cfg_scale=cfg_scale,
+        use_ema=ema,
+        seed=seed,
+        vae=vae,
+        device=device,
+        mp4=mp4,
+        precision=precision,
+    )
     console.print(json.dumps({k: rec.get(k) for k in ("status", "shards_written", "shards_skipped", "seconds")}))

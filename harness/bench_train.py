@@ -107,7 +107,7 @@ def perturb_weights(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Modul
 def make_train_step(model, opt, x, t, y, noise, *, bf16: bool, forward=None) -> Callable[[], float]:
     """One training step: IDDPM loss (MSE + VB) forward, backward, grad norm, optimizer step."""
     diffusion = create_diffusion()
-    forward = forward or model
+    forward = forward if forward is not None else model
     device = x.device
 
     def step() -> torch.Tensor:

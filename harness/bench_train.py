@@ -201,26 +201,32 @@ def bench_model(
     model = perturb_weights(build(builder, family, size, **kw)).to(device)
     res["params"] = sum(p.numel() for p in model.parameters())
 
-    # -- equality: ours (bf16 autocast [+ compile]) vs fp32 eager, TF32 off, same weights and input
+    # -- equality: ours (bf16 autocast [+ compile]) vs fp32 eager, TF32 off, same weights and input.
+    # The check runs at the sampling shape (2·sample_batch with guidance), so the compiled
+    # eval-mode graph it builds is the one sampling reuses (one compile fewer).
     model.eval()
     fwd = torch.compile(model, mode=compile_mode) if compile else model
     compile_note = f"torch.compile({compile_mode})" if compile else "eager"
+    nb = 2 * sample_batch if num_classes else sample_batch
+    cx = torch.randn(nb, frames, channels, latent, latent, generator=g, device=device)
+    ct = torch.randint(0, 1000, (nb,), generator=g, device=device)
+    cy = torch.randint(0, num_classes, (nb,), generator=g, device=device) if num_classes else None
     with torch.no_grad(), tf32(False):
-        ref = model(x, t, y).float()
+        ref = model(cx, ct, cy).float()
         try:
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                fast = fwd(x, t, y).float()
+                fast = fwd(cx, ct, cy).float()
         except Exception as e:  # a model that does not compile is reported, then measured eager
             log(f"[yellow]{family}: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); eager")
             fwd, compile_note = model, f"eager (compile failed: {type(e).__name__})"
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                fast = fwd(x, t, y).float()
+                fast = fwd(cx, ct, cy).float()
     rel = ((fast - ref).norm() / ref.norm()).item()
     res["check_rel_l2_vs_fp32"] = rel
     res["check_ok"] = rel < 2e-2
     res["mode"] = f"bf16 autocast, SDPA, {compile_note}, {'fused ' if device.type == 'cuda' else ''}AdamW"
     model.train()
-    del ref, fast
+    del ref, fast, cx, ct, cy
 
     # -- FLOPs of one training step (eager, counted)
     flops = count_train_flops(model, x, t, y, noise)

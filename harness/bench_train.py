@@ -45,6 +45,11 @@ PEAK_TFLOPS = {
 }
 
 
+# fvcore forward GFMA per 16×4×32×32 clip (results/flops.md, `matten-bench flops`, models at 8f80ef5):
+# with attention products and the selective scan. A training step is taken as 3× the forward (fwd + 2× bwd).
+FVCORE_GFMA_PER_CLIP = {("latte", "xl"): 1894.04, ("matten", "xl"): 2437.11}
+
+
 def peak_tflops(device: torch.device) -> dict[str, float] | None:
     if device.type != "cuda":
         return None
@@ -252,8 +257,14 @@ def bench_model(
     res["samples_per_s"] = batch / (res["step_ms"] / 1e3)
     res["peak_mem_gib"] = peak_mem_gib(device)
     peaks = peak_tflops(device)
+    gfma = FVCORE_GFMA_PER_CLIP.get((family, size)) if (frames, latent, channels) == (16, 32, 4) else None
+    if gfma:
+        res["train_flops_fvcore_3x_fwd"] = 3 * 2 * gfma * 1e9 * batch
     if peaks:
         res["mfu"] = flops / (res["step_ms"] / 1e3) / (peaks["bf16"] * 1e12)
+        if gfma:
+            res["mfu_fvcore"] = res["train_flops_fvcore_3x_fwd"] / (res["step_ms"] / 1e3) / (peaks["bf16"] * 1e12)
+        res["peak_tflops_bf16"] = peaks["bf16"]
     del opt, step
 
     # -- sampling: DDPM with CFG, ``sample_steps`` steps timed, scaled to 250

@@ -112,6 +112,12 @@ def bench_train(
                 f"{m['model']}: ours vs Latte's public way: {m['speedup_vs_latte_public']:.2f}x faster "
                 f"(target ≥ 2x, ≤ 196 ms/step on an H100)"
             )
+        if "mfu_fvcore" in m:
+            console.print(
+                f"{m['model']}: MFU from fvcore's analytic count (3 × 2 × GFMA/clip × batch = "
+                f"{m['train_flops_fvcore_3x_fwd'] / 1e12:.2f} TFLOP/step): {m['mfu_fvcore'] * 100:.1f}% "
+                f"of {m['peak_tflops_bf16']} TFLOP/s bf16 dense"
+            )
         console.print(
             f"{m['model']}: FLOPs counted by torch FlopCounterMode (FLOP = 2 FMA, fwd+bwd, one step); "
             f"selective scan not counted, analytic estimate {m['train_flops_scan_estimate'] / 1e12:.3f} TFLOP"

@@ -103,9 +103,10 @@ def build(builder: str, family: str, size: str, **kw) -> torch.nn.Module:
 def perturb_weights(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
     """Add seeded noise to every parameter: adaLN-Zero models output exactly 0 at initialisation,
     which would make the fp32 equality check vacuous."""
-    g = torch.Generator().manual_seed(1234)
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(1234)
     for p in model.parameters():
-        p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * std)
+        p.add_(torch.randn(p.shape, generator=g, device=device, dtype=p.dtype) * std)
     return model
 
 
@@ -203,7 +204,7 @@ def bench_model(
     res: dict[str, Any] = {"model": f"{family}-{size}/2", "batch": batch}
 
     torch.manual_seed(0)
-    model = perturb_weights(build(builder, family, size, **kw)).to(device)
+    model = perturb_weights(build(builder, family, size, **kw).to(device))
     res["params"] = sum(p.numel() for p in model.parameters())
 
     # -- equality: ours (bf16 autocast [+ compile]) vs fp32 eager, TF32 off, same weights and input.
@@ -293,7 +294,7 @@ def bench_model(
     # -- Latte's public way: fp32 + TF32, explicit attention, eager, default AdamW
     if reference:
         torch.manual_seed(0)
-        ref_model = perturb_weights(build(builder, family, size, **kw)).to(device).train()
+        ref_model = perturb_weights(build(builder, family, size, **kw).to(device)).train()
         reset_mem(device)
         opt = torch.optim.AdamW(ref_model.parameters(), lr=1e-4, weight_decay=0)
         with explicit_attention(), tf32(True):

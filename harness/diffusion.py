@@ -92,9 +92,22 @@ def space_timesteps(num_timesteps: int, spec: str | int) -> list[int]:
     return sorted({round(i * stride) for i in range(count)})
 
 
+_DEVICE_TABLES: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def _on_device(arr: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``arr`` as a tensor on ``device``, copied once (a pageable host→GPU copy every call would stall the stream)."""
+    key = (id(arr), str(device))
+    hit = _DEVICE_TABLES.get(key)
+    if hit is None or hit[0] is not arr:  # the array itself is kept in the entry, so its id cannot be reused
+        hit = (arr, torch.from_numpy(arr).to(device))
+        _DEVICE_TABLES[key] = hit
+    return hit[1]
+
+
 def _extract(arr: np.ndarray, t: torch.Tensor, ndim: int) -> torch.Tensor:
     """arr[t] as float32 on t's device, shaped (B, 1, 1, ...) to broadcast over a ndim-dim tensor."""
-    out = torch.from_numpy(arr).to(device=t.device)[t].float()
+    out = _on_device(arr, t.device)[t].float()
     return out.reshape(-1, *([1] * (ndim - 1)))
 
 
@@ -127,6 +140,7 @@ class GaussianDiffusion:
             self.posterior_log_variance_clipped = np.log(clipped)
         else:
             self.posterior_log_variance_clipped = np.log(betas)  # one-step process: nothing to clip to
+        self.log_betas = np.log(betas)
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
 
@@ -163,7 +177,7 @@ class GaussianDiffusion:
         n = x_t.ndim
         # learned range: log σ² = frac·log β_t + (1-frac)·log β̃_t (clipped), frac = (v+1)/2
         min_log = _extract(self.posterior_log_variance_clipped, t, n)
-        max_log = _extract(np.log(self.betas), t, n)
+        max_log = _extract(self.log_betas, t, n)
         frac = (v + 1) / 2
         log_var = frac * max_log + (1 - frac) * min_log
         pred_xstart = self.predict_xstart_from_eps(x_t, t, eps)
@@ -210,7 +224,7 @@ class GaussianDiffusion:
 
     def map_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """Respaced index → the original step the model was trained on."""
-        return torch.from_numpy(self.timestep_map).to(t.device)[t]
+        return _on_device(self.timestep_map, t.device)[t]
 
     # ---------------------------------------------------------------- samplers
 

@@ -290,6 +290,8 @@ def bench_model(
     res["gpu_hours_2048"] = res["ddpm250_s_per_video"] * 2048 / 3600
     res["sample_peak_mem_gib"] = peak_mem_gib(device)
     model = fwd = None  # free the measured model before the reference one is built
+    if compile:
+        torch._dynamo.reset()  # compiled graphs hold the model's weights
 
     # -- Latte's public way: fp32 + TF32, explicit attention, eager, default AdamW
     if reference:

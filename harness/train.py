@@ -69,8 +69,10 @@ class TrainConfig:
     model_builder: str = "models:build_model"  # "module:function" honouring models.build_model's contract
 
     def hashed(self) -> dict[str, Any]:
-        """What identifies the run (steps, intervals and workers may change across a resume)."""
+        """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
+        run is resumed with (lr, precision) may change across a resume; the ledger records each start."""
         skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile"}
+        skip |= {"lr", "precision"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -336,6 +338,8 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the optimizer state carries the old lr; --lr wins
+            group["lr"] = cfg.lr
         set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
         start = state["step"]
     ddp = model
@@ -350,7 +354,17 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.jsonl"
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        rec = ledger.start(run_dir, "train", cfg.hashed(), protocol={"loss": "mse(eps) + vb (IDDPM learned range)"})
+        rec = ledger.start(
+            run_dir,
+            "train",
+            cfg.hashed(),
+            protocol={
+                "loss": "mse(eps) + vb (IDDPM learned range)",
+                "lr": cfg.lr,
+                "precision": cfg.precision,
+                "resumed_from_step": start,
+            },
+        )
         _truncate_metrics(metrics_path, start)
 
     model.train()
@@ -394,7 +408,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                     )
                 raise TrainingDiverged(
                     f"training diverged at step {step + 1}: loss={loss_v} grad_norm={gn_v}; {where} "
-                    "(resume with --resume, e.g. with a lower --lr or --precision fp32)"
+                    "(--resume restarts from it; a lower --lr or --precision fp32 may be given with it)"
                 )
             opt.step()
             opt.zero_grad(set_to_none=True)

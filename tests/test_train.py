@@ -134,6 +134,12 @@ def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     assert T.latest_checkpoint(run) == good and hashlib.sha256(good.read_bytes()).hexdigest() == digest
     state = T.load_checkpoint(good)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+    # the message's advice works: resume from it (clean data back in place) with a lower --lr
+    os.rename(data2, tmp_path / "poisoned")
+    os.rename(tmp_path / "clean", data2)
+    T.train(config(data2, run, steps=3, ckpt_every=1, lr=5e-5), resume=True)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["lr"] == 5e-5 and np.isfinite(last["loss"])
 
 
 def _ddp_worker(rank, port, data, run):

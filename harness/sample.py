@@ -102,7 +102,8 @@ def sample(
     num: int = 2048,
     batch_size: int = 16,
     sampler: str = "ddpm",
-    steps: int = 250,
+    steps: int | None = None,
+    eta: float = 0.0,
     cfg_scale: float | None = None,
     use_ema: bool = True,
     seed: int = 0,
@@ -114,6 +115,10 @@ def sample(
     precision: str = "fp32",
 ) -> dict[str, Any]:
     """Write ``num`` videos to ``out_dir`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record."""
+    if sampler not in ("ddpm", "ddim"):
+        raise UserError(f"--sampler must be ddpm or ddim, not {sampler!r}")
+    if steps is None:
+        steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -137,6 +142,7 @@ def sample(
         "batch_size": batch_size,
         "sampler": sampler,
         "steps": steps,
+        "eta": eta if sampler == "ddim" else None,
         "cfg_scale": cfg_scale,
         "seed": seed,
         "vae": vae_spec,
@@ -167,6 +173,7 @@ def sample(
                         (hi - lo, *shape),
                         sampler=sampler,
                         steps=steps,
+                        eta=eta,
                         y=y,
                         cfg_scale=cfg_scale,
                         generator=g,

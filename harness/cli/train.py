@@ -116,7 +116,8 @@ def sample(
     num: int = typer.Option(2048, help="number of videos (FVD uses 2048)"),
     batch_size: int = typer.Option(16),
     sampler: str = typer.Option("ddpm", help="ddpm | ddim"),
-    steps: int = typer.Option(250, help="sampling steps (DDPM 250, DDIM 50 are the usual)"),
+    steps: int = typer.Option(None, help="sampling steps (default: DDPM 250, DDIM 50)"),
+    eta: float = typer.Option(0.0, help="DDIM's eta (0 = deterministic)"),
     cfg_scale: float = typer.Option(
         None, help="classifier-free guidance (default 7.0 for class-conditional, as Latte)"
     ),
@@ -137,6 +138,7 @@ def sample(
         batch_size=batch_size,
         sampler=sampler,
         steps=steps,
+        eta=eta,
         cfg_scale=cfg_scale,
         use_ema=ema,
         seed=seed,

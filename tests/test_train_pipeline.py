@@ -8,8 +8,6 @@ from harness import train as T
 from harness import vae as V
 from tests.test_train import BUILDER, final_state
 
-pytest.importorskip("harness.data.prepare", reason="the data stage (issue 2) has not landed on main yet")
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

@@ -310,7 +310,8 @@ class _AttentionPair(torch.nn.Module):
 
 
 def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: int = 1152, heads: int = 16,
-                frames: int = 16, repeats: int = 20, amp: str = "bf16", baseline: bool = True) -> list[dict]:
+                frames: int = 16, repeats: int = 20, amp: str = "bf16", baseline: bool = True,
+                compiled: bool = True) -> list[dict]:
     """fwd+bwd of the bidirectional Mamba (fused one call / two calls / two mamba_ssm.Mamba) and of a Matten
     Mamba block (M-AdaN + mixer) against one Latte spatial+temporal attention pair at the same width."""
     from models.mamba import BiMamba, MambaBlock
@@ -331,6 +332,10 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
     with torch.no_grad():
         block.adaLN_modulation[-1].weight.normal_(0, 0.02)
     candidates.append(("Matten Mamba block (M-AdaN + fused BiMamba)", block, lambda m: m(x, c)))
+    if compiled:  # the same modules under torch.compile (the glue around the scan kernel fuses; see mamba.py)
+        candidates.append(("Latte attention pair, torch.compile", torch.compile(pair), lambda m: m(x, c)))
+        candidates.append(("BiMamba, fused, torch.compile", torch.compile(BiMamba(dim).to(device)), lambda m: m(x)))
+        candidates.append(("Matten Mamba block, torch.compile", torch.compile(block), lambda m: m(x, c)))
     if baseline:
         try:
             candidates.append(("2 × mamba_ssm.Mamba (planning baseline)", _TwoMambas(dim).to(device), lambda m: m(x)))
@@ -375,7 +380,7 @@ def gpu_report(device: str = "cuda", tiny: bool = False, command: str = "") -> s
     parts.append(markdown_table(scan_agreement(device, shapes=shapes)))
     if tiny:
         models_rows = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
-        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2)
+        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2, compiled=False)
     else:
         models_rows = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
         mixer_rows = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)

@@ -66,6 +66,15 @@ def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int
 
 
 def _max_rss_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM from /proc (ru_maxrss of a child started by a large
+    parent can report the parent's size across fork+exec); elsewhere ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import harness.cli.fvd  # noqa: F401  (registers `fvd`, `i3d fetch`, `bench fvd`)
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
 from harness.cli.app import app
 from harness.console import console

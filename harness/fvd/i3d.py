@@ -57,7 +57,7 @@ class Unit3D(nn.Module):
         if not self.symmetric:
             x = pad_same(x, self.kernel, self.stride)
         x = self.bn(self.conv(x)) + self.bias.view(1, -1, 1, 1, 1)
-        return F.relu(x)
+        return F.relu(x, inplace=True)
 
 
 class MaxPoolSame(nn.Module):
@@ -66,8 +66,12 @@ class MaxPoolSame(nn.Module):
     def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]):
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
+        # Stride 1 with an odd kernel: max_pool3d's own padding is implicit -inf and symmetric.
+        self.symmetric = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel, self.stride, strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.symmetric:
+            return F.max_pool3d(x, self.kernel, self.stride, padding=tuple(k // 2 for k in self.kernel))
         return F.max_pool3d(pad_same(x, self.kernel, self.stride, value=-math.inf), self.kernel, self.stride)
 
 

@@ -22,23 +22,22 @@ def cached_weights():
 
 
 def moving_square_clips(n: int, seed: int, motion: str, frames: int = 16, size: int = 64) -> np.ndarray:
-    """uint8 (n, frames, size, size, 3): a coloured square on a grey background.
+    """uint8 (n, frames, size, size, 3): a white square on a grey background, from a random start.
 
-    motion "glide": it slides smoothly across the frame; "jump": it lands somewhere new every frame.
+    motion "glide": it slides right 2 pixels a frame (wrapping); "jump": it lands somewhere new every frame.
+    Only the start (and the jumps) vary within a class, so a class is a tight cluster of clips.
     """
     rng = np.random.default_rng(seed)
     clips = np.full((n, frames, size, size, 3), 96, dtype=np.uint8)
     side = size // 4
     for i in range(n):
-        colour = rng.integers(150, 256, size=3)
         y0, x0 = rng.integers(0, size - side, size=2)
-        dy, dx = rng.choice([-2, -1, 1, 2], size=2)
         for t in range(frames):
             if motion == "glide":
-                y, x = (y0 + dy * t) % (size - side), (x0 + dx * t) % (size - side)
+                y, x = y0, (x0 + 2 * t) % (size - side)
             else:
                 y, x = rng.integers(0, size - side, size=2)
-            clips[i, t, y : y + side, x : x + side] = colour
+            clips[i, t, y : y + side, x : x + side] = 255
     return clips
 
 

@@ -82,9 +82,14 @@ def resize_bilinear_tf(frames: torch.Tensor, size: tuple[int, int]) -> torch.Ten
         return frames  # scale 1: every output pixel reads exactly one input pixel
     y0, y1, dy = axis(h_in, h_out, frames.device)
     x0, x1, dx = axis(w_in, w_out, frames.device)
-    top, bottom = frames[:, :, y0], frames[:, :, y1]  # (N, C, h_out, w_in)
-    top = top[..., x0] + (top[..., x1] - top[..., x0]) * dx
-    bottom = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * dx
+    frames = frames.contiguous()  # index_select on contiguous rows is a plain copy (advanced indexing is ~10x slower)
+
+    def along_x(rows: torch.Tensor) -> torch.Tensor:  # (N, C, h_out, w_in) -> (N, C, h_out, w_out)
+        left, right = rows.index_select(3, x0), rows.index_select(3, x1)
+        return left + (right - left) * dx
+
+    top = along_x(frames.index_select(2, y0))
+    bottom = along_x(frames.index_select(2, y1))
     return top + (bottom - top) * dy.view(-1, 1)
 
 
@@ -153,7 +158,7 @@ class Extractor:
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """uint8 (B, T, H, W, 3) numpy -> float32 logits (B, 400) numpy."""
-        batch = torch.as_tensor(np.ascontiguousarray(clips)).to(self.device, non_blocking=True)
+        batch = torch.from_numpy(np.array(clips, dtype=np.uint8, copy=True)).to(self.device, non_blocking=True)
         return self.logits(batch).cpu().numpy()
 
 
@@ -306,14 +311,14 @@ def compute_fvd(
     spec = protocol_spec(protocol)
     if num < 2:
         raise UserError(f"--num {num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
+    check_samples(fake, num, num_frames)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, weights = load_i3d(i3d, device)
     if num < FEATURE_DIM:
         console.print(
             f"[yellow]warning:[/yellow] {num} clips < {FEATURE_DIM} feature dimensions: the covariances are "
             "rank-deficient and FVD is biased upward; compare only with numbers at the same N"
         )
-    check_samples(fake, num, num_frames)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, weights = load_i3d(i3d, device)
     extractor = Extractor(model, device, protocol, precision, batch_size)
     key = {
         "protocol": protocol, "num": num, "num_frames": num_frames, "frame_interval": frame_interval,

@@ -4,6 +4,7 @@
     nox -s lint        ruff
     nox -s reproduce   the whole pipeline at smoke scale on CPU, ending in a Markdown report
     nox -s bench       the benchmark commands (results go into results/benchmarks.md by hand, with the device)
+    nox -s i3d-reference  the reference Flax I3D (jax 0.4.13) -> tests/fixtures/i3d_parity/ (run once, committed)
 """
 
 import os

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 
 from harness.errors import UserError
 
@@ -73,6 +72,8 @@ class FeatureStats:
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """‖μ1−μ2‖² + Tr(Σ1 + Σ2 − 2·sqrtm(Σ1·Σ2)), real part (as StyleGAN-V computes it)."""
+    import scipy.linalg  # imported here: `bench fvd` on a bare GPU machine needs no SciPy
+
     mean_term = float(np.square(mu1 - mu2).sum())
     covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)  # (disp=False, as StyleGAN-V passes, is deprecated in SciPy)
     return float(np.real(mean_term + np.trace(sigma1 + sigma2 - 2.0 * covmean)))

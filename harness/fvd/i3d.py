@@ -56,7 +56,9 @@ class Unit3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.symmetric:
             x = pad_same(x, self.kernel, self.stride)
-        x = self.bn(self.conv(x)) + self.bias.view(1, -1, 1, 1, 1)
+        x = self.conv(x)
+        if self.bias is not None:  # not folded (see InceptionI3d.fuse_batchnorm): BatchNorm, then its beta
+            x = self.bn(x) + self.bias.view(1, -1, 1, 1, 1)
         return F.relu(x, inplace=True)
 
 
@@ -157,13 +159,15 @@ class InceptionI3d(nn.Module):
     def fuse_batchnorm(self) -> InceptionI3d:
         """Fold every BatchNorm into its convolution (inference only; equal up to float rounding).
 
-        conv(x)*s + (beta - mean*s) with s = 1/sqrt(var + eps): one kernel instead of three on
-        the fast paths; the parity test runs the unfused model.
+        BatchNorm(conv(x)) + beta = conv'(x) with weights w·s and bias beta - mean·s, where
+        s = 1/sqrt(var + eps): one convolution with a bias instead of three passes over the
+        activations. The parity test checks both the unfolded and the folded model.
         """
         for unit in self.modules():
-            if isinstance(unit, Unit3D) and isinstance(unit.bn, nn.BatchNorm3d):
+            if isinstance(unit, Unit3D) and unit.bias is not None:
                 scale = torch.rsqrt(unit.bn.running_var + unit.bn.eps)
                 unit.conv.weight.mul_(scale.view(-1, 1, 1, 1, 1))
-                unit.bias.sub_(unit.bn.running_mean * scale)
+                unit.conv.bias = nn.Parameter(unit.bias - unit.bn.running_mean * scale)
+                unit.bias = None
                 unit.bn = nn.Identity()
         return self

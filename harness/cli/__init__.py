@@ -10,6 +10,7 @@ import sys
 
 import harness.cli.fvd  # noqa: F401  (registers `fvd`, `i3d fetch`, `bench fvd`)
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
+from harness.cli import models as _models  # noqa: F401  (registers `models`, `bench scan|scan-check|models|mixer|gpu`)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

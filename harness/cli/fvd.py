@@ -32,7 +32,7 @@ def fvd(
     protocol: str = typer.Option("stylegan-v", help="stylegan-v (Latte's numbers) or videogpt."),
     i3d: Path = typer.Option(None, help="Detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-    precision: str = typer.Option("fp32", help="fp32 (reference), tf32 or bf16 (fast GPU paths)."),
+    precision: str = typer.Option("fp32", help="fp32 (reference), or the fast GPU paths tf32, bf16, fp16."),
     num_frames: int = typer.Option(16, help="Frames per clip."),
     frame_interval: int = typer.Option(3, help="Real clips' frame interval (Latte's realdata_subsample_factor)."),
     seed: int = typer.Option(0, help="Seed that picks the real clips."),
@@ -61,7 +61,7 @@ def bench_fvd(
     compile: bool = typer.Option(False, help="CUDA: also torch.compile each path."),
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
 ):
-    """I3D throughput: uint8 256x256 clips -> resize to 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16 side by side)."""
+    """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
     from harness.fvd import bench
 
     if device == "cuda":

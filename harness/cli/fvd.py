@@ -83,6 +83,11 @@ def bench_fvd(
             f"{res['seconds_per_clip_mean']:.3f} s/clip; extrapolated to 2048 clips: "
             f"{res['extrapolated_minutes_2048']:.1f} min (not measured end to end)"
         )
+        console.print(
+            f"  CPU time {res['cpu_seconds_per_clip']:.3f} CPU-s/clip -> with the cores to itself about "
+            f"{res['uncontended_estimate_minutes_2048']:.1f} min for 2048 (load average {res['load_average_1min']}, "
+            f"{res['cpu_count']} cores)"
+        )
     if json_out:
         from harness.io import atomic_write_json
 

@@ -8,6 +8,7 @@ Random weights are used (and said) when the converted weights are not in the cac
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -54,13 +55,14 @@ def bench_cpu(num: int = 8, batch_size: int = 1, threads: int | None = None) -> 
     clips = random_clips(num + 1)
     extractor.logits(clips[:1])  # warm-up (oneDNN picks its kernels)
     per_batch = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(1, num + 1, batch_size):
         t = time.perf_counter()
         extractor.logits(clips[i : i + batch_size])
         per_batch.append((time.perf_counter() - t) / len(clips[i : i + batch_size]))
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     per_clip = statistics.median(per_batch)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
         "device": "cpu",
         "threads": torch.get_num_threads(),
@@ -71,6 +73,12 @@ def bench_cpu(num: int = 8, batch_size: int = 1, threads: int | None = None) -> 
         "seconds_per_clip_mean": total / num,
         "clips_per_second": 1.0 / per_clip,
         "extrapolated_minutes_2048": per_clip * 2048 / 60,
+        # On a shared machine wall time measures the neighbours too: CPU seconds per clip / threads
+        # is what the same work takes with the cores to itself (assuming the threads scale).
+        "cpu_seconds_per_clip": cpu / num,
+        "uncontended_estimate_minutes_2048": cpu / num / torch.get_num_threads() * 2048 / 60,
+        "load_average_1min": load,
+        "cpu_count": os.cpu_count(),
     }
 
 

@@ -46,17 +46,19 @@ def random_clips(num: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
     return torch.randint(0, 256, (num, *CLIP_SHAPE), dtype=torch.uint8, generator=g, device=device)
 
 
-def bench_cpu(num: int = 8, batch_size: int = 1, threads: int | None = None) -> dict[str, Any]:
+def bench_cpu(num: int = 8, batch_size: int = 1, threads: int | None = None, compile: bool = False) -> dict[str, Any]:
     """Seconds per clip on the CPU (fp32), measured on ``num`` clips after one warm-up clip."""
     if threads:
         torch.set_num_threads(threads)
     model, weights = load_model("cpu")
-    extractor = Extractor(model, "cpu", "stylegan-v", "fp32", batch_size)
-    clips = random_clips(num + 1)
-    extractor.logits(clips[:1])  # warm-up (oneDNN picks its kernels)
+    extractor = Extractor(model, "cpu", "stylegan-v", "fp32", batch_size, compile)
+    clips = random_clips(num + batch_size)
+    t = time.perf_counter()
+    extractor.logits(clips[num:])  # warm-up (oneDNN picks its kernels; torch.compile compiles)
+    warmup = time.perf_counter() - t
     per_batch = []
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(1, num + 1, batch_size):
+    for i in range(0, num, batch_size):
         t = time.perf_counter()
         extractor.logits(clips[i : i + batch_size])
         per_batch.append((time.perf_counter() - t) / len(clips[i : i + batch_size]))
@@ -69,6 +71,8 @@ def bench_cpu(num: int = 8, batch_size: int = 1, threads: int | None = None) -> 
         "weights": weights,
         "clips_measured": num,
         "batch_size": batch_size,
+        "compiled": compile,
+        "warmup_seconds": warmup,
         "seconds_per_clip_median": per_clip,
         "seconds_per_clip_mean": total / num,
         "clips_per_second": 1.0 / per_clip,

@@ -135,7 +135,15 @@ class Extractor:
     on CPU; the parity test covers the folded model too).
     """
 
-    def __init__(self, model: Any, device: str, protocol: str, precision: str = "fp32", batch_size: int = 16):
+    def __init__(
+        self,
+        model: Any,
+        device: str,
+        protocol: str,
+        precision: str = "fp32",
+        batch_size: int = 16,
+        compile: bool = False,
+    ):
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
@@ -143,6 +151,13 @@ class Extractor:
         self.model = model.to(self.device).eval()
         if isinstance(model, torch.nn.Module):
             self.model = model.fuse_batchnorm().to(memory_format=torch.channels_last_3d)
+            if compile:
+                # Inductor with weight freezing fuses conv + bias + ReLU (about 1/3 less CPU time per
+                # clip here); it compiles once (about a minute) and changes logits only by rounding.
+                from torch._inductor import config as inductor_config
+
+                inductor_config.freezing = True
+                self.model = torch.compile(self.model)
 
     @torch.inference_mode()
     def logits(self, clips: torch.Tensor) -> torch.Tensor:
@@ -300,6 +315,7 @@ def compute_fvd(
     seed: int = 0,
     size: int = 256,
     batch_size: int = 16,
+    compile: bool = False,
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """FVD between real clips (prepared dataset or statistics file) and generated clips (samples folder).
@@ -321,7 +337,7 @@ def compute_fvd(
             f"[yellow]warning:[/yellow] {num} clips < {FEATURE_DIM} feature dimensions: the covariances are "
             "rank-deficient and FVD is biased upward; compare only with numbers at the same N"
         )
-    extractor = Extractor(model, device, protocol, precision, batch_size)
+    extractor = Extractor(model, device, protocol, precision, batch_size, compile)
     key = {
         "protocol": protocol, "num": num, "num_frames": num_frames, "frame_interval": frame_interval,
         "seed": seed, "size": size, "weights_sha256": weights["sha256"], "precision": precision,
@@ -341,6 +357,7 @@ def compute_fvd(
         "seeds": {"real_clips": seed},
         "real_clip_size": size,
         "precision": precision,
+        "compiled": compile,
         "detector": weights,
         "real": dict(real_info, source=str(real)),
         "generated": str(fake),

@@ -62,3 +62,17 @@ def test_shapes_and_input_checks():
             model(torch.zeros(1, 16, 224, 224, 3))
     # as many parameters as the Flax checkpoint's "params" tree holds (kernels, BatchNorm betas, logits bias)
     assert sum(p.numel() for p in model.parameters()) == 12_689_984
+
+
+@pytest.mark.slow
+def test_compiled_detector_matches_the_flax_reference(reference):
+    """`--compile` (inductor, weight freezing) changes logits only by rounding; about a minute of compiling."""
+    from harness.fvd.protocol import Extractor
+
+    model, x, ref_logits, _ = reference
+    fresh = InceptionI3d().eval()
+    fresh.load_state_dict(model.state_dict())
+    extractor = Extractor(fresh, "cpu", "stylegan-v", compile=True)
+    with torch.inference_mode():
+        logits = extractor.model(x.contiguous(memory_format=torch.channels_last_3d))
+    assert np.abs(logits.numpy() - ref_logits).max() <= 1e-4

@@ -108,9 +108,7 @@ def bench_cuda(num: int = 2048, batch_size: int = 64, runs: int = 3, compile: bo
     clips = random_clips(num, device="cuda")
     rows, reference = [], None
     for precision in ("fp32", "tf32", "bf16", "fp16"):
-        extractor = Extractor(copy.deepcopy(model), "cuda", "stylegan-v", precision, batch_size)
-        if compile:
-            extractor.model = torch.compile(extractor.model)
+        extractor = Extractor(copy.deepcopy(model), "cuda", "stylegan-v", precision, batch_size, compile)
         seconds, logits = _time_path(extractor, clips, runs)
         if reference is None:
             reference = logits

@@ -165,3 +165,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, message, tmp_path, capsys):
     assert code == 2
     assert err.startswith("error: ") and message in err, err
     assert "Traceback" not in err
+
+
+def test_real_clips_from_a_prepared_synthetic_dataset(tmp_path, monkeypatch):
+    """harness.data end to end: synthetic mp4s -> prepare -> eval_clips -> cached real statistics."""
+    from harness.data.prepare import prepare_dataset
+    from harness.data.synthetic import generate_synthetic
+    from harness.fvd import weights
+
+    monkeypatch.setenv("MATTEN_BENCH_CACHE", str(tmp_path / "cache"))
+    detector = {"kind": "stand-in", "sha256": STAND_IN_SHA}
+    monkeypatch.setattr(weights, "load_i3d", lambda path=None, device="cpu": (StandInDetector(), detector))
+    source = generate_synthetic(
+        tmp_path / "raw", num_classes=2, videos_per_class=2, frames=48, width=64, height=64, fps=8, seed=0
+    )
+    prepare_dataset("synthetic", source, tmp_path / "prep", progress=False)
+    write_shard(tmp_path / "samples", 0, moving_square_clips(4, seed=0, motion="glide"))
+    rec = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
+    assert rec["real"]["cached"] is False and len(rec["real"]["manifest_fingerprint"]) > 0
+    again = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
+    assert again["real"]["cached"] is True and again["fvd"] == rec["fvd"]

@@ -56,7 +56,7 @@ def fvd(
 def bench_fvd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     num: int = typer.Option(None, help="Clips to time (default: 8 on CPU, 2048 on CUDA)."),
-    batch_size: int = typer.Option(None, help="Clips per batch (default: 1 on CPU, 64 on CUDA)."),
+    batch_size: int = typer.Option(None, help="Clips per batch (default: 2 on CPU, 64 on CUDA)."),
     runs: int = typer.Option(3, help="CUDA: timed runs per path (median reported)."),
     threads: int = typer.Option(None, help="CPU: torch threads (default: torch's)."),
     compile: bool = typer.Option(False, help="torch.compile the detector (CPU: inductor with freezing)."),
@@ -76,7 +76,7 @@ def bench_fvd(
             )
         console.print(f"  peak GPU memory {res['peak_memory_gib']:.1f} GiB")
     else:
-        res = bench.bench_cpu(num or 8, batch_size or 1, threads, compile)
+        res = bench.bench_cpu(num or 8, batch_size or 2, threads, compile)
         console.print(f"CPU, {res['threads']} threads · {res['weights']} · compiled: {compile}")
         console.print(
             f"  {res['clips_measured']} clips measured (batch {res['batch_size']}): median "

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from harness.cli import doctor  # noqa: F401  (registers `doctor`)
+from harness.cli import (
+    doctor,  # noqa: F401  (registers `doctor`)
+    run,  # noqa: F401  (registers `run`)
+)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

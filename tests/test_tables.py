@@ -15,6 +15,7 @@ from harness.baselines import load_all
 from harness.collect import build_report
 from harness.run import PRESETS, Experiment, plan_experiments
 from harness.tables import Point
+from report_standins import ensure_flops_module, flops_record
 
 LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
 PRESET = replace(PRESETS["smoke"], eval_steps=(10, 20), sizes=("s", "xl"))
@@ -34,8 +35,10 @@ def make_records(root: Path) -> None:
                                          + (7 if exp.family == "latte" else 0)})
         if exp.family == "matten" and exp.variant == 3 and exp.conditioning == "madan":
             fake_stage(d, "run.fvd-0000020", {"fvd": 90.5, "path": str(root / "exp" / "x.npy")})
-    fake_stage(root / "flops" / "matten-xl", "flops", {"params": 854.1e6, "fvcore_gfma": 1234.5, "thop_gmac": 3999.0})
-    fake_stage(root / "flops" / "latte-xl", "flops", {"params": 673.7e6, "fvcore_gfma": 1894.0, "thop_gmac": 5572.7})
+    for model, params, gfma, gmac in (("matten-xl", 854.1e6, 1234.5, 3999.0), ("latte-xl", 673.7e6, 1894.0, 5572.7)):
+        fake_stage(root / "flops" / model, "run.flops", {
+            "fvcore": flops_record(model, "fvcore", params, gfma), "paper": flops_record(model, "paper", params, gmac),
+        })
 
 
 def tables_needed():
@@ -84,7 +87,8 @@ def test_sota_ours_never_uses_a_paper_column():
     assert row["FVD"] == "[90.50](records/x.json)" and row["Params (M)"] == "–"
 
 
-def test_report_from_fixture_records(tmp_path):
+def test_report_from_fixture_records(tmp_path, monkeypatch):
+    ensure_flops_module(monkeypatch)
     root, report_dir = tmp_path / "run", tmp_path / "results" / "smoke"
     make_records(root)
     exps = plan_experiments(PRESET, list(tables_needed()))
@@ -111,10 +115,12 @@ def test_report_from_fixture_records(tmp_path):
     tokens = "records/matten-tiny-v3-tokens-synthetic/fvd-0000010.json"
     assert cond["Matten-TINY condition tokens"][1:] == [f"[153.00]({tokens})", "–"]
     flops = md_rows((report_dir / "flops.md").read_text())
+    assert flops["model"][:4] == ["params (M)", "paper GFLOPs (as printed)", "paper procedure: thop GMACs, batch 3",
+                                  "fvcore GFMA / clip"]
     xl = "records/flops/matten-xl.json"
-    assert flops["Matten-XL/2 v3"] == [f"[1,234.50]({xl})", f"[3,999.00]({xl})", "4008"]
-    assert flops["Latte-XL/2"][2] == "5572"
-    assert flops["Matten-S/2 v3"] == ["–", "–", "–"]  # no record; the paper prints no GFLOPs for S
+    assert flops["Matten-XL/2 v3"][:4] == [f"[854.1]({xl})", "4,008", f"[3,999.0]({xl})", f"[1,234.5]({xl})"]
+    assert flops["Latte-XL/2"][1] == "5,572"
+    assert set(flops["Matten-S/2 v3"]) == {"–"}  # no record, and the paper prints no GFLOPs for S
     params = md_rows((report_dir / "params.md").read_text())
     assert params["Matten-XL/2 v3"] == ["[854.10](records/flops/matten-xl.json)", "853", "+0.1%"]
     assert params["Matten-S/2 v3"] == ["–", "35", "–"]
@@ -136,7 +142,8 @@ def test_report_from_fixture_records(tmp_path):
         assert json.loads(body)["status"] == "complete"
 
 
-def test_missing_everything_gives_dashes_not_errors(tmp_path):
+def test_missing_everything_gives_dashes_not_errors(tmp_path, monkeypatch):
+    ensure_flops_module(monkeypatch)
     exps = [Experiment("matten", "tiny", "synthetic", variant=v) for v in (1, 2)]
     path = build_report(tmp_path / "empty", tmp_path / "out", PRESET, ["variants", "flops"], exps)
     variants = md_rows((tmp_path / "out" / "variants.md").read_text())

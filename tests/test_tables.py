@@ -10,12 +10,13 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from report_standins import ensure_flops_module, flops_record
+
 from harness import ledger, tables
 from harness.baselines import load_all
 from harness.collect import build_report
 from harness.run import PRESETS, Experiment, plan_experiments
 from harness.tables import Point
-from report_standins import ensure_flops_module, flops_record
 
 LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
 PRESET = replace(PRESETS["smoke"], eval_steps=(10, 20), sizes=("s", "xl"))

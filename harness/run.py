@@ -331,6 +331,17 @@ def ensure_i3d(root: Path) -> None:
          label="fetch I3D weights")
 
 
+def stage_params(root: Path) -> dict[str, Any]:
+    """Every model's parameter count from the models' registry (counted on the meta device: seconds)."""
+
+    def fn():
+        from models import list_models
+
+        return {"models": list_models(include_tiny=True)}
+
+    return step(root / "params", "params", {"include_tiny": True}, fn, label="parameter counts")
+
+
 FLOPS_PROTOCOLS = ("fvcore", "paper")
 
 
@@ -401,6 +412,8 @@ def run(
         console.print(estimate)
 
     t0 = time.time()
+    if "params" in tables or "scaling" in tables:
+        stage_params(root)
     flops_outputs = {}
     if needed and "flops" in needed:
         for family, size in preset.flops_models():

@@ -161,25 +161,24 @@ def scaling_table(experiments: list[dict[str, Any]], baselines: dict[str, pd.Dat
 
 
 def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Parameter counts of our reconstructions beside the paper's.
+    """Parameter counts of our reconstructions beside the paper's (Matten variant 3 only has paper numbers).
 
-    ``rows``: ``{"model": "Matten-XL/2 v3", "family", "size", "params": Point}`` (from the
-    models' registry or the FLOPs records).
+    ``rows``: ``{"model", "family", "size", "variant" (optional), "blocks" (optional), "params": Point}``.
     """
     sizes = baselines["model_sizes"]
     by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
     out = []
     for r in rows:
-        i = by_size.get(r["size"]) if r["family"] == "matten" else None
+        has_paper = r["family"] == "matten" and r.get("variant", 3) in (3, None)
+        i = by_size.get(r["size"]) if has_paper else None
         paper = cell_text(sizes, i, "params_m") if i is not None else MISSING
         ours = r.get("params")
         diff = MISSING
         if i is not None and ours is not None and ours.value is not None:
             diff = f"{100 * (ours.value - sizes.loc[i, 'params_m']) / sizes.loc[i, 'params_m']:+.1f}%"
-        out.append(
-            {"Model": r["model"], "Params (M), ours": fmt(ours), "Params (M), paper": paper, "Ours vs paper": diff}
-        )
-    return pd.DataFrame(out, columns=["Model", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
+        out.append({"Model": r["model"], "Blocks": r.get("blocks", MISSING), "Params (M), ours": fmt(ours),
+                    "Params (M), paper": paper, "Ours vs paper": diff})
+    return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
 
 
 def flops_table_from_points(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -91,7 +91,8 @@ class Stages:
             "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
             "harness.flops": types.SimpleNamespace(count_flops=count_flops, flops_table=flops_table,
                                                    PAPER_GFLOPS=PAPER_GFLOPS, TABLE_EXPLANATION="(stand-in)"),
-            "models": types.ModuleType("models"),
+            "models": types.SimpleNamespace(list_models=lambda include_tiny=False: [
+                {"name": "Matten-S/2-v3", "family": "matten", "variant": 3, "size": "s", "params": 41.5e6}]),
         }
         for name, mod in mods.items():
             monkeypatch.setitem(sys.modules, name, mod)
@@ -116,6 +117,14 @@ def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
     assert "NOT comparable to the paper" in text
     assert "[98.00](records/matten-tiny-v2-madan-synthetic/fvd-0000002.json)" in text
     assert "[96.00](records/matten-tiny-v4-madan-synthetic/fvd-0000004.json)" in text
+
+
+def test_all_tables(tmp_path, stages):
+    report = do_run(tmp_path, tables=("all",))
+    text = report.read_text()
+    for title in ("state of the art", "variants", "M-AdaN vs condition tokens", "Scaling", "FLOPs", "Parameters"):
+        assert title in text
+    assert "[41.50](records/params.json)" in text
 
 
 def test_second_run_reuses_everything(tmp_path, stages):

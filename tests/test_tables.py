@@ -36,6 +36,14 @@ def make_records(root: Path) -> None:
                                          + (7 if exp.family == "latte" else 0)})
         if exp.family == "matten" and exp.variant == 3 and exp.conditioning == "madan":
             fake_stage(d, "run.fvd-0000020", {"fvd": 90.5, "path": str(root / "exp" / "x.npy")})
+    fake_stage(root / "params", "run.params", {"models": [
+        {"name": "Matten-S/2-v3", "family": "matten", "variant": 3, "size": "s", "blocks": "6 x (S, T, M)",
+         "params": 41.5e6},
+        {"name": "Matten-S/2-v1", "family": "matten", "variant": 1, "size": "s", "blocks": "27 x (M)",
+         "params": 40.1e6},
+        {"name": "Latte-S/2", "family": "latte", "variant": None, "size": "s", "blocks": "6 x (S, T)",
+         "params": 32.48e6},
+    ]})
     for model, params, gfma, gmac in (("matten-xl", 854.1e6, 1234.5, 3999.0), ("latte-xl", 673.7e6, 1894.0, 5572.7)):
         fake_stage(root / "flops" / model, "run.flops", {
             "fvcore": flops_record(model, "fvcore", params, gfma), "paper": flops_record(model, "paper", params, gmac),
@@ -123,8 +131,9 @@ def test_report_from_fixture_records(tmp_path, monkeypatch):
     assert flops["Latte-XL/2"][1] == "5,572"
     assert set(flops["Matten-S/2 v3"]) == {"–"}  # no record, and the paper prints no GFLOPs for S
     params = md_rows((report_dir / "params.md").read_text())
-    assert params["Matten-XL/2 v3"] == ["[854.10](records/flops/matten-xl.json)", "853", "+0.1%"]
-    assert params["Matten-S/2 v3"] == ["–", "35", "–"]
+    assert params["Matten-S/2-v3"] == ["6 x (S, T, M)", "[41.50](records/params.json)", "35", "+18.6%"]
+    assert params["Matten-S/2-v1"] == ["27 x (M)", "[40.10](records/params.json)", "–", "–"]  # no paper number
+    assert params["Latte-S/2"][1:3] == ["[32.48](records/params.json)", "–"]
     sota = md_rows((report_dir / "sota.md").read_text())
     latte = "[110.00](records/latte-tiny-synthetic/fvd-0000010.json)"
     assert sota["Latte-TINY"][:5] == ["smoke", "synthetic", "10", "16", latte]

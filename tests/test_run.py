@@ -22,7 +22,9 @@ from harness import ledger
 from harness.errors import UserError
 from harness.run import PRESETS, Experiment, run
 
-PRESET = replace(PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",))
+PRESET = replace(
+    PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",), flops_sizes=("s",)
+)
 
 
 class Stages:

@@ -19,7 +19,7 @@ from harness.run import PRESETS, Experiment, plan_experiments
 from harness.tables import Point
 
 LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
-PRESET = replace(PRESETS["smoke"], eval_steps=(10, 20), sizes=("s", "xl"))
+PRESET = replace(PRESETS["smoke"], eval_steps=(10, 20), sizes=("s", "xl"), flops_sizes=("s", "xl"))
 
 
 def fake_stage(run_dir: Path, stage: str, outputs: dict, config: dict | None = None) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from harness.cli import (
-    doctor,  # noqa: F401  (registers `doctor`)
-    run,  # noqa: F401  (registers `run`)
-)
+from harness.cli import doctor  # noqa: F401  (registers `doctor`)
+from harness.cli import flops as _flops  # noqa: F401  (registers `flops`)
+from harness.cli import models as _models  # noqa: F401  (registers `models`, `bench scan|scan-check|models|mixer|gpu`)
+from harness.cli import run as _run  # noqa: F401  (registers `run`)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

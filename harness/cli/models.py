@@ -1,0 +1,149 @@
+"""`matten-bench models` (the registry) and the model benchmarks `matten-bench bench scan|scan-check|models|mixer|gpu`.
+
+Benchmarks print a Markdown table (with the command, machine and date) on stdout, ready for results/benchmarks.md.
+Heavy imports stay inside the functions: the GPU commands need only torch, einops, typer, rich (and mamba_ssm).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+import typer
+from rich.table import Table
+
+from harness.cli.app import app, bench_app
+from harness.console import console, progress
+from harness.errors import UserError
+
+
+@app.command("models")
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the paper-size models as a JSON list on stdout."),
+    include_tiny: bool = typer.Option(False, "--tiny", help="Also list the smoke-scale 'tiny' preset."),
+) -> None:
+    """Every model: name, variant, size, layers, hidden size, N, parameters, the paper's parameters, deviation."""
+    from models.registry import list_models
+
+    rows = list_models(include_tiny=include_tiny and not as_json)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Models (patch 2; params counted unconditional, M-AdaN, 16×4×32×32, on the meta device)")
+    for col in ("name", "variant", "size", "layers", "blocks", "hidden", "N", "params", "paper", "deviation", "vs v3"):
+        table.add_column(col, justify="right" if col in ("layers", "hidden", "N", "params", "paper") else "left")
+    for r in rows:
+        dev = "—" if r["deviation"] is None else f"{100 * r['deviation']:+.2f}%"
+        table.add_row(
+            r["name"], str(r["variant"] or "—"), r["size"], str(r["layers"]), r["blocks"], str(r["hidden"]),
+            str(r["d_state"] or "—"), f"{r['params']:,}",
+            "—" if r["paper_params"] is None else f"{r['paper_params']:,}", dev,
+            "—" if r["vs_variant3"] is None else f"{100 * r['vs_variant3']:+.2f}%",
+        )
+    console.print(table)
+
+
+def _header(device: str) -> str:
+    from models.bench import machine_description
+
+    cmd = "matten-bench " + " ".join(sys.argv[1:])
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Command: `{cmd.strip()}`  \nMachine: {machine_description(device)}  \nDate: {date}\n"
+
+
+def _check_device(device: str) -> None:
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"--device must be cpu or cuda[:N], got {device!r}")
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} but torch sees no CUDA device (torch {torch.__version__})")
+
+
+@bench_app.command("scan")
+def bench_scan_cmd(
+    compare: list[int] = typer.Option([1024], "--compare", help="Lengths L where torch and reference both run."),
+    torch_only: list[int] = typer.Option([4096], "--torch-only", help="Lengths L for the torch backend alone."),
+    batch: int = typer.Option(2, help="Batch size."),
+    d_inner: int = typer.Option(768, help="Channels d (Mamba's d_inner)."),
+    d_state: int = typer.Option(16, help="State size N."),
+    repeats: int = typer.Option(5, help="Timed repeats of the torch backend (median reported)."),
+    reference_repeats: int = typer.Option(3, help="Timed repeats of the reference loop (median reported)."),
+) -> None:
+    """Selective scan on CPU: `torch` vs `reference` fwd+bwd, and `torch` alone (fwd, fwd+bwd, peak memory)."""
+    from models.bench import bench_scan, markdown_table
+
+    with progress() as bar:
+        task = bar.add_task("selective scan", total=len(compare) + len(torch_only))
+        rows = bench_scan(tuple(compare), tuple(torch_only), batch, d_inner, d_state, repeats, reference_repeats,
+                          progress=lambda: bar.advance(task))
+    print(_header("cpu"))
+    print(f"batch {batch}, d_inner {d_inner}, N {d_state}, fp32, delta_softplus, with D, z, delta_bias\n")
+    print(markdown_table(rows))
+
+
+@bench_app.command("scan-check")
+def bench_scan_check_cmd(device: str = typer.Option("cuda", help="cuda: cuda vs torch; cpu: reference vs torch.")):
+    """Backend agreement on random inputs (fp32 and bf16): max relative error of outputs and gradients."""
+    from models.bench import markdown_table, scan_agreement
+
+    _check_device(device)
+    shapes = None if device.startswith("cuda") else ((2, 16, 64, 16, None), (1, 32, 96, 16, 2))
+    rows = scan_agreement(device, **({} if shapes is None else {"shapes": shapes}))
+    print(_header(device))
+    print(markdown_table(rows))
+
+
+@bench_app.command("models")
+def bench_models_cmd(
+    device: str = typer.Option("cuda", help="cuda or cpu."),
+    size: str = typer.Option("xl", help="Model size s|b|l|xl|tiny."),
+    batch: int = typer.Option(5, help="Batch size."),
+    frames: int = typer.Option(16, help="Frames."),
+    latent: int = typer.Option(32, help="Latent height = width."),
+    repeats: int = typer.Option(10, help="Timed steps (median reported)."),
+    amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32 (no autocast)."),
+) -> None:
+    """Latte vs Matten (variant 3) forward+backward step time and peak memory, same inputs, one run."""
+    from models.bench import bench_models, markdown_table
+
+    _check_device(device)
+    rows = bench_models(device, size, batch, frames, latent, repeats, amp)
+    print(_header(device))
+    print(markdown_table(rows))
+
+
+@bench_app.command("mixer")
+def bench_mixer_cmd(
+    device: str = typer.Option("cuda", help="cuda or cpu."),
+    batch: int = typer.Option(5, help="Batch size."),
+    tokens: int = typer.Option(4096, help="Sequence length (T·H·W tokens)."),
+    dim: int = typer.Option(1152, help="Model width D."),
+    heads: int = typer.Option(16, help="Attention heads of the comparison pair."),
+    frames: int = typer.Option(16, help="Frames (the attention pair's temporal length)."),
+    repeats: int = typer.Option(20, help="Timed steps (median reported)."),
+    amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32."),
+) -> None:
+    """The bidirectional Mamba's cost (fused / two calls / two mamba_ssm.Mamba) vs one Latte attention pair."""
+    from models.bench import bench_mixer, markdown_table
+
+    _check_device(device)
+    if tokens % frames:
+        raise UserError(f"--tokens {tokens} must be a multiple of --frames {frames}")
+    rows = bench_mixer(device, batch, tokens, dim, heads, frames, repeats, amp)
+    print(_header(device))
+    print(markdown_table(rows))
+
+
+@bench_app.command("gpu")
+def bench_gpu_cmd(device: str = typer.Option("cuda", help="cuda (or cpu for a tiny dry run)."),
+                  tiny: bool = typer.Option(False, help="Tiny sizes (a dry run that works on CPU).")) -> None:
+    """All three GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost."""
+    bench_scan_check_cmd(device)
+    if tiny:
+        bench_models_cmd(device, "tiny", 2, 4, 8, 2, "bf16")
+        bench_mixer_cmd(device, 2, 64, 64, 4, 4, 2, "bf16")
+    else:
+        bench_models_cmd(device, "xl", 5, 16, 32, 10, "bf16")
+        bench_mixer_cmd(device, 5, 4096, 1152, 16, 16, 20, "bf16")

@@ -1,0 +1,355 @@
+"""Benchmarks for models/: the selective scan on CPU, and GPU step times, backend agreement and the mixer's cost.
+
+Every function returns rows (dicts) and a Markdown table; timings are medians over repeats, measured side by
+side in one process. Imports: torch, einops, rich (and mamba_ssm where asked) only, so the GPU commands run on
+a machine with nothing else installed.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from models import scan
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def machine_description(device: str = "cpu") -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def peak_scan_memory_mib(batch: int, d: int, L: int, N: int, backward: bool) -> tuple[float, float]:
+    """(peak RSS, peak RSS above the inputs) in MiB of one torch-backend scan, measured in a fresh process:
+    the CPU allocator keeps no peak statistics, and a process's max RSS only grows, so each measurement
+    gets its own interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"from models.bench import _peak_child; _peak_child({batch}, {d}, {L}, {N}, {backward})"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return out["peak"], out["peak"] - out["base"]
+
+
+def _peak_child(batch: int, d: int, L: int, N: int, backward: bool) -> None:
+    import json
+
+    ins = scan_inputs(batch, d, L, N)
+    run = _scan_call(scan.selective_scan_torch, ins, backward)
+    base = _max_rss_mib()
+    if backward:
+        run()
+    else:
+        with torch.no_grad():
+            run()
+    print(json.dumps({"base": base, "peak": _max_rss_mib()}))
+
+
+# ------------------------------------------------------------------------------------------------
+# selective scan on CPU (`matten-bench bench scan`)
+# ------------------------------------------------------------------------------------------------
+
+
+def scan_inputs(batch: int, d: int, L: int, N: int, device: str = "cpu", dtype=torch.float32, groups=None, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    shape_bc = (batch, N, L) if groups is None else (batch, groups, N, L)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dtype)
+
+    return {
+        "u": rnd(batch, d, L),
+        "delta": rnd(batch, d, L, scale=0.5),
+        "A": -torch.exp(torch.randn(d, N, generator=g) * 0.5).to(device),
+        "B": rnd(*shape_bc),
+        "C": rnd(*shape_bc),
+        "D": torch.randn(d, generator=g).to(device),
+        "z": rnd(batch, d, L),
+        "delta_bias": (torch.randn(d, generator=g) * 0.3).to(device),
+    }
+
+
+def _scan_call(fn, ins: dict, backward: bool):
+    leaves = {k: v.clone().requires_grad_(backward and k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"))
+              for k, v in ins.items()}
+
+    def run():
+        out = fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"], leaves["z"],
+                 leaves["delta_bias"], True)
+        if backward:
+            out.float().sum().backward()
+        return out
+
+    return run
+
+
+def bench_scan(
+    lengths_compare: tuple[int, ...] = (1024,),
+    lengths_torch: tuple[int, ...] = (4096,),
+    batch: int = 2,
+    d: int = 768,
+    N: int = 16,
+    repeats: int = 3,
+    reference_repeats: int = 1,
+    progress=None,
+) -> list[dict]:
+    """torch vs reference (fwd+bwd) at `lengths_compare`; torch alone (fwd, fwd+bwd, peak memory) at `lengths_torch`."""
+    rows = []
+    for L in lengths_compare:
+        ins = scan_inputs(batch, d, L, N)
+        t_torch = median_time(_scan_call(scan.selective_scan_torch, ins, True), repeats, "cpu")
+        t_ref = median_time(_scan_call(scan.selective_scan_reference, ins, True), reference_repeats, "cpu", warmup=0)
+        rows.append({"L": L, "backend": "reference", "pass": "fwd+bwd", "median s": t_ref,
+                     "repeats": reference_repeats, "speed-up vs reference": 1.0, "peak RSS MiB (above inputs)": "-"})
+        rows.append({"L": L, "backend": "torch", "pass": "fwd+bwd", "median s": t_torch, "repeats": repeats,
+                     "speed-up vs reference": t_ref / t_torch, "peak RSS MiB (above inputs)": "-"})
+        if progress:
+            progress()
+    for L in lengths_torch:
+        ins = scan_inputs(batch, d, L, N)
+        for backward in (False, True):
+            run = _scan_call(scan.selective_scan_torch, ins, backward)
+            if backward:
+                t = median_time(run, repeats, "cpu")
+            else:
+                with torch.no_grad():
+                    t = median_time(run, repeats, "cpu")
+            peak, extra = peak_scan_memory_mib(batch, d, L, N, backward)
+            rows.append({"L": L, "backend": "torch", "pass": "fwd+bwd" if backward else "fwd", "median s": t,
+                         "repeats": repeats, "speed-up vs reference": "-",
+                         "peak RSS MiB (above inputs)": f"{peak:.0f} ({extra:.0f})"})
+        if progress:
+            progress()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU: cuda vs torch agreement, model step times, mixer cost
+# ------------------------------------------------------------------------------------------------
+
+
+AGREEMENT_SHAPES = ((2, 64, 256, 16, None), (2, 128, 1024, 16, 2), (1, 96, 4096, 16, None))
+
+
+def scan_agreement(device: str = "cuda", shapes=AGREEMENT_SHAPES,
+                   dtypes=(torch.float32, torch.bfloat16)) -> list[dict]:
+    """Max relative error of the `cuda` backend against `torch` (outputs and every gradient) on random inputs.
+    Relative = max|a−b| / max|b|; `torch` computes in fp32 from the same (possibly bf16) inputs."""
+    if not device.startswith("cuda"):
+        other = scan.selective_scan_reference  # on CPU: torch vs reference, so the command is testable anywhere
+        other_name = "reference"
+    else:
+        if scan._import_cuda_kernel() is None:
+            raise RuntimeError(f"mamba_ssm's kernel does not import: {scan._cuda_import_error}")
+        other, other_name = scan._cuda_fn, "cuda"
+    rows = []
+    for b, d, L, N, groups in shapes:
+        for dtype in dtypes:
+            ins = scan_inputs(b, d, L, N, device=device, dtype=dtype, groups=groups)
+            w = torch.randn(b, d, L, device=device)
+            results = []
+            for fn in (other, scan.selective_scan_torch):
+                leaves = {k: v.clone().requires_grad_() for k, v in ins.items()}
+                out = fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
+                         leaves["z"], leaves["delta_bias"], True)
+                (out.float() * w).sum().backward()
+                results.append({"out": out.detach().float(), **{k: v.grad.float() for k, v in leaves.items()}})
+            errs = {k: ((results[0][k] - results[1][k]).abs().max() / results[1][k].abs().max()).item()
+                    for k in results[1]}
+            rows.append({"compare": f"{other_name} vs torch", "dtype": str(dtype).replace("torch.", ""),
+                         "shape (b,d,L,N,G)": f"{b},{d},{L},{N},{groups or 1}",
+                         "out": errs["out"], "worst grad": max(v for k, v in errs.items() if k != "out"),
+                         "worst grad of": max((k for k in errs if k != "out"), key=errs.get)})
+    return rows
+
+
+def _step_fn(model, x, t, y, device, amp_dtype):
+    def step():
+        with torch.autocast(device_type=device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(x, t, y)
+        loss = out.float().pow(2).mean()
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _peak_memory(fn, device) -> float | str:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**30
+    fn()
+    return f"{_max_rss_mib() / 1024:.2f} (process max RSS)"
+
+
+def bench_models(device: str = "cuda", size: str = "xl", batch: int = 5, frames: int = 16, latent: int = 32,
+                 repeats: int = 10, amp: str = "bf16", models: tuple[str, ...] = ("latte", "matten"),
+                 num_classes: int = 0) -> list[dict]:
+    """fwd+bwd step time (median) and peak memory of Latte and Matten (variant 3) at one size, same inputs."""
+    from models.registry import build_model, count_params
+
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, frames, 4, latent, latent, generator=g).to(device)
+    t = torch.randint(0, 1000, (batch,), generator=g).to(device)
+    y = torch.randint(0, num_classes, (batch,), generator=g).to(device) if num_classes else None
+    for name in models:
+        family, _, variant = name.partition("-v")
+        with torch.device(device):
+            model = build_model(family, size, variant=int(variant or 3), num_frames=frames, input_size=latent,
+                                num_classes=num_classes)
+        step = _step_fn(model, x, t, y, device, amp_dtype)
+        ms = median_time(step, repeats, device, warmup=2) * 1e3
+        peak = _peak_memory(step, device)
+        rows.append({"model": f"{family}-{size}/2" + (f"-v{variant}" if variant else ""),
+                     "params (M)": count_params(model) / 1e6, "batch": batch,
+                     "input": f"{frames}x4x{latent}x{latent}", "amp": amp, "fwd+bwd ms (median)": ms,
+                     "peak GiB": peak, "scan backend": scan.backend_in_use() if family == "matten" else "-"})
+        del model, step
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    base = rows[0]["fwd+bwd ms (median)"]
+    for r in rows:
+        r[f"× {rows[0]['model']}"] = r["fwd+bwd ms (median)"] / base
+    return rows
+
+
+class _TwoMambas(torch.nn.Module):
+    """The planning baseline: two separate mamba_ssm.Mamba modules (forward, and on the flipped sequence)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from mamba_ssm import Mamba
+
+        self.fwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)
+        self.bwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)
+
+    def forward(self, x):
+        return self.fwd(x) + self.bwd(x.flip(1)).flip(1)
+
+
+class _AttentionPair(torch.nn.Module):
+    """One Latte spatial + temporal attention pair (adaLN-Zero blocks; gates perturbed so work is not skipped)."""
+
+    def __init__(self, dim: int, heads: int, frames: int):
+        super().__init__()
+        from models.blocks import AttentionBlock
+
+        self.frames = frames
+        self.spatial = AttentionBlock(dim, heads)
+        self.temporal = AttentionBlock(dim, heads)
+
+    def forward(self, x, c):
+        from einops import rearrange
+
+        b = x.shape[0]
+        f = self.frames
+        x = rearrange(x, "b (f s) d -> (b f) s d", f=f)
+        x = self.spatial(x, c.repeat_interleave(f, 0))
+        s = x.shape[1]
+        x = rearrange(x, "(b f) s d -> (b s) f d", b=b)
+        x = self.temporal(x, c.repeat_interleave(s, 0))
+        return rearrange(x, "(b s) f d -> b (f s) d", b=b)
+
+
+def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: int = 1152, heads: int = 16,
+                frames: int = 16, repeats: int = 20, amp: str = "bf16", baseline: bool = True) -> list[dict]:
+    """fwd+bwd of the bidirectional Mamba (fused one call / two calls / two mamba_ssm.Mamba) and of a Matten
+    Mamba block (M-AdaN + mixer) against one Latte spatial+temporal attention pair at the same width."""
+    from models.mamba import BiMamba, MambaBlock
+
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
+    x = torch.randn(batch, tokens, dim, device=device, requires_grad=True)
+    c = torch.randn(batch, dim, device=device)
+    candidates: list[tuple[str, torch.nn.Module, Callable]] = []
+    pair = _AttentionPair(dim, heads, frames).to(device)
+    with torch.no_grad():
+        for p in pair.parameters():
+            if not p.any():
+                p.normal_(0, 0.02)
+    candidates.append(("Latte attention pair (S-attn + T-attn)", pair, lambda m: m(x, c)))
+    candidates.append(("BiMamba, fused: 1 scan call", BiMamba(dim, fused=True).to(device), lambda m: m(x)))
+    candidates.append(("BiMamba, 2 scan calls", BiMamba(dim, fused=False).to(device), lambda m: m(x)))
+    block = MambaBlock(dim, "madan").to(device)
+    with torch.no_grad():
+        block.adaLN_modulation[-1].weight.normal_(0, 0.02)
+    candidates.append(("Matten Mamba block (M-AdaN + fused BiMamba)", block, lambda m: m(x, c)))
+    if baseline:
+        try:
+            candidates.append(("2 × mamba_ssm.Mamba (planning baseline)", _TwoMambas(dim).to(device), lambda m: m(x)))
+        except Exception as e:  # mamba_ssm absent (CPU): say so in the table rather than skip silently
+            candidates.append((f"2 × mamba_ssm.Mamba: not run ({type(e).__name__})", None, None))
+    rows = []
+    for name, module, call in candidates:
+        if module is None:
+            rows.append({"module": name, "params (M)": "-", "fwd+bwd ms (median)": "-", "peak GiB": "-"})
+            continue
+
+        def step(module=module, call=call):
+            with torch.autocast(device_type=device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = call(module)
+            out.float().sum().backward()
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+
+        ms = median_time(step, repeats, device, warmup=3) * 1e3
+        peak = _peak_memory(step, device)
+        rows.append({"module": name, "params (M)": sum(p.numel() for p in module.parameters()) / 1e6,
+                     "fwd+bwd ms (median)": ms, "peak GiB": peak})
+    base = rows[0]["fwd+bwd ms (median)"]
+    for r in rows:
+        r["× attention pair"] = r["fwd+bwd ms (median)"] / base if isinstance(r["fwd+bwd ms (median)"], float) else "-"
+    return rows

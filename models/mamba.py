@@ -1,0 +1,169 @@
+"""The bidirectional Mamba mixer (Vision Mamba's "v2") and Matten's Mamba block.
+
+BiMamba: one in_proj and one out_proj shared by a forward and a backward scan; each direction has its
+own depthwise causal conv1d, x_proj, dt_proj, A_log and D (d_state N=16, expand E=2, d_conv 4):
+
+    x, z = in_proj(h).chunk(2)                      (B, L, E·D) each
+    fwd  = S6_f(silu(conv_f(x)))        · silu(z)      scanning 0 → L-1
+    bwd  = S6_b(silu(conv_b(flip x)))   · silu(flip z) scanning L-1 → 0, flipped back
+    out  = out_proj((fwd + bwd) / 2)                   (Vim divides the sum by 2: `if_devide_out`)
+
+`fused=True` (default) runs both directions as ONE selective-scan call over 2·d_inner channels: the
+backward half is flipped along L and B/C are passed grouped, (batch, 2, N, L), so channel block 0 reads
+the forward B/C and block 1 the backward ones (mamba-ssm's kernel accepts grouped B/C). `fused=False`
+makes two calls, as Vim does; kept for the benchmark. Both compute the same function of the same weights.
+The conv runs through F.conv1d (causal-conv1d is not required).
+
+MambaBlock wraps the mixer with its conditioning:
+    madan:   x + gate · BiMamba(LN(x)·(1 + scale) + shift),  (shift, scale, gate) = Linear(SiLU(c)), zero-init
+    tokens:  x + BiMamba(LN([cond tokens; x]))[n_cond:]      (condition tokens prepended, removed after; as DiS)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from models.blocks import modulate
+from models.scan import selective_scan
+
+
+class BiMamba(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+        fused: bool = True,
+    ):
+        super().__init__()
+        self.dim, self.d_state, self.d_conv = dim, d_state, d_conv
+        self.d_inner = expand * dim
+        self.dt_rank = math.ceil(dim / 16)
+        self.dt_min, self.dt_max, self.dt_init_floor = dt_min, dt_max, dt_init_floor
+        self.fused = fused
+        di = self.d_inner
+        self.in_proj = nn.Linear(dim, 2 * di, bias=False)
+        self.out_proj = nn.Linear(di, dim, bias=False)
+        for sfx in ("", "_b"):  # forward and backward direction
+            setattr(self, f"conv1d{sfx}", nn.Conv1d(di, di, d_conv, groups=di, padding=d_conv - 1, bias=True))
+            setattr(self, f"x_proj{sfx}", nn.Linear(di, self.dt_rank + 2 * d_state, bias=False))
+            setattr(self, f"dt_proj{sfx}", nn.Linear(self.dt_rank, di, bias=True))
+        self.A_log = nn.Parameter(torch.empty(di, d_state))
+        self.A_b_log = nn.Parameter(torch.empty(di, d_state))
+        self.D = nn.Parameter(torch.empty(di))
+        self.D_b = nn.Parameter(torch.empty(di))
+        self.reset_mamba_parameters()
+
+    @torch.no_grad()
+    def reset_mamba_parameters(self) -> None:
+        """Mamba's initialisation (mamba_simple.Mamba): default Linear/Conv init; dt_proj weight uniform in
+        ±dt_rank^-0.5; dt_proj bias = softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max] floored at dt_init_floor;
+        A = 1..N per channel (A_log = log A); D = 1."""
+        if self.in_proj.weight.is_meta:
+            return
+        for m in (self.in_proj, self.out_proj, self.conv1d, self.conv1d_b, self.x_proj, self.x_proj_b):
+            m.reset_parameters()
+        std = self.dt_rank**-0.5
+        for proj in (self.dt_proj, self.dt_proj_b):
+            nn.init.uniform_(proj.weight, -std, std)
+            dt = torch.exp(
+                torch.rand(self.d_inner) * (math.log(self.dt_max) - math.log(self.dt_min)) + math.log(self.dt_min)
+            ).clamp(min=self.dt_init_floor)
+            proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)  # (d_inner, N)
+        self.A_log.copy_(torch.log(A))
+        self.A_b_log.copy_(torch.log(A))
+        self.D.fill_(1.0)
+        self.D_b.fill_(1.0)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Depthwise causal conv + SiLU: (B, C, L) -> (B, C, L)."""
+        L = x.shape[-1]
+        return F.silu(F.conv1d(x, weight, bias, padding=self.d_conv - 1, groups=x.shape[1])[..., :L])
+
+    def _scan_inputs(self, x: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear):
+        """From conv output x (B, d_inner, L): delta (B, d_inner, L) without bias, B and C (B, N, L)."""
+        x_dbl = x_proj(rearrange(x, "b d l -> b l d"))  # (B, L, dt_rank + 2N)
+        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = rearrange(dt @ dt_proj.weight.t(), "b l d -> b d l")  # bias goes into the scan as delta_bias
+        return delta, rearrange(Bm, "b l n -> b n l"), rearrange(Cm, "b l n -> b n l")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h: (B, L, D) -> (B, L, D)."""
+        xz = rearrange(self.in_proj(h), "b l e -> b e l")  # (B, 2·d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        if self.fused:
+            y = self._scan_fused(x, z)
+        else:
+            y = self._scan_two_calls(x, z)
+        return self.out_proj(rearrange(y, "b d l -> b l d"))
+
+    def _scan_two_calls(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for sfx, xs, zs in (("", x, z), ("_b", x.flip(-1), z.flip(-1))):
+            conv, x_proj, dt_proj = (getattr(self, n + sfx) for n in ("conv1d", "x_proj", "dt_proj"))
+            A = -torch.exp(getattr(self, "A_b_log" if sfx else "A_log").float())
+            xc = self._conv(xs, conv.weight, conv.bias)
+            delta, Bm, Cm = self._scan_inputs(xc, x_proj, dt_proj)
+            D = self.D_b if sfx else self.D
+            outs.append(selective_scan(xc, delta, A, Bm, Cm, D.float(), zs, dt_proj.bias.float(), True))
+        return (outs[0] + outs[1].flip(-1)) / 2
+
+    def _scan_fused(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        di = self.d_inner
+        # both directions side by side on the channel axis; the backward half reversed in time
+        x2 = torch.cat([x, x.flip(-1)], dim=1)  # (B, 2·d_inner, L)
+        z2 = torch.cat([z, z.flip(-1)], dim=1)
+        conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight])  # (2·d_inner, 1, d_conv)
+        conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias])
+        xc = self._conv(x2, conv_w, conv_b)  # (B, 2·d_inner, L)
+        # x_proj per direction as one batched matmul: (2, B·L, d_inner) @ (2, d_inner, R + 2N)
+        xc_dirs = rearrange(xc, "b (two d) l -> two (b l) d", two=2)
+        w_x = torch.stack([self.x_proj.weight, self.x_proj_b.weight]).transpose(1, 2)
+        x_dbl = torch.bmm(xc_dirs, w_x.to(xc_dirs.dtype))  # (2, B·L, R + 2N)
+        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        w_dt = torch.stack([self.dt_proj.weight, self.dt_proj_b.weight]).transpose(1, 2)  # (2, R, d_inner)
+        delta = torch.bmm(dt, w_dt.to(dt.dtype))  # (2, B·L, d_inner)
+        b = x.shape[0]
+        delta = rearrange(delta, "two (b l) d -> b (two d) l", b=b)
+        Bm = rearrange(Bm, "two (b l) n -> b two n l", b=b).contiguous()  # grouped: (B, 2, N, L)
+        Cm = rearrange(Cm, "two (b l) n -> b two n l", b=b).contiguous()
+        A = -torch.exp(torch.cat([self.A_log, self.A_b_log]).float())  # (2·d_inner, N)
+        D = torch.cat([self.D, self.D_b]).float()
+        delta_bias = torch.cat([self.dt_proj.bias, self.dt_proj_b.bias]).float()
+        y = selective_scan(xc, delta, A, Bm, Cm, D, z2, delta_bias, True)  # (B, 2·d_inner, L)
+        return (y[:, :di] + y[:, di:].flip(-1)) / 2
+
+
+class MambaBlock(nn.Module):
+    """Matten's Mamba block on (N, L, D) sequences, conditioned by M-AdaN or by prepended condition tokens."""
+
+    def __init__(self, dim: int, conditioning: str = "madan", fused: bool = True, **mamba_kwargs):
+        super().__init__()
+        if conditioning not in ("madan", "tokens"):
+            raise ValueError(f"conditioning must be 'madan' or 'tokens', got {conditioning!r}")
+        self.conditioning = conditioning
+        self.mixer = BiMamba(dim, fused=fused, **mamba_kwargs)
+        if conditioning == "madan":
+            self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))  # M-AdaN: shift, scale, gate
+        else:
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, L, D); c (N, D) for madan; tokens (N, n_cond, D) for tokens conditioning."""
+        if self.conditioning == "madan":
+            shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
+            return x + gate[:, None] * self.mixer(modulate(self.norm(x), shift, scale))
+        n_cond = tokens.shape[1]
+        seq = torch.cat([tokens.to(x.dtype), x], dim=1)  # (N, n_cond + L, D)
+        return x + self.mixer(self.norm(seq))[:, n_cond:]

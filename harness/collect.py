@@ -207,7 +207,7 @@ def flops_table(entries: list[dict]) -> tuple[Any, str]:
                 out[col] = f"{paper:,.0f}" if isinstance(paper, (int, float)) and paper == paper else tables.MISSING
             else:
                 ok = isinstance(value, (int, float)) and value == value
-                out[col] = tables.fmt(Point(float(value), e["link"]), 3) if ok else tables.MISSING
+                out[col] = tables.fmt(Point(float(value), e["link"]), None) if ok else tables.MISSING
         rows.append(out)
     return pd.DataFrame(rows, columns=columns), TABLE_EXPLANATION
 

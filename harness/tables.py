@@ -44,11 +44,11 @@ class Point:
     record: str | None = None
 
 
-def fmt(point: Point | None, digits: int = 2) -> str:
-    """A Markdown cell: the number linked to its record, or "–"."""
+def fmt(point: Point | None, digits: int | None = 2) -> str:
+    """A Markdown cell: the number linked to its record, or "–". ``digits=None`` keeps the value as rounded upstream."""
     if point is None or point.value is None or (isinstance(point.value, float) and math.isnan(point.value)):
         return MISSING
-    text = f"{point.value:,.{digits}f}" if digits else f"{point.value:,.0f}"
+    text = f"{point.value:,}" if digits is None else f"{point.value:,.{digits}f}"
     return f"[{text}]({point.record})" if point.record else text
 
 

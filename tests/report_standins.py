@@ -31,6 +31,7 @@ def flops_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 def flops_record(model: str, protocol: str, params: float, gfma: float) -> dict[str, Any]:
     batch = 1 if protocol == "fvcore" else 3
     return {"model": model, "protocol": protocol, "batch": batch, "params": params, "fma": gfma * 1e9,
+            "paper_gflops": PAPER_GFLOPS.get(model),
             "by_category": {"attention products": 0, "selective scan": 0}}
 
 

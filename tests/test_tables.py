@@ -128,6 +128,7 @@ def test_report_from_fixture_records(tmp_path, monkeypatch):
                                   "fvcore GFMA / clip"]
     xl = "records/flops/matten-xl.json"
     assert flops["Matten-XL/2 v3"][:4] == [f"[854.1]({xl})", "4,008", f"[3,999.0]({xl})", f"[1,234.5]({xl})"]
+    assert all(c == "–" or c.endswith(f"({xl})") for c in flops["Matten-XL/2 v3"][3:])  # every number linked
     assert flops["Latte-XL/2"][1] == "5,572"
     assert set(flops["Matten-S/2 v3"]) == {"–"}  # no record, and the paper prints no GFLOPs for S
     params = md_rows((report_dir / "params.md").read_text())

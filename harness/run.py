@@ -114,7 +114,7 @@ PRESETS = {
         scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
         sizes=("s", "b", "l", "xl"), flops_sizes=("xl",), num_frames=16, frame_interval=1, image_size=32,
         batch_size=4,
-        eval_steps=(20, 40), sample_steps=10, fvd_clips=16, train_scaling=False, ckpt_every=10,
+        eval_steps=(5, 10), sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
         keep_checkpoints=100, patch=8,
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
                    "seed": 0},

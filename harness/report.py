@@ -126,6 +126,7 @@ def write_report(
         "from `baselines/*.csv`, each row with its source.",
         "",
     ]
+    lines += [f"This report holds: {', '.join(s['title'] for s in sections) or 'no tables'}.", ""]
     for note in notes or []:
         lines += [f"> {note}", ""]
     lines += ["## Contents", ""]

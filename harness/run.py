@@ -441,7 +441,8 @@ def run(
 
     from harness.collect import build_report
 
-    return build_report(root, report_dir, preset, tables, experiments, command=f"matten-bench run --scale {scale}")
+    command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
+    return build_report(root, report_dir, preset, tables, experiments, command=command)
 
 
 def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:

@@ -36,13 +36,15 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
             continue
         link = publish_record(ledger.record_path(exp_dir, f"run.{stage}"), report_dir, f"{exp.name}/{stage}", root)
         curve[s] = Point(float(rec["outputs"]["fvd"]), link)
-    params, gflops = flops.get((exp.family, exp.size), (None, None))
-    train_file = _record_file(exp_dir, "train", "run.train")
-    if params is None and train_file is not None:
-        value = _find_number(json.loads(train_file.read_text()), ("params_m", "params"))
-        if value is not None:
-            value = value / 1e6 if value > 1e4 else value
-            params = Point(value, publish_record(train_file, report_dir, f"{exp.name}/train", root))
+    _, gflops = flops.get((exp.family, exp.size), (None, None))
+    if preset.scale != "paper":
+        gflops = None  # FLOPs are counted at the paper's input (16x4x32x32 latents); smaller scales train on others
+    params = None
+    last = f"run.train-{max(preset.eval_steps):07d}"
+    rec = ledger.read_record(exp_dir, last)
+    if rec and rec.get("status") == "complete" and isinstance(rec["outputs"].get("params"), (int, float)):
+        link = publish_record(ledger.record_path(exp_dir, last), report_dir, f"{exp.name}/train", root)
+        params = Point(rec["outputs"]["params"] / 1e6, link)
     return {
         "name": exp.name,
         "family": exp.family,

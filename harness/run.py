@@ -266,9 +266,33 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
         from harness.train import latest_checkpoint, train
 
         record = train(dict(config), resume=latest_checkpoint(exp_dir) is not None)
-        return {"checkpoint": (record or {}).get("outputs", {}).get("checkpoint"), "train_record": "records/train.json"}
+        return {
+            "checkpoint": (record or {}).get("outputs", {}).get("checkpoint"),
+            "train_record": "records/train.json",
+            "params": experiment_params(preset, exp, prepared),
+        }
 
     return step(exp_dir, f"train-{steps:07d}", config, fn, label=f"train {exp.name} to step {steps}")
+
+
+def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
+    """Trainable parameters of the model as this experiment trains it (built on the meta device)."""
+    import json
+
+    import torch
+
+    from models import build_model
+
+    info = Path(prepared) / "dataset.json"
+    meta = json.loads(info.read_text()) if info.exists() else {}
+    pixel = preset.vae == "identity"
+    with torch.device("meta"):
+        model = build_model(
+            exp.family, exp.size, variant=exp.variant, patch=preset.patch, conditioning=exp.conditioning,
+            num_classes=int(meta.get("num_classes", 0)), num_frames=preset.num_frames,
+            in_channels=3 if pixel else 4, input_size=preset.image_size // (1 if pixel else 8),
+        )
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def checkpoint_for(exp_dir: Path, train_step: int) -> Path:

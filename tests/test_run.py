@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from report_standins import PAPER_GFLOPS, flops_record, flops_table
 
+import models
 from harness import ledger
 from harness.errors import UserError
 from harness.run import PRESETS, Experiment, run
@@ -93,11 +95,12 @@ class Stages:
             "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
             "harness.flops": types.SimpleNamespace(count_flops=count_flops, flops_table=flops_table,
                                                    PAPER_GFLOPS=PAPER_GFLOPS, TABLE_EXPLANATION="(stand-in)"),
-            "models": types.SimpleNamespace(list_models=lambda include_tiny=False: [
-                {"name": "Matten-S/2-v3", "family": "matten", "variant": 3, "size": "s", "params": 41.5e6}]),
         }
         for name, mod in mods.items():
             monkeypatch.setitem(sys.modules, name, mod)
+        # the real models (on main); only the registry listing is shortened
+        monkeypatch.setattr(models, "list_models", lambda include_tiny=False: [
+            {"name": "Matten-S/2-v3", "family": "matten", "variant": 3, "size": "s", "params": 41.5e6}])
         return self
 
 
@@ -119,6 +122,11 @@ def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
     assert "NOT comparable to the paper" in text
     assert "[98.00](records/matten-tiny-v2-madan-synthetic/fvd-0000002.json)" in text
     assert "[96.00](records/matten-tiny-v4-madan-synthetic/fvd-0000004.json)" in text
+    # each variant's parameter count (as trained: patch 8, 3 channels) linked to its training record
+    with torch.device("meta"):
+        v1 = models.build_model("matten", "tiny", variant=1, patch=8, num_classes=0, in_channels=3, input_size=32)
+    count = sum(p.numel() for p in v1.parameters()) / 1e6
+    assert f"[{count:,.2f}](records/matten-tiny-v1-madan-synthetic/train.json)" in text
 
 
 def test_all_tables(tmp_path, stages):

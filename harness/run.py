@@ -75,6 +75,7 @@ class Preset:
     image_size: int
     batch_size: int
     eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves); the last is the run's length
+    sampler: str  # "ddpm" (Latte's, 250 steps) or "ddim"
     sample_steps: int  # diffusion sampling steps
     fvd_clips: int
     train_scaling: bool  # train every size of the scaling figure (else only count params/FLOPs)
@@ -114,7 +115,7 @@ PRESETS = {
         scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
         sizes=("s", "b", "l", "xl"), flops_sizes=("xl",), num_frames=16, frame_interval=1, image_size=32,
         batch_size=4,
-        eval_steps=(5, 10), sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
+        eval_steps=(5, 10), sampler="ddim", sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
         keep_checkpoints=100, patch=8,
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
                    "seed": 0},
@@ -123,7 +124,7 @@ PRESETS = {
         scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
         sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3, image_size=64,
         batch_size=16,
-        eval_steps=(5000, 10000, 20000), sample_steps=50, fvd_clips=256, train_scaling=True,
+        eval_steps=(5000, 10000, 20000), sampler="ddim", sample_steps=50, fvd_clips=256, train_scaling=True,
         ckpt_every=1000, keep_checkpoints=100,
         synthetic={"num_classes": 10, "videos_per_class": 40, "frames": 64, "width": 96, "height": 64, "fps": 16,
                    "seed": 0},
@@ -132,7 +133,7 @@ PRESETS = {
         scale="paper", device="cuda", vae="sd-v1-4", datasets=PAPER_DATASETS, main_size="xl",
         sizes=("s", "b", "l", "xl"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3,
         image_size=256, batch_size=5,
-        eval_steps=(50000, 100000, 150000), sample_steps=250, fvd_clips=2048,
+        eval_steps=(50000, 100000, 150000), sampler="ddpm", sample_steps=250, fvd_clips=2048,
         train_scaling=True, ckpt_every=5000, keep_checkpoints=2,
     ),
 }
@@ -310,6 +311,7 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
     sample_cfg = {
         "checkpoint_step": train_step,
         "num": preset.fvd_clips,
+        "sampler": preset.sampler,
         "steps": preset.sample_steps,
         "seed": 0,
         "device": preset.device,
@@ -319,9 +321,9 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
     def sample_fn():
         from harness.sample import sample
 
-        sample(checkpoint=checkpoint_for(exp_dir, train_step), out=samples_dir, num=preset.fvd_clips,
-               steps=preset.sample_steps, seed=0, device=preset.device)
-        return {"samples": samples_dir.name}
+        sample(checkpoint_for(exp_dir, train_step), samples_dir, num=preset.fvd_clips, sampler=preset.sampler,
+               steps=preset.sample_steps, seed=0, device=preset.device, mp4=False, contact_sheet=8)
+        return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
 
     step(exp_dir, f"sample-{train_step:07d}", sample_cfg, sample_fn, label=f"sample {exp.name} @ {train_step}")
     fvd_cfg = {

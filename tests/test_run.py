@@ -67,7 +67,7 @@ class Stages:
                     ckpt.write_bytes(b"ckpt")
             return ledger.finish(run_dir, rec, {"checkpoint": f"checkpoints/step-{config['steps']:07d}.pt"})
 
-        def sample(*, checkpoint, out, num, **kw):
+        def sample(checkpoint, out, *, num, **kw):
             self.count("sample")
             assert Path(checkpoint).exists()
             from harness.samples import write_shard

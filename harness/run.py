@@ -429,7 +429,9 @@ def run(
     data = data or {}
     experiments = plan_experiments(preset, tables)
 
-    needed = ["models", "flops"] if set(tables) & {"sota", "flops", "params", "scaling"} else []
+    count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
+    count_params = bool(set(tables) & {"params", "scaling"})
+    needed = ["models"] + (["flops"] if count_flops else [])
     if experiments:
         needed += ["prepare", "train", "sample", "fvd"] + (["synthetic"] if "synthetic" in preset.datasets else [])
         needed += ["encode"] if preset.latent_cache and preset.vae != "identity" else []
@@ -446,12 +448,11 @@ def run(
         console.print(estimate)
 
     t0 = time.time()
-    if "params" in tables or "scaling" in tables:
+    if count_params:
         stage_params(root)
-    flops_outputs = {}
-    if needed and "flops" in needed:
+    if count_flops:
         for family, size in preset.flops_models():
-            flops_outputs[(family, size)] = stage_flops(root, preset, family, size)
+            stage_flops(root, preset, family, size)
     prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
     if experiments:
         ensure_i3d(root)

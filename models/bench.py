@@ -40,7 +40,11 @@ def _fmt(v) -> str:
 def machine_description(device: str = "cpu") -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    import os
+
+    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min) at the start".format(*os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+            f"threads, torch {torch.__version__}{load}")
 
 
 def _sync(device: str) -> None:
@@ -272,7 +276,7 @@ class _TwoMambas(torch.nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        from mamba_ssm import Mamba
+        from mamba_ssm.modules.mamba_simple import Mamba
 
         self.fwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)
         self.bwd = Mamba(dim, d_state=16, d_conv=4, expand=2, use_fast_path=False)
@@ -353,3 +357,38 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
     for r in rows:
         r["× attention pair"] = r["fwd+bwd ms (median)"] / base if isinstance(r["fwd+bwd ms (median)"], float) else "-"
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# all three GPU tables in one run; also `python -m models.bench --device cuda` (no harness.cli imports)
+# ------------------------------------------------------------------------------------------------
+
+
+def gpu_report(device: str = "cuda", tiny: bool = False, command: str = "") -> str:
+    """(a) scan backend agreement, (b) Latte vs Matten step time and memory, (c) the mixer's cost; as Markdown."""
+    import datetime
+
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"Command: `{command}`  \nMachine: {machine_description(device)}  \nDate: {date}\n"]
+    shapes = ((2, 16, 64, 16, None), (1, 32, 96, 16, 2)) if tiny else AGREEMENT_SHAPES
+    parts.append("(a) scan backend agreement, max relative error (max|a-b| / max|b|), outputs and gradients\n")
+    parts.append(markdown_table(scan_agreement(device, shapes=shapes)))
+    if tiny:
+        models_rows = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
+        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2)
+    else:
+        models_rows = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
+        mixer_rows = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)
+    parts.append("\n(b) forward+backward step, bf16 autocast, same inputs, one run\n")
+    parts.append(markdown_table(models_rows))
+    parts.append("\n(c) the bidirectional Mamba's cost vs one Latte spatial+temporal attention pair, fwd+bwd, bf16\n")
+    parts.append(markdown_table(mixer_rows))
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    args = sys.argv[1:]
+    dev = args[args.index("--device") + 1] if "--device" in args else "cuda"
+    print(gpu_report(dev, tiny="--tiny" in args, command="python -m models.bench " + " ".join(args)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,20 +19,21 @@ from einops import rearrange
 # ------------------------------------------------------------------------------------------------
 
 
-def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
-    """(len(positions), dim): first half sin(pos·ω), second half cos(pos·ω), ω_i = 10000^(-i/(dim/2))."""
+def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
+    """(len(positions), dim): first half sin(pos·ω), second half cos(pos·ω), ω_i = 10000^(-i/(dim/2)). float64."""
     assert dim % 2 == 0
-    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
-    angles = np.outer(positions.reshape(-1).astype(np.float64), omega)  # (M, dim/2)
-    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device="cpu") / (dim / 2.0))
+    angles = torch.outer(positions.reshape(-1).to(device="cpu", dtype=torch.float64), omega)  # (M, dim/2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def sincos_2d(dim: int, grid_size: int) -> np.ndarray:
-    """(grid_size², dim): half the channels encode the row (h), half the column (w), row-major tokens."""
+def sincos_2d(dim: int, grid_size: int) -> torch.Tensor:
+    """(grid_size², dim): half the channels encode the column (w), half the row (h); tokens row-major."""
     assert dim % 2 == 0
-    w, h = np.meshgrid(np.arange(grid_size, dtype=np.float32), np.arange(grid_size, dtype=np.float32))
+    coords = torch.arange(grid_size, dtype=torch.float64, device="cpu")
+    h, w = torch.meshgrid(coords, coords, indexing="ij")  # token (i, j): h = i, w = j
     # DiT/MAE order: the first half of the channels comes from the w coordinate, the second from h
-    return np.concatenate([sincos_1d(dim // 2, w), sincos_1d(dim // 2, h)], axis=1)
+    return torch.cat([sincos_1d(dim // 2, w), sincos_1d(dim // 2, h)], dim=1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,10 +203,11 @@ class VideoBackbone(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden, class_dropout) if num_classes > 0 else None
         n = self.x_embedder.num_patches
         # fixed tables: buffers, not parameters (Latte keeps them as frozen nn.Parameters)
-        pos = sincos_2d(hidden, self.x_embedder.grid)  # (S, D)
-        temp = sincos_1d(hidden, np.arange(num_frames))  # (T, D)
-        self.register_buffer("pos_embed", torch.tensor(pos, dtype=torch.float32)[None])
-        self.register_buffer("temp_embed", torch.tensor(temp, dtype=torch.float32)[None])
+        # computed on the CPU in float64, then placed on the default device (meta when counting parameters)
+        pos = sincos_2d(hidden, self.x_embedder.grid).float()  # (S, D)
+        temp = sincos_1d(hidden, torch.arange(num_frames, device="cpu")).float()  # (T, D)
+        self.register_buffer("pos_embed", pos.to(torch.get_default_device())[None])
+        self.register_buffer("temp_embed", temp.to(torch.get_default_device())[None])
         self.final_layer = FinalLayer(hidden, patch, self.out_channels)
         self.pos_embed: torch.Tensor  # (1, H/p · W/p, D)
         self.temp_embed: torch.Tensor  # (1, T, D)

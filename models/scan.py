@@ -26,6 +26,7 @@ Nothing falls back silently: the backend is logged once the first time it is use
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -201,11 +202,27 @@ def _run_states(dA, dBu, h):
     return dBu
 
 
+def _no_autocast(device: torch.device):
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()  # e.g. the meta device (shape checks), where autocast does not exist
+
+
 class _SelectiveScanCore(torch.autograd.Function):
     """y_t = <h_t, C_t>, h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, in the time-first layout."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
+        with _no_autocast(u.device):  # fp32 throughout, even inside an autocast region
+            return _SelectiveScanCore._forward(ctx, u, delta, A, B, C)
+
+    @staticmethod
+    def backward(ctx, dy):
+        with _no_autocast(dy.device):
+            return _SelectiveScanCore._backward(ctx, dy.float())
+
+    @staticmethod
+    def _forward(ctx, u, delta, A, B, C):
         L, b, G, H = u.shape
         N = A.shape[-1]
         h = u.new_zeros(b, G, H, N)
@@ -222,7 +239,7 @@ class _SelectiveScanCore(torch.autograd.Function):
         return torch.cat(ys)
 
     @staticmethod
-    def backward(ctx, dy):
+    def _backward(ctx, dy):
         u, delta, A, B, C, boundaries = ctx.saved_tensors
         L = u.shape[0]
         dy = dy.contiguous()
@@ -256,8 +273,11 @@ class _SelectiveScanCore(torch.autograd.Function):
             X = dA.mul_(g)
             X[1:].mul_(hs[:-1])
             X[0].mul_(boundaries[k])
-            ddelta[s:e] += torch.einsum("tbghn,ghn->tbgh", X, A)
-            dA_total += torch.einsum("tbghn,tbgh->ghn", X, delta[s:e])
+            ddelta[s:e] += (X * A).sum(-1)
+            # dA = sum over (t, b) of X·delta, as one batched matmul over channels: (G, H, 1, T·b) @ (G, H, T·b, N)
+            dA_total += torch.matmul(
+                rearrange(delta[s:e], "t b g h -> g h 1 (t b)"), rearrange(X, "t b g h n -> g h (t b) n")
+            ).view(A.shape)
         return du, ddelta, dA_total, dB, dC
 
 

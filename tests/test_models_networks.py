@@ -64,9 +64,10 @@ def test_tiny_forward_shape_and_zero_at_init(family, variant, conditioning):
     assert torch.count_nonzero(out) == 0  # adaLN-Zero: the output layer starts at zero
 
 
+@pytest.mark.parametrize("family", ["latte", "matten"])
 @pytest.mark.parametrize("patch", [4, 8])
-def test_other_patch_sizes(patch):
-    model = build_model("matten", "tiny", patch=patch, num_frames=2, input_size=16)
+def test_other_patch_sizes(family, patch):
+    model = build_model(family, "tiny", patch=patch, num_frames=2, input_size=16)
     out = model(torch.randn(1, 2, 4, 16, 16), torch.tensor([3]), None)
     assert out.shape == (1, 2, 8, 16, 16)
     assert model.x_embedder.num_patches == (16 // patch) ** 2
@@ -212,3 +213,17 @@ def test_mamba_initialisation():
     mixer = model.blocks[2].mixer
     torch.testing.assert_close(torch.exp(mixer.A_log), torch.arange(1, 17.0).repeat(mixer.d_inner, 1))
     assert torch.nn.functional.softplus(mixer.dt_proj.bias).max() <= 0.1 * (1 + 1e-4)
+
+
+def test_sincos_tables_by_hand():
+    from models.blocks import sincos_1d, sincos_2d
+
+    pos = sincos_2d(8, 3)  # 3×3 grid, 8 channels: 4 from w, 4 from h; ω = (1, 0.01) for 4 channels
+    assert pos.shape == (9, 8)
+    h, w = 1, 2
+    expected = [math.sin(w), math.sin(0.01 * w), math.cos(w), math.cos(0.01 * w),
+                math.sin(h), math.sin(0.01 * h), math.cos(h), math.cos(0.01 * h)]
+    torch.testing.assert_close(pos[h * 3 + w], torch.tensor(expected, dtype=torch.float64))
+    temp = sincos_1d(4, torch.arange(3))
+    torch.testing.assert_close(temp[2], torch.tensor([math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)],
+                                                     dtype=torch.float64))

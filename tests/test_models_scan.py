@@ -130,3 +130,27 @@ def test_complex_A_is_refused():
     with pytest.raises(NotImplementedError):
         scan.selective_scan_torch(inputs["u"], inputs["delta"], inputs["A"].to(torch.complex64),
                                   inputs["B"], inputs["C"])
+
+
+def test_agreement_benchmark_table_on_cpu():
+    from models.bench import markdown_table, scan_agreement
+
+    rows = scan_agreement("cpu", shapes=((1, 8, 20, 4, None), (1, 8, 20, 4, 2)), dtypes=(torch.float32,))
+    assert all(r["out"] < 1e-5 and r["worst grad"] < 1e-5 for r in rows)
+    table = markdown_table(rows).splitlines()
+    assert table[0].startswith("| compare |") and len(table) == 2 + len(rows)
+
+
+def test_scan_benchmark_command_small():
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    args = ["bench", "scan", "--compare", "16", "--torch-only", "32", "--d-inner", "8", "--d-state", "4",
+            "--repeats", "1", "--reference-repeats", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 4  # header; reference and torch at L=16; torch fwd and fwd+bwd at L=32
+    assert "| 32 | torch | fwd+bwd |" in result.stdout
+    assert "Command: `matten-bench" in result.stdout and "Machine:" in result.stdout

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from harness.cli import bench_train as _bench_train  # noqa: F401  (registers `bench train`)
+from harness.cli import data as _data  # noqa: F401  (registers `prepare`, `bench data`)
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
 from harness.cli import flops as _flops  # noqa: F401  (registers `flops`)
 from harness.cli import models as _models  # noqa: F401  (registers `models`, `bench scan|scan-check|models|mixer|gpu`)
 from harness.cli import run as _run  # noqa: F401  (registers `run`)
+from harness.cli import train as _train  # noqa: F401  (registers `encode`, `train`, `sample`)
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError

@@ -137,13 +137,10 @@ def bench_mixer_cmd(
 
 
 @bench_app.command("gpu")
-def bench_gpu_cmd(device: str = typer.Option("cuda", help="cuda (or cpu for a tiny dry run)."),
+def bench_gpu_cmd(device: str = typer.Option("cuda", help="cuda (or cpu with --tiny for a dry run)."),
                   tiny: bool = typer.Option(False, help="Tiny sizes (a dry run that works on CPU).")) -> None:
     """All three GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost."""
-    bench_scan_check_cmd(device)
-    if tiny:
-        bench_models_cmd(device, "tiny", 2, 4, 8, 2, "bf16")
-        bench_mixer_cmd(device, 2, 64, 64, 4, 4, 2, "bf16")
-    else:
-        bench_models_cmd(device, "xl", 5, 16, 32, 10, "bf16")
-        bench_mixer_cmd(device, 5, 4096, 1152, 16, 16, 20, "bf16")
+    from models.bench import gpu_report
+
+    _check_device(device)
+    print(gpu_report(device, tiny, command="matten-bench " + " ".join(sys.argv[1:])))

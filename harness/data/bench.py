@@ -1,0 +1,131 @@
+"""`matten-bench bench data`: clips per second of our loader against decode-the-whole-video-then-slice.
+
+Latte's UCF101 dataset calls ``torchvision.io.read_video`` (which decodes every frame of the file
+with PyAV and stacks them) and then picks 16 of them. torchvision has no CPU build here, so the
+reference side decodes the whole video with PyAV the same way, then slices; everything else
+(the windows, the resize and crop, the DataLoader) is shared, so the ratio measures decoding only.
+Both loaders read the same clips (same seed), on the same files, in one process, alternating,
+``repeats`` times; the table reports the median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.data.clips import ClipDataset
+
+
+class WholeVideoClipDataset(ClipDataset):
+    """The reference: decode every frame of the video with PyAV (like torchvision.io.read_video), then slice."""
+
+    def read_frames(self, i: int, indices: np.ndarray) -> np.ndarray:
+        import av
+
+        with av.open(str(self.source / self.paths[i])) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])  # (N, H, W, 3)
+        return frames[indices]
+
+
+def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int = 4) -> float:
+    """Clips/s reading ``clips`` clips (cycling over the videos) through a DataLoader.
+
+    Timed: the second pass of persistent workers, so worker start-up is left out (as in a long epoch).
+    """
+    subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, shuffle=False,
+                                         persistent_workers=workers > 0)
+    for _ in loader:  # warm-up pass: start the workers
+        pass
+    t0 = time.perf_counter()
+    n = sum(batch["video"].shape[0] for batch in loader)
+    return n / (time.perf_counter() - t0)
+
+
+def read_clips(ds: ClipDataset, clips: int, *, decode_only: bool, workers: int = 0, batch_size: int = 4) -> None:
+    """Read ``clips`` clips (cycling over the videos): through a DataLoader, or ``read_frames`` alone."""
+    if decode_only:
+        for j in range(clips):
+            ds.read_frames(j % len(ds), ds.sample_plan(j % len(ds))[0])
+        return
+    subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
+    for _ in torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers):
+        pass
+
+
+def cpu_ms_per_clip(ds: ClipDataset, clips: int, *, decode_only: bool) -> float:
+    """CPU milliseconds a clip costs in this process on one torch thread (decord also runs one thread).
+
+    CPU time, unlike wall time, hardly changes when other jobs share the machine's cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.process_time()
+        read_clips(ds, clips, decode_only=decode_only)
+        return (time.process_time() - t0) / clips * 1000
+    finally:
+        torch.set_num_threads(threads)
+
+
+def make_ucf_like(workdir: Path, videos: int) -> Path:
+    """UCF101-like files (320x240, 25 fps, 5-10 s, mpeg4 in .avi, keyframe every 12 frames), prepared as ucf101."""
+    from harness.data.prepare import prepare_dataset
+    from harness.data.synthetic import generate_synthetic
+
+    classes = min(4, videos)
+    source = generate_synthetic(workdir, num_classes=classes, videos_per_class=-(-videos // classes),
+                                frames=(125, 250), width=320, height=240, fps=25, seed=0, container="avi")
+    prepare_dataset("ucf101", source, workdir / "prepared", progress=False)
+    return workdir / "prepared"
+
+
+LOADERS = ("decord get_batch (ours)", "decode whole video, then slice")
+
+
+def run_data_bench(
+    *, videos: int = 16, clips: int = 32, repeats: int = 3, workers: int = 2, size: int = 256,
+    workdir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Both loaders, ``repeats`` times alternating, in three modes (decode only; float32 clips; uint8 clips).
+
+    Each row: wall-clock clips/s (DataLoader with ``workers``; decode only: this process) and CPU ms per
+    clip (this process, one thread), each run's value, the medians and the speed-ups over the reference.
+    """
+    with tempfile.TemporaryDirectory(prefix="matten-bench-data-") as tmp:
+        prepared = make_ucf_like(Path(workdir) if workdir else Path(tmp), videos)
+        rows = []
+        for mode in ("decode only", "float32", "uint8"):
+            kw = dict(size=size, seed=0, uint8=mode == "uint8")
+            pair = (ClipDataset(prepared, **kw), WholeVideoClipDataset(prepared, **kw))
+            same = None if mode == "decode only" else all(
+                torch.equal(pair[0][i]["video"], pair[1][i]["video"]) for i in range(len(pair[0])))
+            wall: list[list[float]] = [[], []]
+            cpu: list[list[float]] = [[], []]
+            for _ in range(repeats):
+                for k, ds in enumerate(pair):
+                    if mode == "decode only":
+                        t0 = time.perf_counter()
+                        read_clips(ds, clips, decode_only=True)
+                        wall[k].append(clips / (time.perf_counter() - t0))
+                    else:
+                        wall[k].append(clips_per_second(ds, clips, workers))
+                    cpu[k].append(cpu_ms_per_clip(ds, clips, decode_only=mode == "decode only"))
+            ref_wall, ref_cpu = statistics.median(wall[1]), statistics.median(cpu[1])
+            for k, name in enumerate(LOADERS):
+                rows.append({
+                    "loader": name,
+                    "output": mode if mode == "decode only" else f"{mode} clips",
+                    "runs": wall[k], "median": statistics.median(wall[k]),
+                    "speedup": statistics.median(wall[k]) / ref_wall,
+                    "cpu_runs": cpu[k], "cpu_ms": statistics.median(cpu[k]),
+                    "cpu_speedup": ref_cpu / statistics.median(cpu[k]),
+                    "same_pixels": same,
+                })
+    return rows

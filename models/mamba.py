@@ -88,6 +88,14 @@ class BiMamba(nn.Module):
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Depthwise causal conv + SiLU: (B, C, L) -> (B, C, L)."""
         L = x.shape[-1]
+        if torch.compiler.is_compiling():
+            # under torch.compile: K shifted multiply-adds, which the compiler fuses into one kernel
+            # (cuDNN's depthwise conv1d took ~2.4 ms fwd+bwd of the 22.7 ms mixer step on the H100)
+            K = self.d_conv
+            xp = F.pad(x, (K - 1, 0))
+            w = weight.squeeze(1).to(x.dtype)  # (C, K)
+            out = bias.to(x.dtype)[:, None] + sum(w[:, k, None] * xp[..., k : k + L] for k in range(K))
+            return F.silu(out)
         return F.silu(F.conv1d(x, weight, bias, padding=self.d_conv - 1, groups=x.shape[1])[..., :L])
 
     def _scan_inputs(self, x: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear):
@@ -99,13 +107,13 @@ class BiMamba(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: (B, L, D) -> (B, L, D)."""
-        xz = rearrange(self.in_proj(h), "b l e -> b e l")  # (B, 2·d_inner, L)
+        xz = torch.matmul(self.in_proj.weight, h.transpose(1, 2))  # (B, 2·d_inner, L), from the GEMM directly
         x, z = xz.chunk(2, dim=1)
         if self.fused:
             y = self._scan_fused(x, z)
         else:
             y = self._scan_two_calls(x, z)
-        return self.out_proj(rearrange(y, "b d l -> b l d"))
+        return self.out_proj(y.transpose(1, 2))  # (B, L, D); the GEMM reads the transposed view
 
     def _scan_two_calls(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         outs = []
@@ -119,29 +127,27 @@ class BiMamba(nn.Module):
         return (outs[0] + outs[1].flip(-1)) / 2
 
     def _scan_fused(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        di = self.d_inner
+        di, R, N = self.d_inner, self.dt_rank, self.d_state
+        b, _, L = x.shape
         # both directions side by side on the channel axis; the backward half reversed in time
         x2 = torch.cat([x, x.flip(-1)], dim=1)  # (B, 2·d_inner, L)
         z2 = torch.cat([z, z.flip(-1)], dim=1)
         conv_w = torch.cat([self.conv1d.weight, self.conv1d_b.weight])  # (2·d_inner, 1, d_conv)
         conv_b = torch.cat([self.conv1d.bias, self.conv1d_b.bias])
         xc = self._conv(x2, conv_w, conv_b)  # (B, 2·d_inner, L)
-        # x_proj per direction as one batched matmul: (2, B·L, d_inner) @ (2, d_inner, R + 2N)
-        xc_dirs = rearrange(xc, "b (two d) l -> two (b l) d", two=2)
-        w_x = torch.stack([self.x_proj.weight, self.x_proj_b.weight]).transpose(1, 2)
-        x_dbl = torch.bmm(xc_dirs, w_x.to(xc_dirs.dtype))  # (2, B·L, R + 2N)
-        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        w_dt = torch.stack([self.dt_proj.weight, self.dt_proj_b.weight]).transpose(1, 2)  # (2, R, d_inner)
-        delta = torch.bmm(dt, w_dt.to(dt.dtype))  # (2, B·L, d_inner)
-        b = x.shape[0]
-        delta = rearrange(delta, "two (b l) d -> b (two d) l", b=b)
-        Bm = rearrange(Bm, "two (b l) n -> b two n l", b=b).contiguous()  # grouped: (B, 2, N, L)
-        Cm = rearrange(Cm, "two (b l) n -> b two n l", b=b).contiguous()
+        # x_proj and dt_proj per direction as batched matmuls that write the scan's (…, channels, L) layout
+        # directly, so no (B, L, C) <-> (B, C, L) transposes are materialised
+        w_x = torch.stack([self.x_proj.weight, self.x_proj_b.weight])  # (2, R + 2N, d_inner)
+        x_dbl = torch.matmul(w_x, xc.view(b, 2, di, L))  # (B, 2, R + 2N, L)
+        dt, Bm, Cm = torch.split(x_dbl, [R, N, N], dim=2)
+        w_dt = torch.stack([self.dt_proj.weight, self.dt_proj_b.weight])  # (2, d_inner, R)
+        delta = torch.matmul(w_dt, dt).reshape(b, 2 * di, L)  # (B, 2·d_inner, L)
         A = -torch.exp(torch.cat([self.A_log, self.A_b_log]).float())  # (2·d_inner, N)
         D = torch.cat([self.D, self.D_b]).float()
         delta_bias = torch.cat([self.dt_proj.bias, self.dt_proj_b.bias]).float()
-        y = selective_scan(xc, delta, A, Bm, Cm, D, z2, delta_bias, True)  # (B, 2·d_inner, L)
-        return (y[:, :di] + y[:, di:].flip(-1)) / 2
+        # grouped B/C: (B, 2, N, L), group 0 feeds the forward channels, group 1 the backward ones
+        y = selective_scan(xc, delta, A, Bm.contiguous(), Cm.contiguous(), D, z2, delta_bias, True)
+        return (y[:, :di] + y[:, di:].flip(-1)) / 2  # (B, d_inner, L)
 
 
 class MambaBlock(nn.Module):

@@ -52,11 +52,11 @@ def test_full_size_shapes_on_meta(family, variant, size):
     assert out.shape == (2, 2, 8, 4, 4)
 
 
-@pytest.mark.parametrize("conditioning", ["madan", "tokens"])
-@pytest.mark.parametrize("family,variant", MODELS)
+@pytest.mark.parametrize(
+    "family,variant,conditioning",
+    [("latte", None, "madan")] + [("matten", v, c) for v in (1, 2, 3, 4) for c in ("madan", "tokens")],
+)
 def test_tiny_forward_shape_and_zero_at_init(family, variant, conditioning):
-    if family == "latte" and conditioning == "tokens":
-        pytest.skip("Latte has no Mamba blocks")
     model = small_model(family, variant or 3, conditioning=conditioning, num_classes=5)
     x, t, y = inputs(num_classes=5)
     out = model(x, t, y)

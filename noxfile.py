@@ -42,10 +42,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
+    """Synthetic data -> tiny Matten variants and Latte on CPU -> samples -> FVD (real I3D) -> FLOPs -> report."""
     install(session)
-    # smoke-scale data: 4 classes x 6 videos, 64x64, 48 frames (real mp4 files); prepare prints the summary
-    session.run("matten-bench", "prepare", "synthetic", "--out", "runs/smoke/data", "--classes", "4",
-                "--videos-per-class", "6", "--frames", "48", "--width", "64", "--height", "64", "--seed", "0")
+    session.run("matten-bench", "run", "--table", "all", "--scale", "smoke")
 
 
 @nox.session

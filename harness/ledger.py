@@ -50,8 +50,28 @@ def find_complete(run_dir: str | Path, stage: str, config: dict[str, Any]) -> di
     return None
 
 
+def plan(run_dir: str | Path, stage: str, config: dict[str, Any]) -> str:
+    """What a stage should do now: "skip" (complete, same config), "resume" (left running by a
+    killed job, same config: continue from its partial outputs) or "run" (no record, or the
+    configuration changed: start over)."""
+    rec = read_record(run_dir, stage)
+    if rec is None or rec.get("config_hash") != config_hash(config):
+        return "run"
+    return "skip" if rec.get("status") == "complete" else "resume"
+
+
 def start(run_dir: str | Path, stage: str, config: dict[str, Any], protocol: dict | None = None) -> dict:
-    """Write a ``running`` record (kept if the job dies) and return it for :func:`finish`."""
+    """Write a ``running`` record (kept if the job dies) and return it for :func:`finish`.
+
+    Starting again over a ``running`` record with the same configuration is a resume: the
+    record keeps its first start time and counts the attempt (``attempts``).
+    """
+    previous = read_record(run_dir, stage)
+    resumed = (
+        previous is not None
+        and previous.get("status") == "running"
+        and previous.get("config_hash") == config_hash(config)
+    )
     rec = {
         "stage": stage,
         "status": "running",
@@ -60,7 +80,8 @@ def start(run_dir: str | Path, stage: str, config: dict[str, Any], protocol: dic
         "protocol": protocol or {},
         "outputs": {},
         "environment": environment(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": previous["started"] if resumed else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "attempts": int(previous.get("attempts", 1)) + 1 if resumed else 1,
         "_t0": time.time(),
     }
     atomic_write_json(record_path(run_dir, stage), {k: v for k, v in rec.items() if k != "_t0"})

@@ -14,6 +14,7 @@ from harness.cli import doctor  # noqa: F401  (registers `doctor`)
 from harness.cli import flops as _flops  # noqa: F401  (registers `flops`)
 from harness.cli import fvd as _fvd  # noqa: F401  (registers `fvd`, `i3d fetch`, `bench fvd`)
 from harness.cli import models as _models  # noqa: F401  (registers `models`, `bench scan|scan-check|models|mixer|gpu`)
+from harness.cli import run as _run  # noqa: F401  (registers `run`)
 from harness.cli import train as _train  # noqa: F401  (registers `encode`, `train`, `sample`)
 from harness.cli.app import app
 from harness.console import console

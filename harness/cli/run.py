@@ -1,0 +1,27 @@
+"""`matten-bench run`: every stage a table needs, then the tables and REPORT.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.cli.app import app
+
+
+@app.command("run")
+def run_command(
+    table: list[str] = typer.Option(["all"], "--table", help="sota|variants|conditioning|scaling|flops|params|all"),
+    scale: str = typer.Option("smoke", "--scale", help="smoke (CPU, minutes) | mini (one GPU) | paper (cluster)"),
+    data: list[str] = typer.Option([], "--data", help="DATASET=DIR for real datasets, e.g. ucf101=/data/UCF-101"),
+    vae: str = typer.Option(None, "--vae", help="identity (pixel space) or sd-v1-4:PATH (a diffusers vae/ folder)"),
+    run_dir: Path = typer.Option(None, "--run-dir", help="where stages write (default runs/<scale>)"),
+    results_dir: Path = typer.Option(None, "--results-dir", help="where the report goes (default results/<scale>)"),
+    yes: bool = typer.Option(False, "--yes", help="start a paper-scale run after its compute estimate"),
+) -> None:
+    """Run (or reuse, via the run ledger) every stage the tables need, then write results/<scale>/REPORT.md."""
+    from harness.console import console
+    from harness.run import parse_data, run
+
+    report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes)
+    console.print(f"report: {report}")

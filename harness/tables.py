@@ -1,0 +1,244 @@
+"""The paper's tables and figures, built from run records.
+
+A table builder takes *experiments* — one dict per trained model, assembled from its
+ledger records by :mod:`harness.run` — and returns a pandas DataFrame whose cells are
+Markdown strings: a number linked to the record it came from (``[53.1](records/...json)``)
+or "–" where nothing was measured. Figures are matplotlib PNGs (Agg backend).
+
+An experiment::
+
+    {"name": "matten-s-v3", "family": "matten", "size": "s", "variant": 3,
+     "conditioning": "madan", "dataset": "synthetic", "scale": "smoke",
+     "params": Point, "gflops": Point, "fvd": {train_step: Point}, "fvd_clips": int | None}
+
+The paper's own numbers (baselines/) and ours never share a column: the SOTA comparison is
+two tables, "as reported" and "our runs", and every one of ours says its scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.baselines import DATASETS, cell_text
+
+MISSING = "–"
+VARIANT_NAMES = {
+    1: "1: global Mamba",
+    2: "2: spatial + temporal Mamba",
+    3: "3: spatial attn + temporal attn + global Mamba",
+    4: "4: temporal attn + global Mamba",
+}
+CONDITIONING_NAMES = {"madan": "M-AdaN", "tokens": "condition tokens"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured number and the record it came from (a path relative to the report folder)."""
+
+    value: float | None
+    record: str | None = None
+
+
+def fmt(point: Point | None, digits: int | None = 2) -> str:
+    """A Markdown cell: the number linked to its record, or "–". ``digits=None`` keeps the value as rounded upstream."""
+    if point is None or point.value is None or (isinstance(point.value, float) and math.isnan(point.value)):
+        return MISSING
+    text = f"{point.value:,}" if digits is None else f"{point.value:,.{digits}f}"
+    return f"[{text}]({point.record})" if point.record else text
+
+
+def final_fvd(exp: dict[str, Any]) -> tuple[int | None, Point | None]:
+    """The FVD at the last evaluated training step."""
+    curve = exp.get("fvd") or {}
+    if not curve:
+        return None, None
+    step = max(curve)
+    return step, curve[step]
+
+
+def model_label(exp: dict[str, Any]) -> str:
+    family = {"matten": "Matten", "latte": "Latte"}.get(exp["family"], exp["family"])
+    label = f"{family}-{exp['size'].upper()}"
+    if exp["family"] == "matten":
+        label += f" v{exp.get('variant', 3)}"
+        if exp.get("conditioning", "madan") != "madan":
+            label += f", {CONDITIONING_NAMES.get(exp['conditioning'], exp['conditioning'])}"
+    return label
+
+
+# ----------------------------------------------------------------------------- sota
+
+
+def sota_reported(baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The paper's comparison as printed: FVD per dataset and GFLOPs, with each row's source."""
+    fvd = baselines["fvd_sota"]
+    gflops = baselines["gflops"]
+    gflops_by_method = {m: i for i, m in enumerate(gflops["method"])}
+    rows = []
+    for i, method in enumerate(fvd["method"]):
+        row = {"Method": method}
+        for col, title in DATASETS.items():
+            row[f"{title} FVD"] = cell_text(fvd, i, col)
+        j = gflops_by_method.get(method)
+        row["GFLOPs (as printed)"] = cell_text(gflops, j, "gflops") if j is not None else MISSING
+        row["Source"] = fvd.loc[i, "source"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sota_ours(experiments: list[dict[str, Any]]) -> pd.DataFrame:
+    """Our runs, one row each, with scale and dataset in their own columns (never a paper column)."""
+    rows = []
+    for exp in experiments:
+        step, point = final_fvd(exp)
+        rows.append(
+            {
+                "Model (ours)": model_label(exp),
+                "Scale": exp.get("scale", MISSING),
+                "Dataset": exp.get("dataset", MISSING),
+                "Train steps": str(step) if step is not None else MISSING,
+                "FVD clips": str(exp["fvd_clips"]) if exp.get("fvd_clips") else MISSING,
+                "FVD": fmt(point),
+                "Params (M)": fmt(exp.get("params"), 2),
+                "GFMA / sample (fvcore)": fmt(exp.get("gflops"), 2),
+            }
+        )
+    return pd.DataFrame(rows, columns=[
+        "Model (ours)", "Scale", "Dataset", "Train steps", "FVD clips", "FVD", "Params (M)", "GFMA / sample (fvcore)",
+    ])
+
+
+# ----------------------------------------------------------------------------- ablations
+
+
+def curve_table(experiments: list[dict[str, Any]], label_of) -> pd.DataFrame:
+    """Rows: one experiment each (labelled by ``label_of``); columns: params, then FVD at each training step."""
+    steps = sorted({s for exp in experiments for s in (exp.get("fvd") or {})})
+    rows = []
+    for exp in experiments:
+        row = {"Model": label_of(exp), "Params (M)": fmt(exp.get("params"), 2)}
+        for s in steps:
+            row[f"FVD @ {s}"] = fmt((exp.get("fvd") or {}).get(s))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Model", "Params (M)", *[f"FVD @ {s}" for s in steps]])
+
+
+def variants_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
+    """Paper Fig. 8a: FVD against training iterations for variants 1-4 at matched parameter counts."""
+    chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: e.get("variant", 3))
+    return curve_table(chosen, lambda e: f"Matten-{e['size'].upper()} variant {VARIANT_NAMES[e.get('variant', 3)]}")
+
+
+def conditioning_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
+    """Paper Fig. 8b: M-AdaN against condition tokens."""
+    chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: e.get("conditioning") != "madan")
+    return curve_table(
+        chosen, lambda e: f"Matten-{e['size'].upper()} {CONDITIONING_NAMES.get(e['conditioning'], e['conditioning'])}"
+    )
+
+
+SIZE_ORDER = {"tiny": 0, "s": 1, "b": 2, "l": 3, "xl": 4}
+
+
+def scaling_table(experiments: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Paper Fig. 9: S, B, L, XL — the paper's parameter count beside ours, GFLOPs and FVD by training step."""
+    chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: SIZE_ORDER.get(e["size"], 9))
+    table = curve_table(chosen, lambda e: f"Matten-{e['size'].upper()}")
+    sizes = baselines["model_sizes"]
+    by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
+    paper = [cell_text(sizes, by_size[e["size"]], "params_m") if e["size"] in by_size else MISSING for e in chosen]
+    table.insert(1, "Params (M), paper", paper)
+    table.insert(3, "GFMA / sample (fvcore)", [fmt(e.get("gflops")) for e in chosen])
+    return table.rename(columns={"Params (M)": "Params (M), ours"})
+
+
+# ----------------------------------------------------------------------------- flops and params
+
+
+def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Parameter counts of our reconstructions beside the paper's (Matten variant 3 only has paper numbers).
+
+    ``rows``: ``{"model", "family", "size", "variant" (optional), "blocks" (optional), "params": Point}``.
+    """
+    sizes = baselines["model_sizes"]
+    by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
+    out = []
+    for r in rows:
+        has_paper = r["family"] == "matten" and r.get("variant", 3) in (3, None)
+        i = by_size.get(r["size"]) if has_paper else None
+        paper = cell_text(sizes, i, "params_m") if i is not None else MISSING
+        ours = r.get("params")
+        diff = MISSING
+        if i is not None and ours is not None and ours.value is not None:
+            diff = f"{100 * (ours.value - sizes.loc[i, 'params_m']) / sizes.loc[i, 'params_m']:+.1f}%"
+        out.append({"Model": r["model"], "Blocks": r.get("blocks", MISSING), "Params (M), ours": fmt(ours),
+                    "Params (M), paper": paper, "Ours vs paper": diff})
+    return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
+
+
+def flops_table_from_points(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """FLOPs per model: our fvcore count (FMA per sample), the paper's procedure (thop, MACs), the paper's number.
+
+    ``rows``: ``{"model", "family", "fvcore_gfma": Point, "paper_procedure_gmac": Point}``.
+    """
+    gflops = baselines["gflops"]
+    by_method = {m.lower(): i for i, m in enumerate(gflops["method"])}
+    out = []
+    for r in rows:
+        i = by_method.get(r["family"]) if r.get("size") in (None, "xl") else None
+        out.append(
+            {
+                "Model": r["model"],
+                "GFMA / sample, fvcore (ours)": fmt(r.get("fvcore_gfma")),
+                "GMAC, paper's procedure (thop, batch 3)": fmt(r.get("paper_procedure_gmac")),
+                "GFLOPs as printed in the paper": cell_text(gflops, i, "gflops") if i is not None else MISSING,
+            }
+        )
+    return pd.DataFrame(out, columns=[
+        "Model", "GFMA / sample, fvcore (ours)", "GMAC, paper's procedure (thop, batch 3)",
+        "GFLOPs as printed in the paper",
+    ])
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table (pandas' to_markdown; tabulate is its one extra dependency)."""
+    if df.empty:
+        return "_no rows: nothing was measured for this table at this scale._\n"
+    return df.to_markdown(index=False, disable_numparse=True) + "\n"  # keep "65.30" as printed
+
+
+def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, title: str) -> Path | None:
+    """FVD against training steps, one line per experiment; None (and no file) if nothing was measured."""
+    curves = [(label_of(e), sorted((e.get("fvd") or {}).items())) for e in experiments]
+    curves = [(lab, [(s, p.value) for s, p in pts if p is not None and p.value is not None]) for lab, pts in curves]
+    curves = [(lab, pts) for lab, pts in curves if pts]
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    for lab, pts in curves:
+        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=lab)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "+1.1652e4" offset: show the values
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel("FVD (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -27,7 +27,6 @@ import contextlib
 import importlib
 import math
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,11 +88,6 @@ def tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def build(builder: str, family: str, size: str, **kw) -> torch.nn.Module:
     mod, _, fn = builder.partition(":")
     return getattr(importlib.import_module(mod), fn)(family, size, **kw)
@@ -130,16 +124,9 @@ def make_train_step(model, opt, x, t, y, noise, *, bf16: bool, forward=None) -> 
 
 def time_it(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Milliseconds per call, each call synchronised, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    out = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+    from models.bench import time_calls
+
+    return [t * 1e3 for t in time_calls(fn, device, warmup, iters)]
 
 
 def count_train_flops(model, x, t, y, noise) -> float:

@@ -47,12 +47,13 @@ def machine_description(device: str = "cpu") -> str:
             f"threads, torch {torch.__version__}{load}")
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
+def _sync(device: str | torch.device) -> None:
+    if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1) -> float:
+def time_calls(fn: Callable[[], object], device: str | torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call, each call synchronised with the device, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -62,7 +63,11 @@ def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1) -> float:
+    return statistics.median(time_calls(fn, device, warmup, repeats))
 
 
 def _max_rss_mib() -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -524,7 +524,3 @@ def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, 
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
     return preset.batch_size * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"
-
-
-def preset_summary(preset: Preset) -> dict[str, Any]:
-    return asdict(preset)

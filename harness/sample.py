@@ -121,9 +121,9 @@ def sample(
         steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
     if not 1 <= steps <= NUM_TIMESTEPS:
         raise UserError(f"--steps must be between 1 and {NUM_TIMESTEPS} (the training schedule's length), not {steps}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    from harness.train import Dist, pick_device
+
+    dev = pick_device(device, Dist())  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
     model, state, ckpt_path = load_sampling_model(checkpoint, use_ema, dev)
     margs = state["model_args"]
     num_classes = int(margs["num_classes"])

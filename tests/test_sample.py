@@ -60,3 +60,9 @@ def test_sampling_steps_out_of_range_is_a_user_error(steps, tmp_path):
     # checked before the checkpoint is even opened: one line and exit code 2, not a ValueError from respacing
     with pytest.raises(UserError, match="--steps must be between 1 and 1000"):
         S.sample(tmp_path / "no-run", tmp_path / "out", num=1, steps=steps, device="cpu")
+
+
+def test_sampling_on_cuda_without_a_gpu_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="--device cuda but torch sees no GPU"):
+        S.sample(tmp_path / "no-run", tmp_path / "out", num=1, device="cuda")

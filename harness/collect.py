@@ -16,15 +16,6 @@ from harness.report import publish_record, write_report
 from harness.tables import Point
 
 
-def _record_file(run_dir: Path, *stages: str) -> Path | None:
-    """The first of ``stages`` whose record is complete (a stage's own record before the orchestrator's)."""
-    for stage in stages:
-        rec = ledger.read_record(run_dir, stage)
-        if rec and rec.get("status") == "complete":
-            return ledger.record_path(run_dir, stage)
-    return None
-
-
 def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -> dict[str, Any]:
     """One experiment as the table builders want it: FVD by training step, params and GFLOPs, each linked."""
     exp_dir = root / "exp" / exp.name

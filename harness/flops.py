@@ -521,14 +521,6 @@ TABLE_EXPLANATION = (
 )
 
 
-TABLE_MODELS = ("latte-xl", "matten-xl")
-
-
-def table_records(models: tuple[str, ...] = TABLE_MODELS, *, variant: int = 3) -> list[dict[str, Any]]:
-    """Count every model under both protocols (paper sizes: 16×256², meta device; seconds each)."""
-    return [count_flops(m, protocol=p, variant=variant) for m in models for p in PROTOCOLS]
-
-
 def flops_table(records: list[dict[str, Any]]) -> Any:
     """Both protocols side by side, one row per model: a pandas DataFrame.
 

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from harness import tables
 from harness.io import atomic_write_json, atomic_write_text
 from harness.paths import cache_dir
@@ -198,8 +196,3 @@ def environment_section(records: list[dict[str, Any]]) -> list[str]:
 def _anchor(title: str) -> str:
     keep = "".join(c for c in title.lower() if c.isalnum() or c in " -")
     return keep.replace(" ", "-")
-
-
-def dataframe_cells(df: pd.DataFrame) -> list[str]:
-    """Every cell of a table as text (tests use it to find numbers and links)."""
-    return [str(v) for v in df.to_numpy().ravel()]

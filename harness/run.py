@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -502,29 +502,20 @@ def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, 
 
     if not torch.cuda.is_available():
         return ASSUMED_TFLOPS, "assumed (no GPU here to measure on)"
-    import statistics
-
     from models import build_model
+    from models.bench import median_time
 
     model = build_model("matten", preset.main_size).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(preset.batch_size, 16, 4, 32, 32, device="cuda")
     t = torch.randint(0, 1000, (preset.batch_size,), device="cuda")
-    times = []
-    for i in range(steps + 1):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
+
+    def train_step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(x, t, None).float().pow(2).mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if i:  # the first step warms up
-            times.append(time.perf_counter() - t0)
-    step_s = statistics.median(times)
+
+    step_s = median_time(train_step, repeats=steps, device="cuda", warmup=1)  # the first step warms up
     return preset.batch_size * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"
-
-
-def preset_summary(preset: Preset) -> dict[str, Any]:
-    return asdict(preset)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness import ledger
-from harness.diffusion import sample_video
+from harness.diffusion import NUM_TIMESTEPS, sample_video
 from harness.errors import UserError
 from harness.samples import shard_path, write_shard
 
@@ -119,9 +119,11 @@ def sample(
         raise UserError(f"--sampler must be ddpm or ddim, not {sampler!r}")
     if steps is None:
         steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    if not 1 <= steps <= NUM_TIMESTEPS:
+        raise UserError(f"--steps must be between 1 and {NUM_TIMESTEPS} (the training schedule's length), not {steps}")
+    from harness.train import Dist, pick_device
+
+    dev = pick_device(device, Dist())  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
     model, state, ckpt_path = load_sampling_model(checkpoint, use_ema, dev)
     margs = state["model_args"]
     num_classes = int(margs["num_classes"])

@@ -181,30 +181,6 @@ def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame])
     return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
 
 
-def flops_table_from_points(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """FLOPs per model: our fvcore count (FMA per sample), the paper's procedure (thop, MACs), the paper's number.
-
-    ``rows``: ``{"model", "family", "fvcore_gfma": Point, "paper_procedure_gmac": Point}``.
-    """
-    gflops = baselines["gflops"]
-    by_method = {m.lower(): i for i, m in enumerate(gflops["method"])}
-    out = []
-    for r in rows:
-        i = by_method.get(r["family"]) if r.get("size") in (None, "xl") else None
-        out.append(
-            {
-                "Model": r["model"],
-                "GFMA / sample, fvcore (ours)": fmt(r.get("fvcore_gfma")),
-                "GMAC, paper's procedure (thop, batch 3)": fmt(r.get("paper_procedure_gmac")),
-                "GFLOPs as printed in the paper": cell_text(gflops, i, "gflops") if i is not None else MISSING,
-            }
-        )
-    return pd.DataFrame(out, columns=[
-        "Model", "GFMA / sample, fvcore (ours)", "GMAC, paper's procedure (thop, batch 3)",
-        "GFLOPs as printed in the paper",
-    ])
-
-
 # ----------------------------------------------------------------------------- output
 
 

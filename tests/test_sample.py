@@ -10,6 +10,7 @@ from PIL import Image
 
 from harness import sample as S
 from harness import train as T
+from harness.errors import UserError
 from harness.samples import iter_shards
 from tests.test_train import config, make_latent_cache
 
@@ -52,3 +53,16 @@ def test_ddim_sampling_is_seeded(checkpoint, tmp_path):
     assert np.array_equal(np.load(tmp_path / "a/clips/clips-00000.npy"), np.load(tmp_path / "b/clips/clips-00000.npy"))
     model, state, _ = S.load_sampling_model(checkpoint)
     assert all(torch.equal(model.state_dict()[k], state["ema"][k]) for k in state["ema"])
+
+
+@pytest.mark.parametrize("steps", [0, S.NUM_TIMESTEPS + 1])
+def test_sampling_steps_out_of_range_is_a_user_error(steps, tmp_path):
+    # checked before the checkpoint is even opened: one line and exit code 2, not a ValueError from respacing
+    with pytest.raises(UserError, match="--steps must be between 1 and 1000"):
+        S.sample(tmp_path / "no-run", tmp_path / "out", num=1, steps=steps, device="cpu")
+
+
+def test_sampling_on_cuda_without_a_gpu_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="--device cuda but torch sees no GPU"):
+        S.sample(tmp_path / "no-run", tmp_path / "out", num=1, device="cuda")

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
 from harness import train as T
 from harness import vae as V
 from tests.test_train import BUILDER, final_state
+from tests.test_vae import save_tiny_sd_vae
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +43,7 @@ def test_train_pixel_space_on_prepared_data(prepared, tmp_path):
 
 
 def test_encode_then_train_on_the_cache(prepared, tmp_path):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
-        sample_size=16,
-    ).save_pretrained(tmp_path / "vae")
+    save_tiny_sd_vae(tmp_path / "vae")
     meta = V.encode_dataset(
         prepared, tmp_path / "cache", f"sd-v1-4:{tmp_path / 'vae'}", num_frames=4, frame_interval=2, size=32
     )

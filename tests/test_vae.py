@@ -12,12 +12,12 @@ from harness import vae as V
 from harness.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def tiny_vae_dir(tmp_path_factory):
+def save_tiny_sd_vae(path):
+    """A tiny, randomly initialised (seed 0) diffusers AutoencoderKL with SD's 4 latent channels, saved at ``path``."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    model = AutoencoderKL(
+    AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -27,10 +27,13 @@ def tiny_vae_dir(tmp_path_factory):
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         block_out_channels=(8, 8),
         sample_size=16,
-    )
-    path = tmp_path_factory.mktemp("sd") / "vae"
-    model.save_pretrained(path)
+    ).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_dir(tmp_path_factory):
+    return save_tiny_sd_vae(tmp_path_factory.mktemp("sd") / "vae")
 
 
 def test_sd_vae_loads_from_disk_and_round_trips_shapes(tiny_vae_dir):

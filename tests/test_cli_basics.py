@@ -42,3 +42,19 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == ["error: source folder /nope does not exist"]
     assert "Traceback" not in proc.stderr
+
+
+def test_device_rule_is_shared_and_refuses_a_missing_gpu(monkeypatch):
+    import pytest
+    import torch
+
+    from harness.device import resolve_device
+    from harness.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device(None) == "cpu" and resolve_device("cpu") == "cpu"
+    for spec in ("cuda", "cuda:1"):
+        with pytest.raises(UserError, match=f"--device {spec} but torch sees no GPU"):
+            resolve_device(spec)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"

@@ -24,12 +24,12 @@ def encode(
     batch_size: int = typer.Option(4, help="clips per VAE batch"),
 ) -> None:
     """Cache VAE latents of one fixed clip per video, so training can skip the VAE (no augmentation)."""
-    import torch
 
+    from harness.device import resolve_device
     from harness.vae import encode_dataset
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
+
     meta = encode_dataset(
         data,
         out,

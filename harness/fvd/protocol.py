@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.console import console, progress
+from harness.device import resolve_device
 from harness.errors import UserError
 from harness.fvd.frechet import FeatureStats, fvd_from_stats
 
@@ -330,7 +331,7 @@ def compute_fvd(
     if num < 2:
         raise UserError(f"--num {num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
     check_samples(fake, num, num_frames)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     model, weights = load_i3d(i3d, device)
     if num < FEATURE_DIM:
         console.print(

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness.fvd.i3d import InceptionI3d
+from harness.fvd.i3d import (
+    Conv3dTF32x3,
+    InceptionI3d,
+    MaxPoolSame,
+    max_pool_separable,
+    pad_same,
+    pool_windows,
+    round_to_tf32,
+    same_padding,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "i3d_parity"
 
@@ -64,15 +73,91 @@ def test_shapes_and_input_checks():
     assert sum(p.numel() for p in model.parameters()) == 12_689_984
 
 
-@pytest.mark.slow
-def test_compiled_detector_matches_the_flax_reference(reference):
-    """`--compile` (inductor, weight freezing) changes logits only by rounding; about a minute of compiling."""
+def test_three_tf32_convolutions_path_matches_the_flax_reference(reference):
+    """tf32x3 splits every convolution into hi/lo parts; on the CPU (no TF32) only the dropped
+    lo·lo term separates it from fp32, so it must meet the same 1e-4 parity."""
+    model, x, ref_logits, _ = reference
+    split = InceptionI3d().eval()
+    split.load_state_dict(model.state_dict())
+    split.fuse_batchnorm().to(memory_format=torch.channels_last_3d).split_tf32()
+    assert sum(isinstance(m, Conv3dTF32x3) for m in split.modules()) == 58  # 57 units and the logits
+    with torch.inference_mode():
+        logits = split(x.contiguous(memory_format=torch.channels_last_3d))
+    assert np.abs(logits.numpy() - ref_logits).max() <= 1e-4
+
+
+def test_round_to_tf32_keeps_ten_mantissa_bits_and_rounds_to_nearest():
+    x = torch.tensor([1.0, -0.5, 3.0, 1 + 2**-10, 1 + 2**-11 + 2**-13, 1 + 2**-12, 2**-126, 65504.0, -1e-20])
+    r = round_to_tf32(x)
+    assert torch.all((r.view(torch.int32) & 0x1FFF) == 0)  # the 13 dropped mantissa bits are clear
+    # exact TF32 values stay; 1 + 2^-11 + 2^-13 is above the midpoint and rounds up, 1 + 2^-12 down
+    assert r.tolist()[:6] == [1.0, -0.5, 3.0, 1 + 2**-10, 1 + 2**-10, 1.0]
+    y = torch.randn(10_000) * 1e3
+    assert ((round_to_tf32(y) - y).abs() <= y.abs() * 2**-11).all()  # at most half a TF32 ulp
+
+
+def test_tf32x3_convolution_equals_the_plain_one_on_the_cpu():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(5, 7, (3, 3, 3), padding=1, bias=True)
+    x = torch.randn(2, 5, 4, 6, 6)
+    split = Conv3dTF32x3(conv)
+    assert torch.equal(split.weight_hi + split.weight_lo, conv.weight)  # the split loses nothing
+    with torch.no_grad():
+        assert torch.allclose(split(x), conv(x), rtol=1e-5, atol=1e-6)
+
+
+def test_tf32_paths_are_refused_on_the_cpu():
+    from harness.errors import UserError
     from harness.fvd.protocol import Extractor
 
-    model, x, ref_logits, _ = reference
-    fresh = InceptionI3d().eval()
-    fresh.load_state_dict(model.state_dict())
-    extractor = Extractor(fresh, "cpu", "stylegan-v", compile=True)
-    with torch.inference_mode():
-        logits = extractor.model(x.contiguous(memory_format=torch.channels_last_3d))
-    assert np.abs(logits.numpy() - ref_logits).max() <= 1e-4
+    for precision in ("tf32", "tf32x3"):
+        with pytest.raises(UserError, match="tensor cores"):
+            Extractor(InceptionI3d(), "cpu", "stylegan-v", precision)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pools_equal_a_pool_over_the_explicitly_padded_input(channels_last):
+    """Both max-pool paths (PyTorch's padding + ceil_mode on the CPU; separable 2-d pools on CUDA)
+    take exactly TF "SAME"'s windows: the max-pool of the input padded with -inf by hand.
+    The separable path is checked where PyTorch's own padding gives SAME's windows (the module
+    pads explicitly elsewhere)."""
+    import itertools
+    import math
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    cases = 0
+    # even kernels at stride 1 (not in I3D) take the explicit-padding branch
+    time_pools, frame_pools = [(1, 1), (2, 2), (2, 1), (3, 1), (3, 2)], [(3, 2), (3, 1), (2, 2), (2, 1), (1, 1)]
+    for (kt, st), (k, s), n in itertools.product(time_pools, frame_pools, range(1, 12)):
+        x = torch.randn(2, 3, n, 9, n + 2)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        pool = MaxPoolSame((kt, k, k), (st, s, s))
+        reference = F.max_pool3d(pad_same(x, pool.kernel, pool.stride, value=-math.inf), pool.kernel, pool.stride)
+        assert torch.equal(pool(x), reference)
+        axes = list(zip(x.shape[2:], pool.kernel, pool.stride, strict=True))
+        before = [same_padding(size, kk, ss)[0] for size, kk, ss in axes]
+        windows = [pool_windows(size, kk, ss, p) for (size, kk, ss), p in zip(axes, before, strict=True)]
+        if windows == [math.ceil(size / ss) for size, _, ss in axes]:
+            assert torch.equal(max_pool_separable(x, pool.kernel, pool.stride, before), reference)
+            cases += 1
+    assert 100 < cases < 5 * 5 * 11  # both branches ran; the separable path on most shapes
+
+
+@pytest.mark.slow
+def test_compiled_detector_matches_the_eager_one():
+    """`--compile` (resize + detector through inductor, weight freezing) changes logits only by
+    rounding; about a minute of compiling. The eager path is held to the Flax reference above."""
+    from harness.fvd.protocol import Extractor
+
+    torch.manual_seed(0)
+    state = InceptionI3d().state_dict()
+    clips = torch.randint(0, 256, (2, 10, 230, 250, 3), dtype=torch.uint8)
+    eager, compiled = InceptionI3d().eval(), InceptionI3d().eval()
+    eager.load_state_dict(state)
+    compiled.load_state_dict(state)
+    want = Extractor(eager, "cpu", "stylegan-v").logits(clips)
+    got = Extractor(compiled, "cpu", "stylegan-v", compile=True).logits(clips)
+    assert np.abs((got - want).numpy()).max() <= 1e-4 * max(1.0, float(want.abs().max()))

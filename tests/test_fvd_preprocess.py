@@ -70,3 +70,27 @@ def test_tf_same_padding_puts_the_odd_pixel_after():
     assert same_padding(8, 3, 2) == (0, 1)  # MaxPool3d_4a_3x3 in time
     assert same_padding(4, 2, 2) == (0, 0)  # MaxPool3d_5a_2x2
     assert same_padding(28, 3, 1) == (1, 1)
+
+
+def test_resize_of_a_whole_non_square_uint8_frame_is_bit_exact_with_numpy():
+    """Every pixel of a 240x320 -> 224x224 resize, uint8 or float input, equals TF's float32
+    arithmetic done in numpy: x first (top, bottom), then y."""
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+    f = frame.astype(np.float32)
+
+    def axis(n_in: int, n_out: int):
+        src = np.arange(n_out, dtype=np.float32) * np.float32(n_in / n_out)
+        lo = np.floor(src).astype(int)
+        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+
+    y0, y1, dy = axis(240, 224)
+    x0, x1, dx = axis(320, 224)
+    top = f[y0][:, x0] + (f[y0][:, x1] - f[y0][:, x0]) * dx[None, :, None]
+    bottom = f[y1][:, x0] + (f[y1][:, x1] - f[y1][:, x0]) * dx[None, :, None]
+    expected = (top + (bottom - top) * dy[:, None, None]).transpose(2, 0, 1)  # (3, 224, 224)
+    chw = torch.from_numpy(frame).permute(2, 0, 1)[None]  # (1, 3, 240, 320) uint8
+    for source in (chw, chw.float()):
+        out = resize_bilinear_tf(source, (224, 224))
+        assert out.dtype == torch.float32 and out.shape == (1, 3, 224, 224)
+        assert np.array_equal(out[0].numpy(), expected)

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from harness import ledger
 from harness.console import console
+from harness.data.clips import clips_to_float
 from harness.device import resolve_device
 from harness.diffusion import create_diffusion
 from harness.errors import UserError
@@ -115,7 +116,8 @@ def pick_device(spec: str, d: Dist) -> torch.device:
 
 
 def open_dataset(cfg: TrainConfig):
-    """A latent cache (LatentDataset) or a prepared dataset (ClipDataset, frames in [-1, 1])."""
+    """A latent cache (LatentDataset) or a prepared dataset (ClipDataset of uint8 clips; the training
+    loop turns them into frames in [-1, 1] on the device with ``clips_to_float``)."""
     from harness.vae import LatentDataset, is_latent_cache
 
     if is_latent_cache(cfg.data):
@@ -131,6 +133,7 @@ def open_dataset(cfg: TrainConfig):
         size=cfg.image_size,
         train=True,
         seed=cfg.seed,
+        uint8=True,
     )
 
 
@@ -307,7 +310,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
 
     ds = open_dataset(cfg)
     vae = None
-    sample_video = torch.as_tensor(ds[0]["video"])
+    sample_video = clips_to_float(torch.as_tensor(ds[0]["video"]))  # (T, C, H, W)
     if hasattr(ds, "meta"):  # latent cache: the latents go straight in
         in_channels, input_size = sample_video.shape[1], sample_video.shape[-1]
     else:
@@ -387,7 +390,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         else:
             batches = iterate_batches(ds, cfg, d, start)
         for step, batch in batches:
-            x = batch["video"].to(device, non_blocking=True)
+            x = clips_to_float(batch["video"].to(device, non_blocking=True))
             if vae is not None:
                 with torch.no_grad():
                     x = vae.encode(x)

@@ -163,3 +163,35 @@ def test_missing_manifest_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="run `matten-bench prepare` first"):
         ClipDataset(tmp_path)
     assert clips_mod.ClipDataset is ClipDataset
+
+
+def test_upscaling_gives_the_same_pixels_with_or_without_the_antialias_filter():
+    """resize_center_crop skips the antialias filter on an upscale: that must change no pixel."""
+    import torch.nn.functional as F
+
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 240, 320, 3), dtype=np.uint8)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    with_filter = F.interpolate(x, size=(256, 341), mode="bilinear", align_corners=False, antialias=True)
+    assert torch.equal(resize_center_crop(frames, 256), with_filter[..., 0:256, 42:298])
+    # where it shrinks, the filter is kept (and differs from plain bilinear)
+    small = resize_center_crop(frames, 128, antialias=True)
+    assert not torch.equal(small, resize_center_crop(frames, 128, antialias=False))
+
+
+def test_uint8_clips_turned_float_equal_the_float_clips(tmp_path):
+    """The trainer's path (workers send uint8, clips_to_float on the consumer) gives exactly the
+    numbers of ClipDataset's float output, flipped clips included."""
+    from harness.data.clips import clips_to_float
+    from harness.data.synthetic import generate_synthetic
+
+    source = generate_synthetic(tmp_path / "src", num_classes=2, videos_per_class=2, frames=(60, 60), width=64,
+                                height=48, fps=10, seed=0)  # fmt: skip
+    prepare_dataset("ucf101", source, tmp_path / "prep", progress=False)
+    as_float = ClipDataset(tmp_path / "prep", size=32, seed=1)
+    as_uint8 = ClipDataset(tmp_path / "prep", size=32, seed=1, uint8=True)
+    assert any(as_float.sample_plan(i)[1] for i in range(len(as_float)))  # some clips are flipped
+    batch = torch.stack([as_uint8[i]["video"] for i in range(len(as_uint8))])  # (B, T, H, W, 3) uint8
+    want = torch.stack([as_float[i]["video"] for i in range(len(as_float))])  # (B, T, 3, H, W) float
+    got = clips_to_float(batch)
+    assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, want)
+    assert clips_to_float(want) is want  # float input (latents) passes through

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.data.clips import ClipDataset
+from harness.data.clips import ClipDataset, clips_to_float
 
 
 class WholeVideoClipDataset(ClipDataset):
@@ -33,10 +33,11 @@ class WholeVideoClipDataset(ClipDataset):
         return frames[indices]
 
 
-def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int = 4) -> float:
+def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int = 4, convert: bool = False) -> float:
     """Clips/s reading ``clips`` clips (cycling over the videos) through a DataLoader.
 
     Timed: the second pass of persistent workers, so worker start-up is left out (as in a long epoch).
+    ``convert``: the consumer turns each uint8 batch into float32 clips (the trainer's path on a CPU).
     """
     subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, shuffle=False,
@@ -44,22 +45,25 @@ def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int 
     for _ in loader:  # warm-up pass: start the workers
         pass
     t0 = time.perf_counter()
-    n = sum(batch["video"].shape[0] for batch in loader)
+    n = sum((clips_to_float(batch["video"]) if convert else batch["video"]).shape[0] for batch in loader)
     return n / (time.perf_counter() - t0)
 
 
-def read_clips(ds: ClipDataset, clips: int, *, decode_only: bool, workers: int = 0, batch_size: int = 4) -> None:
+def read_clips(
+    ds: ClipDataset, clips: int, *, decode_only: bool, workers: int = 0, batch_size: int = 4, convert: bool = False
+) -> None:
     """Read ``clips`` clips (cycling over the videos): through a DataLoader, or ``read_frames`` alone."""
     if decode_only:
         for j in range(clips):
             ds.read_frames(j % len(ds), ds.sample_plan(j % len(ds))[0])
         return
     subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
-    for _ in torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers):
-        pass
+    for batch in torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers):
+        if convert:
+            clips_to_float(batch["video"])
 
 
-def cpu_ms_per_clip(ds: ClipDataset, clips: int, *, decode_only: bool) -> float:
+def cpu_ms_per_clip(ds: ClipDataset, clips: int, *, decode_only: bool, convert: bool = False) -> float:
     """CPU milliseconds a clip costs in this process on one torch thread (decord also runs one thread).
 
     CPU time, unlike wall time, hardly changes when other jobs share the machine's cores.
@@ -68,7 +72,7 @@ def cpu_ms_per_clip(ds: ClipDataset, clips: int, *, decode_only: bool) -> float:
     torch.set_num_threads(1)
     try:
         t0 = time.process_time()
-        read_clips(ds, clips, decode_only=decode_only)
+        read_clips(ds, clips, decode_only=decode_only, convert=convert)
         return (time.process_time() - t0) / clips * 1000
     finally:
         torch.set_num_threads(threads)
@@ -87,13 +91,16 @@ def make_ucf_like(workdir: Path, videos: int) -> Path:
 
 
 LOADERS = ("decord get_batch (ours)", "decode whole video, then slice")
+# What comes out of the loader. The trainer's path is the last: its workers send uint8 clips and the
+# consumer makes the float32 frames (on the GPU when there is one; here on the CPU, and timed).
+MODES = ("decode only", "float32 clips", "uint8 clips", "uint8 clips, float32 on the consumer")
 
 
 def run_data_bench(
     *, videos: int = 16, clips: int = 32, repeats: int = 3, workers: int = 2, size: int = 256,
     workdir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Both loaders, ``repeats`` times alternating, in three modes (decode only; float32 clips; uint8 clips).
+    """Both loaders, ``repeats`` times alternating, in the four MODES.
 
     Each row: wall-clock clips/s (DataLoader with ``workers``; decode only: this process) and CPU ms per
     clip (this process, one thread), each run's value, the medians and the speed-ups over the reference.
@@ -101,27 +108,28 @@ def run_data_bench(
     with tempfile.TemporaryDirectory(prefix="matten-bench-data-") as tmp:
         prepared = make_ucf_like(Path(workdir) if workdir else Path(tmp), videos)
         rows = []
-        for mode in ("decode only", "float32", "uint8"):
-            kw = dict(size=size, seed=0, uint8=mode == "uint8")
+        for mode in MODES:
+            decode_only, convert = mode == "decode only", mode == MODES[3]
+            kw = dict(size=size, seed=0, uint8=mode in ("uint8 clips", MODES[3]))
             pair = (ClipDataset(prepared, **kw), WholeVideoClipDataset(prepared, **kw))
-            same = None if mode == "decode only" else all(
+            same = None if decode_only else all(
                 torch.equal(pair[0][i]["video"], pair[1][i]["video"]) for i in range(len(pair[0])))
             wall: list[list[float]] = [[], []]
             cpu: list[list[float]] = [[], []]
             for _ in range(repeats):
                 for k, ds in enumerate(pair):
-                    if mode == "decode only":
+                    if decode_only:
                         t0 = time.perf_counter()
                         read_clips(ds, clips, decode_only=True)
                         wall[k].append(clips / (time.perf_counter() - t0))
                     else:
-                        wall[k].append(clips_per_second(ds, clips, workers))
-                    cpu[k].append(cpu_ms_per_clip(ds, clips, decode_only=mode == "decode only"))
+                        wall[k].append(clips_per_second(ds, clips, workers, convert=convert))
+                    cpu[k].append(cpu_ms_per_clip(ds, clips, decode_only=decode_only, convert=convert))
             ref_wall, ref_cpu = statistics.median(wall[1]), statistics.median(cpu[1])
             for k, name in enumerate(LOADERS):
                 rows.append({
                     "loader": name,
-                    "output": mode if mode == "decode only" else f"{mode} clips",
+                    "output": mode,
                     "runs": wall[k], "median": statistics.median(wall[k]),
                     "speedup": statistics.median(wall[k]) / ref_wall,
                     "cpu_runs": cpu[k], "cpu_ms": statistics.median(cpu[k]),

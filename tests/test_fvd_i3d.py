@@ -106,13 +106,17 @@ def test_tf32x3_convolution_equals_the_plain_one_on_the_cpu():
         assert torch.allclose(split(x), conv(x), rtol=1e-5, atol=1e-6)
 
 
-def test_tf32_paths_are_refused_on_the_cpu():
+def test_tf32_paths_are_refused_on_the_cpu_and_tf32x3_without_our_model():
     from harness.errors import UserError
     from harness.fvd.protocol import Extractor
 
     for precision in ("tf32", "tf32x3"):
         with pytest.raises(UserError, match="tensor cores"):
             Extractor(InceptionI3d(), "cpu", "stylegan-v", precision)
+    from harness.fvd.weights import TorchscriptI3D
+
+    with pytest.raises(UserError, match="torchscript"):  # no convolutions of ours to split
+        Extractor(TorchscriptI3D(torch.nn.Identity()), "cuda", "stylegan-v", "tf32x3")
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

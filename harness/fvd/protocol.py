@@ -157,6 +157,8 @@ class Extractor:
     ):
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if precision == "tf32x3" and not isinstance(model, torch.nn.Module):
+            raise UserError("--precision tf32x3 needs our I3D (converted weights), not StyleGAN-V's torchscript file")
         self.device = torch.device(device)
         if precision in CUDA_ONLY and self.device.type != "cuda":
             raise UserError(f"--precision {precision} runs on TF32 tensor cores (CUDA); on {device} use fp32")

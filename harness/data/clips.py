@@ -164,12 +164,11 @@ class ClipDataset(torch.utils.data.Dataset):
         """Item ``i`` at ``epoch`` (default: the current epoch)."""
         indices, flip = self.sample_plan(i, epoch)
         x = resize_center_crop(self.read_frames(i, indices), self.size, crop=self.crop, antialias=self.antialias)
-        if self.uint8:
-            video = x.permute(0, 2, 3, 1)  # (T, H, W, 3)
-            video = video.flip(2) if flip else video.contiguous()  # flip copies: one copy either way
-        else:
-            x = x.flip(-1) if flip else x
-            video = x.contiguous().float().div_(127.5).sub_(1.0)  # (T, 3, H, W) in [-1, 1], contiguous
+        video = x.permute(0, 2, 3, 1)  # (T, H, W, 3), a view of the crop
+        if flip:
+            video = video.flip(2)  # a copy
+        # uint8 (T, H, W, 3), or float32 (T, 3, H, W) in [-1, 1]: each one copy of the (flipped) crop
+        video = video.contiguous() if self.uint8 else clips_to_float(video)
         return {"video": video, "label": self.labels[i], "index": i}
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -75,12 +75,8 @@ class MaxPoolSame(nn.Module):
         self.kernel, self.stride = tuple(kernel), tuple(stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        before = [same_padding(n, k, s)[0] for n, k, s in zip(x.shape[2:], self.kernel, self.stride, strict=True)]
-        same_windows = all(
-            pool_windows(n, k, s, p) == math.ceil(n / s)
-            for n, k, s, p in zip(x.shape[2:], self.kernel, self.stride, before, strict=True)
-        )
-        if not same_windows:
+        before = pool_padding_for_same(x.shape[2:], self.kernel, self.stride)
+        if before is None:
             x, before = pad_same(x, self.kernel, self.stride, value=-math.inf), [0, 0, 0]
         if x.is_cuda:  # CUDA's max_pool3d has no channels-last kernel: a quarter of the GPU time
             return max_pool_separable(x, self.kernel, self.stride, before)
@@ -110,6 +106,14 @@ def pool_windows(size: int, kernel: int, stride: int, padding: int) -> int:
     """How many windows PyTorch's pooling takes with ``ceil_mode=True`` (the last must start inside)."""
     out = math.ceil((size + 2 * padding - kernel) / stride) + 1
     return out - 1 if (out - 1) * stride >= size + padding else out
+
+
+def pool_padding_for_same(sizes, kernel, stride) -> list[int] | None:
+    """The ``padding`` with which PyTorch's ``ceil_mode=True`` pooling takes exactly TF "SAME"'s windows
+    (SAME's padding before, per axis), or None where its count of windows differs from SAME's."""
+    before = [same_padding(n, k, s)[0] for n, k, s in zip(sizes, kernel, stride, strict=True)]
+    windows = [pool_windows(n, k, s, p) for n, k, s, p in zip(sizes, kernel, stride, before, strict=True)]
+    return before if windows == [math.ceil(n / s) for n, s in zip(sizes, stride, strict=True)] else None
 
 
 class InceptionModule(nn.Module):

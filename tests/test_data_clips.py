@@ -195,3 +195,21 @@ def test_uint8_clips_turned_float_equal_the_float_clips(tmp_path):
     got = clips_to_float(batch)
     assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, want)
     assert clips_to_float(want) is want  # float input (latents) passes through
+
+
+def test_decord_frames_come_through_dlpack_unchanged(gray_dataset):
+    """read_frames hands decord's buffer to torch without a copy: same pixels as decord's own .asnumpy(),
+    still valid after the reader is gone, and frame folders give the same type."""
+    import gc
+
+    import decord
+
+    ds = ClipDataset(gray_dataset, size=32, seed=3)
+    for i in range(len(ds)):
+        indices, _ = ds.sample_plan(i)
+        frames = ds.read_frames(i, indices)
+        gc.collect()
+        assert isinstance(frames, torch.Tensor) and frames.dtype == torch.uint8 and frames.shape == (16, 30, 40, 3)
+        if ds.kinds[i] == "video":
+            copy = decord.VideoReader(str(ds.source / ds.paths[i])).get_batch(indices.tolist()).asnumpy()
+            assert np.array_equal(frames.numpy(), copy)

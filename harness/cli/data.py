@@ -95,18 +95,18 @@ def prepare(
 
 @bench_app.command("data")
 def bench_data(
-    videos: int = typer.Option(16, help="UCF101-like videos to generate (320x240, 25 fps, 5-10 s, mpeg4 .avi)"),
-    clips: int = typer.Option(32, help="clips each loader reads per timed pass"),
-    repeats: int = typer.Option(3, help="repeats; the table reports the median"),
-    workers: int = typer.Option(2, help="DataLoader workers"),
-    size: int = typer.Option(256, help="clip size (short side resize + center crop)"),
+    videos: int = typer.Option(16, min=1, help="UCF101-like videos to generate (320x240, 25 fps, 5-10 s, mpeg4 .avi)"),
+    clips: int = typer.Option(32, min=1, help="clips each loader reads per timed pass"),
+    repeats: int = typer.Option(3, min=1, help="repeats; the table reports the median"),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers"),
+    size: int = typer.Option(256, min=1, help="clip size (short side resize + center crop)"),
     workdir: Path | None = typer.Option(None, help="where to write the videos (default: a temporary folder)"),
 ) -> None:
     """Clips/s of our loader (decord, only the needed frames) against decode-whole-video-then-slice (Latte's path)."""
-    from harness.data.bench import run_data_bench
+    from harness.data.bench import run_data_bench, verdict
 
     rows = run_data_bench(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size, workdir=workdir)
-    table = Table(title="data loading (medians of repeats)")
+    table = Table(title="data loading (medians of repeats; speed-ups: medians of paired repeats)")
     for col in ("loader", "output", "clips/s, wall", "speed-up, wall", "CPU ms/clip", "speed-up, CPU", "same pixels"):
         table.add_column(col)
     for r in rows:
@@ -115,10 +115,12 @@ def bench_data(
     console.print(table)
     for r in rows:
         wall = ", ".join(f"{x:.2f}" for x in r["runs"])
+        ratios = ", ".join(f"{x:.2f}x" for x in r["speedups"])
         cpu = ", ".join(f"{x:.1f}" for x in r["cpu_runs"])
-        console.print(f"  {r['loader']} / {r['output']}: clips/s {wall}; CPU ms/clip {cpu}")
+        console.print(f"  {r['loader']} / {r['output']}: clips/s {wall} (speed-ups {ratios}); CPU ms/clip {cpu}")
     import os
 
     console.print(f"{videos} videos, {clips} clips a run, {repeats} repeats, {workers} workers, size {size}; "
                   f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end; wall: DataLoader with "
                   f"{workers} workers (decode only: 1 process); CPU: 1 process, 1 thread")
+    console.print(verdict(rows))

@@ -28,16 +28,17 @@ def i3d_fetch(force: bool = typer.Option(False, help="Fetch and convert again ev
 def fvd(
     real: Path = typer.Option(..., help="Prepared dataset folder (manifest.parquet) or a real-statistics .npz."),
     fake: Path = typer.Option(..., help="Samples folder (clips/clips-*.npy) or one uint8 (N, T, H, W, 3) .npy."),
-    num: int = typer.Option(2048, help="Clips on each side (the protocol uses 2048)."),
+    num: int = typer.Option(2048, min=1, help="Clips on each side (the protocol uses 2048)."),
     protocol: str = typer.Option("stylegan-v", help="stylegan-v (Latte's numbers) or videogpt."),
     i3d: Path = typer.Option(None, help="Detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     precision: str = typer.Option("fp32", help="fp32 (reference); CUDA: tf32x3 (~fp32), fast tf32, bf16, fp16."),
-    num_frames: int = typer.Option(16, help="Frames per clip."),
-    frame_interval: int = typer.Option(3, help="Real clips' frame interval (Latte's realdata_subsample_factor)."),
+    num_frames: int = typer.Option(16, min=1, help="Frames per clip."),
+    frame_interval: int = typer.Option(
+        3, min=1, help="Real clips' frame interval (Latte's realdata_subsample_factor)."),
     seed: int = typer.Option(0, help="Seed that picks the real clips."),
-    size: int = typer.Option(256, help="Resolution the real clips are read at before the detector's resize."),
-    batch_size: int = typer.Option(16, help="Clips per detector batch."),
+    size: int = typer.Option(256, min=1, help="Resolution the real clips are read at before the detector's resize."),
+    batch_size: int = typer.Option(16, min=1, help="Clips per detector batch."),
     compile: bool = typer.Option(False, help="torch.compile the detector (faster on CPU after a ~1 min compile)."),
     out: Path = typer.Option(None, help="Write the JSON record here."),
 ):
@@ -55,10 +56,10 @@ def fvd(
 @bench_app.command("fvd")
 def bench_fvd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    num: int = typer.Option(None, help="Clips to time (default: 8 on CPU, 2048 on CUDA)."),
-    batch_size: int = typer.Option(None, help="Clips per batch (default: 2 on CPU, 64 on CUDA)."),
-    runs: int = typer.Option(3, help="CUDA: timed runs per path (median reported)."),
-    threads: int = typer.Option(None, help="CPU: torch threads (default: torch's)."),
+    num: int = typer.Option(None, min=1, help="Clips to time (default: 8 on CPU, 2048 on CUDA)."),
+    batch_size: int = typer.Option(None, min=1, help="Clips per batch (default: 2 on CPU, 64 on CUDA)."),
+    runs: int = typer.Option(3, min=1, help="CUDA: timed runs per path (median reported)."),
+    threads: int = typer.Option(None, min=1, help="CPU: torch threads (default: torch's)."),
     compile: bool = typer.Option(False, help="torch.compile the detector (CPU: inductor with freezing)."),
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
 ):

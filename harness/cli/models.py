@@ -65,11 +65,11 @@ def _check_device(device: str) -> None:
 def bench_scan_cmd(
     compare: list[int] = typer.Option([1024], "--compare", help="Lengths L where torch and reference both run."),
     torch_only: list[int] = typer.Option([4096], "--torch-only", help="Lengths L for the torch backend alone."),
-    batch: int = typer.Option(2, help="Batch size."),
-    d_inner: int = typer.Option(768, help="Channels d (Mamba's d_inner)."),
-    d_state: int = typer.Option(16, help="State size N."),
-    repeats: int = typer.Option(5, help="Timed repeats of the torch backend (median reported)."),
-    reference_repeats: int = typer.Option(3, help="Timed repeats of the reference loop (median reported)."),
+    batch: int = typer.Option(2, min=1, help="Batch size."),
+    d_inner: int = typer.Option(768, min=1, help="Channels d (Mamba's d_inner)."),
+    d_state: int = typer.Option(16, min=1, help="State size N."),
+    repeats: int = typer.Option(5, min=1, help="Timed repeats of the torch backend (median reported)."),
+    reference_repeats: int = typer.Option(3, min=1, help="Timed repeats of the reference loop (median reported)."),
     reference: bool = typer.Option(True, help="Run the --compare lengths (--no-reference: the torch-only rows)."),
 ) -> None:
     """Selective scan on CPU: `torch` vs `reference` fwd+bwd, and `torch` alone (fwd, fwd+bwd, peak memory)."""
@@ -103,10 +103,10 @@ def bench_scan_check_cmd(device: str = typer.Option("cuda", help="cuda: cuda vs 
 def bench_models_cmd(
     device: str = typer.Option("cuda", help="cuda or cpu."),
     size: str = typer.Option("xl", help="Model size s|b|l|xl|tiny."),
-    batch: int = typer.Option(5, help="Batch size."),
-    frames: int = typer.Option(16, help="Frames."),
-    latent: int = typer.Option(32, help="Latent height = width."),
-    repeats: int = typer.Option(10, help="Timed steps (median reported)."),
+    batch: int = typer.Option(5, min=1, help="Batch size."),
+    frames: int = typer.Option(16, min=1, help="Frames."),
+    latent: int = typer.Option(32, min=1, help="Latent height = width."),
+    repeats: int = typer.Option(10, min=1, help="Timed steps (median reported)."),
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32 (no autocast)."),
 ) -> None:
     """Latte vs Matten (variant 3) forward+backward step time and peak memory, same inputs, one run."""
@@ -122,12 +122,12 @@ def bench_models_cmd(
 @bench_app.command("mixer")
 def bench_mixer_cmd(
     device: str = typer.Option("cuda", help="cuda or cpu."),
-    batch: int = typer.Option(5, help="Batch size."),
-    tokens: int = typer.Option(4096, help="Sequence length (T·H·W tokens)."),
-    dim: int = typer.Option(1152, help="Model width D."),
-    heads: int = typer.Option(16, help="Attention heads of the comparison pair."),
-    frames: int = typer.Option(16, help="Frames (the attention pair's temporal length)."),
-    repeats: int = typer.Option(20, help="Timed steps (median reported)."),
+    batch: int = typer.Option(5, min=1, help="Batch size."),
+    tokens: int = typer.Option(4096, min=1, help="Sequence length (T·H·W tokens)."),
+    dim: int = typer.Option(1152, min=1, help="Model width D."),
+    heads: int = typer.Option(16, min=1, help="Attention heads of the comparison pair."),
+    frames: int = typer.Option(16, min=1, help="Frames (the attention pair's temporal length)."),
+    repeats: int = typer.Option(20, min=1, help="Timed steps (median reported)."),
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32."),
 ) -> None:
     """The bidirectional Mamba's cost (fused / two calls / two mamba_ssm.Mamba) vs one Latte attention pair."""

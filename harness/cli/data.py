@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import typer
@@ -101,6 +104,7 @@ def bench_data(
     workers: int = typer.Option(2, min=0, help="DataLoader workers"),
     size: int = typer.Option(256, min=1, help="clip size (short side resize + center crop)"),
     workdir: Path | None = typer.Option(None, help="where to write the videos (default: a temporary folder)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write every run's numbers here"),
 ) -> None:
     """Clips/s of our loader (decord, only the needed frames) against decode-whole-video-then-slice (Latte's path)."""
     from harness.data.bench import run_data_bench, verdict
@@ -118,9 +122,16 @@ def bench_data(
         ratios = ", ".join(f"{x:.2f}x" for x in r["speedups"])
         cpu = ", ".join(f"{x:.1f}" for x in r["cpu_runs"])
         console.print(f"  {r['loader']} / {r['output']}: clips/s {wall} (speed-ups {ratios}); CPU ms/clip {cpu}")
-    import os
-
+    cpus = len(os.sched_getaffinity(0))  # what taskset / a cgroup leaves this process, not the machine's count
     console.print(f"{videos} videos, {clips} clips a run, {repeats} repeats, {workers} workers, size {size}; "
-                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end; wall: DataLoader with "
+                  f"{cpus} CPUs usable, load average {os.getloadavg()[0]:.2f} at the end; wall: DataLoader with "
                   f"{workers} workers (decode only: 1 process); CPU: 1 process, 1 thread")
     console.print(verdict(rows))
+    if json_out is not None:
+        import torch
+
+        meta = {"options": dict(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size),
+                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpus_usable": cpus,
+                "torch": torch.__version__, "load_average_end": os.getloadavg()[0], "verdict": verdict(rows)}
+        Path(json_out).write_text(json.dumps({**meta, "rows": rows}, indent=1))
+        console.print(f"wrote {escape(str(json_out))}")

@@ -153,7 +153,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
             reader = decord.VideoReader(str(path), num_threads=1)
             # decord's torch bridge (DLPack) hands over decord's buffer without a copy; .asnumpy() would copy
-            # 3.7 MB a clip into a fresh numpy array, and its page faults cost a quarter of the decode time.
+            # 3.7 MB a clip into a fresh numpy array (a quarter of the decode time on our 2-CPU CI VM).
             return to_torch(reader.get_batch(indices.tolist()))
         from PIL import Image
 

@@ -34,14 +34,18 @@ class WholeVideoClipDataset(ClipDataset):
         return frames[indices]
 
 
+def cycled(ds: ClipDataset, clips: int) -> torch.utils.data.Subset:
+    """``clips`` items of ``ds``, cycling over its videos."""
+    return torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
+
+
 def clips_per_second(ds: ClipDataset, clips: int, workers: int, batch_size: int = 4, convert: bool = False) -> float:
     """Clips/s reading ``clips`` clips (cycling over the videos) through a DataLoader.
 
     Timed: the second pass of persistent workers, so worker start-up is left out (as in a long epoch).
     ``convert``: the consumer turns each uint8 batch into float32 clips (the trainer's path on a CPU).
     """
-    subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers, shuffle=False,
+    loader = torch.utils.data.DataLoader(cycled(ds, clips), batch_size=batch_size, num_workers=workers, shuffle=False,
                                          persistent_workers=workers > 0)
     for _ in loader:  # warm-up pass: start the workers
         pass
@@ -55,11 +59,10 @@ def read_clips(
 ) -> None:
     """Read ``clips`` clips (cycling over the videos): through a DataLoader, or ``read_frames`` alone."""
     if decode_only:
-        for j in range(clips):
-            ds.read_frames(j % len(ds), ds.sample_plan(j % len(ds))[0])
+        for i in cycled(ds, clips).indices:
+            ds.read_frames(i, ds.sample_plan(i)[0])
         return
-    subset = torch.utils.data.Subset(ds, [j % len(ds) for j in range(clips)])
-    for batch in torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers):
+    for batch in torch.utils.data.DataLoader(cycled(ds, clips), batch_size=batch_size, num_workers=workers):
         if convert:
             clips_to_float(batch["video"])
 

@@ -8,9 +8,10 @@ detached so that it trains only the variance (as DiT and Latte do).
 
 Videos are (B, T, C, H, W); the model's output is (B, T, 2C, H, W) and is split on dim 2.
 
-Samplers: DDPM respaced to N of the 1000 steps (IDDPM's SpacedDiffusion: the betas are
-re-derived from ᾱ at the kept steps) with the learned variance, and DDIM (η = 0 by
-default). Classifier-free guidance goes through ``model.forward_with_cfg``.
+Samplers: DDPM with the learned variance and DDIM (η = 0 by default), both on the process
+respaced to N of the 1000 steps as Latte's ``sample.py`` builds them, ``space_timesteps(1000,
+str(N))`` (IDDPM's SpacedDiffusion: the betas are re-derived from ᾱ at the kept steps).
+Classifier-free guidance goes through ``model.forward_with_cfg``.
 
 The schedule arithmetic is diffusers' DDPMScheduler's (betas, ᾱ), computed in float64 as
 IDDPM does; diffusers has no variational-bound loss, so that part is written here.
@@ -71,10 +72,16 @@ def linear_betas(num_timesteps: int = NUM_TIMESTEPS, start: float = BETA_START, 
 
 
 def space_timesteps(num_timesteps: int, spec: str | int) -> list[int]:
-    """The kept steps of a respaced sampler, as IDDPM chooses them.
+    """The kept steps of a respaced sampler, chosen with IDDPM's arithmetic (``respace.space_timesteps``).
 
-    ``"250"`` (or 250): 250 steps evenly spread over [0, T-1] with rounding (both ends kept);
-    ``"ddim50"``: the integer stride whose range(0, T, stride) has exactly 50 steps.
+    ``"250"`` (or 250): 250 steps spread over [0, T-1], both ends kept, at a float stride s = (T-1)/(N-1)
+    accumulated step by step (index = round(0 + s + s + ...), Python's round, half to even) — not round(i·s),
+    which keeps another step for 278 of the counts 1..1000 (e.g. 15 of 16: IDDPM keeps 7, round(i·s) 8).
+    N = 1 keeps step 0. ``"10,15,20"``: the T steps split into equal sections (the first ones one longer when
+    T does not divide), each spaced as above. ``"ddim50"``: range(0, T, k) for the integer stride k that gives
+    exactly 50 steps (IDDPM's DDIM-paper striding; Latte does not use it).
+
+    Raises ValueError for a count of 0 or more than a section's length, or a DDIM count no stride gives.
     """
     spec = str(spec)
     if spec.startswith("ddim"):
@@ -83,13 +90,38 @@ def space_timesteps(num_timesteps: int, spec: str | int) -> list[int]:
             if len(range(0, num_timesteps, stride)) == want:
                 return list(range(0, num_timesteps, stride))
         raise ValueError(f"cannot take exactly {want} steps of {num_timesteps} with an integer stride")
-    count = int(spec)
-    if not 1 <= count <= num_timesteps:
-        raise ValueError(f"cannot respace {num_timesteps} steps to {count}")
-    if count == 1:
-        return [0]
-    stride = (num_timesteps - 1) / (count - 1)
-    return sorted({round(i * stride) for i in range(count)})
+    counts = [int(c) for c in spec.split(",")]
+    size, extra = divmod(num_timesteps, len(counts))
+    kept, section_start = [], 0
+    for k, count in enumerate(counts):
+        length = size + (1 if k < extra else 0)
+        if not 1 <= count <= length:
+            raise ValueError(f"cannot respace a section of {length} steps to {count}")
+        stride = 1.0 if count == 1 else (length - 1) / (count - 1)
+        position = 0.0
+        for _ in range(count):
+            kept.append(section_start + round(position))
+            position += stride  # accumulated, as IDDPM does: the rounding of the sum decides ties
+        section_start += length
+    return sorted(set(kept))
+
+
+SPACINGS = ("iddpm", "ddim-stride")
+
+
+def sampling_respacing(steps: int, spacing: str = "iddpm") -> str:
+    """The ``create_diffusion`` respacing of a sampler with ``steps`` steps.
+
+    ``iddpm`` (the default, DDPM and DDIM alike): ``space_timesteps(1000, str(steps))``, as Latte's
+    ``sample.py`` builds both samplers (DDIM-50 calls the model at t = 999, 979, 958, ...).
+    ``ddim-stride``: ``"ddim<steps>"``, the integer stride of the DDIM paper (DDIM-50 at t = 980, 960, ...;
+    only for step counts some stride gives exactly). Raises ValueError for an unknown spacing.
+    """
+    if spacing == "iddpm":
+        return str(steps)
+    if spacing == "ddim-stride":
+        return f"ddim{steps}"
+    raise ValueError(f"unknown timestep spacing {spacing!r} ({' | '.join(SPACINGS)})")
 
 
 _DEVICE_TABLES: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
@@ -279,7 +311,7 @@ class GaussianDiffusion:
 def create_diffusion(respacing: str | int | None = None) -> GaussianDiffusion:
     """The 1000-step linear process, or its respacing to the kept steps of ``respacing`` ("250", "ddim50")."""
     base = GaussianDiffusion(linear_betas())
-    if respacing is None or str(respacing) in ("", str(NUM_TIMESTEPS)):
+    if respacing is None or str(respacing) == "":
         return base
     keep = space_timesteps(base.num_timesteps, respacing)
     # SpacedDiffusion: β'_i = 1 - ᾱ_{k_i} / ᾱ_{k_{i-1}}, so ᾱ at each kept step is unchanged.
@@ -308,6 +340,7 @@ def sample_video(
     *,
     sampler: str = "ddpm",
     steps: int = 250,
+    spacing: str = "iddpm",
     y: torch.Tensor | None = None,
     cfg_scale: float = 1.0,
     eta: float = 0.0,
@@ -315,13 +348,16 @@ def sample_video(
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """One batch of samples (B, T, C, H, W), reproducible from ``generator``'s seed."""
+    """One batch of samples (B, T, C, H, W), reproducible from ``generator``'s seed.
+
+    Both samplers walk the timesteps of :func:`sampling_respacing` (``steps``, ``spacing``): by default
+    Latte's, ``space_timesteps(1000, str(steps))``.
+    """
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"unknown sampler {sampler!r} (ddpm | ddim)")
+    diffusion = create_diffusion(sampling_respacing(steps, spacing))
     noise = torch.randn(shape, generator=generator, device=device)
     denoise = make_denoiser(model, y, cfg_scale)
     if sampler == "ddpm":
-        return create_diffusion(steps).p_sample_loop(denoise, noise, generator, progress)
-    if sampler == "ddim":
-        return create_diffusion(f"ddim{steps}" if NUM_TIMESTEPS % steps == 0 else steps).ddim_sample_loop(
-            denoise, noise, eta, generator, progress
-        )
-    raise ValueError(f"unknown sampler {sampler!r} (ddpm | ddim)")
+        return diffusion.p_sample_loop(denoise, noise, generator, progress)
+    return diffusion.ddim_sample_loop(denoise, noise, eta, generator, progress)

@@ -118,13 +118,65 @@ def test_training_loss_vb_trains_only_the_variance():
     torch.testing.assert_close(losses["loss"], losses["mse"] + losses["vb"])
 
 
-def test_space_timesteps_and_respaced_alphas():
+def _iddpm_kept(num_timesteps: int, count: int) -> list[int]:
+    """IDDPM's kept steps worked out with numpy, apart from D.space_timesteps: the float stride added left to
+    right (np.add.accumulate adds in order, as IDDPM's ``cur_idx += frac_stride``), rounded half to even."""
+    stride = 1.0 if count == 1 else (num_timesteps - 1) / (count - 1)
+    positions = np.concatenate([[0.0], np.add.accumulate(np.full(count - 1, stride))])
+    return np.rint(positions).astype(int).tolist()
+
+
+def test_space_timesteps_equals_iddpm_for_every_count():
+    for count in range(1, 1001):
+        assert D.space_timesteps(1000, str(count)) == _iddpm_kept(1000, count), count
+    # round(i·stride) is not IDDPM's choice: it differs for 278 counts, the first 21 (IDDPM 499, round 500)
+    naive = {n: sorted({round(i * (999 / (n - 1))) for i in range(n)}) if n > 1 else [0] for n in range(1, 1001)}
+    differ = [n for n in range(1, 1001) if naive[n] != _iddpm_kept(1000, n)]
+    assert len(differ) == 278 and differ[0] == 21
+    assert set(D.space_timesteps(1000, "21")) - set(naive[21]) == {499}
+    assert set(D.space_timesteps(16, "15")) ^ {round(i * (15 / 14)) for i in range(15)} == {7, 8}  # IDDPM keeps 7
+    # ends, N = 1, sections and the DDIM paper's stride
     keep = D.space_timesteps(1000, "250")
     assert len(keep) == 250 and keep[0] == 0 and keep[-1] == 999
+    assert D.space_timesteps(1000, "1") == [0] and D.space_timesteps(1000, 1) == [0]
+    assert D.space_timesteps(300, "10,15,20")[:10] == list(range(0, 100, 11))  # 100 steps into 10: stride 11
+    assert D.space_timesteps(300, "10,15,20")[10:12] == [100, 107] and len(D.space_timesteps(300, "10,15,20")) == 45
     assert D.space_timesteps(1000, "ddim50") == list(range(0, 1000, 20))
+    for bad in ("0", "1001", "ddim999"):  # no integer stride takes exactly 999 of 1000 steps
+        with pytest.raises(ValueError):
+            D.space_timesteps(1000, bad)
+
+
+def test_respaced_alphas_are_the_kept_steps():
+    keep = D.space_timesteps(1000, "250")
     base, spaced = D.create_diffusion(), D.create_diffusion(250)
     np.testing.assert_allclose(spaced.alphas_cumprod, base.alphas_cumprod[keep], rtol=1e-12)
     assert spaced.map_timesteps(torch.tensor([0, 249])).tolist() == [0, 999]
+
+
+def _timesteps_seen(**kw) -> list[int]:
+    seen = []
+
+    def model(x, t, y=None):  # ε = 0, v = 0: the sampler runs, the recorded t is what matters
+        seen.append(int(t[0]))
+        return torch.cat([torch.zeros_like(x), torch.zeros_like(x)], dim=2)
+
+    D.sample_video(model, (1, 1, 1, 2, 2), generator=torch.Generator().manual_seed(0), **kw)
+    return seen
+
+
+def test_ddpm_and_ddim_walk_lattes_timesteps():
+    """Latte's sample.py builds both samplers on create_diffusion(str(N)): DDIM-50 calls the model at
+    999, 979, 958, ... (the DDIM paper's integer stride, 980, 960, ..., only when asked for)."""
+    latte_50 = D.space_timesteps(1000, "50")[::-1]
+    assert _timesteps_seen(sampler="ddim", steps=50) == latte_50 and latte_50[:3] == [999, 979, 958]
+    assert _timesteps_seen(sampler="ddpm", steps=50) == latte_50
+    assert _timesteps_seen(sampler="ddim", steps=50, spacing="ddim-stride")[:3] == [980, 960, 940]
+    for sampler in ("ddpm", "ddim"):
+        assert _timesteps_seen(sampler=sampler, steps=1) == [0]  # one step keeps t = 0, as IDDPM
+        assert _timesteps_seen(sampler=sampler, steps=1000) == list(range(999, -1, -1))
+    with pytest.raises(ValueError, match="unknown timestep spacing"):
+        _timesteps_seen(sampler="ddim", steps=50, spacing="linspace")
 
 
 def test_respaced_ddpm_step_matches_diffusers_learned_range():

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from harness.errors import UserError
+from harness.machine import count_params
 
 # The paper's Table (GFLOPs as printed; Latte's procedure: thop MACs at batch 3). Sources in baselines/.
 PAPER_GFLOPS = {"matten-xl": 4008.0, "latte-xl": 5572.0, "lvdm": 5718.0}
@@ -427,10 +428,6 @@ def example_inputs(batch: int, frames: int, latent: int, *, device: str | torch.
     return (x, t, None)
 
 
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 # --------------------------------------------------------------------------------------------------
 # The public entry point
 # --------------------------------------------------------------------------------------------------
@@ -474,7 +471,7 @@ def count_flops(
         "pixel_size": size,
         "latent_size": latent,
         "input_shape": list(inputs[0].shape),
-        "params": parameter_count(model),
+        "params": count_params(model),
         "paper_gflops": PAPER_GFLOPS.get(model_name.lower().removesuffix("/2")),
     }
     if protocol == "fvcore":

@@ -6,18 +6,20 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename over ``path``."""
+def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a temporary file in the same folder, fsync it, then rename it over ``path``:
+    a reader (or a job killed half-way) sees the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -25,6 +27,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically (:func:`atomic_write_with`)."""
+    atomic_write_with(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -36,14 +43,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_save_torch(path: str | Path, obj: Any) -> None:
-    """``torch.save`` through a temporary file, fsync and rename (checkpoints)."""
-    import io
-
+    """``torch.save`` streamed into a temporary file, fsync and rename (checkpoints; no second copy in memory)."""
     import torch
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_with(path, lambda f: torch.save(obj, f))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

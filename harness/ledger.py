@@ -101,10 +101,13 @@ def finish(run_dir: str | Path, rec: dict[str, Any], outputs: dict[str, Any], **
 
 
 def environment() -> dict[str, Any]:
-    """Versions, git commit and device: what a reader needs to trace a number."""
+    """Versions, git commit and machine: what a reader needs to trace a number."""
     import numpy
     import torch
 
+    from harness.machine import machine_record
+
+    machine = machine_record("cuda" if torch.cuda.is_available() else "cpu")
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -112,17 +115,17 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
-        "device": device_name(),
+        "device": device_name(machine),
+        "machine": machine,
     }
     return env
 
 
-def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+def device_name(machine: dict[str, Any]) -> str:
+    """The short device line reports group records by, from :func:`harness.machine.machine_record`."""
+    if "gpu" in machine:
+        return f"cuda: {machine['gpu']} x{machine['gpu_count']}"
+    return f"cpu: {machine['cpu']}, {machine['torch_threads']} threads"
 
 
 def git_commit() -> str | None:

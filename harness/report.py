@@ -147,6 +147,10 @@ def write_report(
     lines += ["## FVD protocol", "", FVD_PROTOCOL, ""]
     for p in sorted(recorded_fvd_protocols(records)):
         lines += ["As recorded by this run's FVD stage:", "", "```json", json.dumps(json.loads(p), indent=2), "```", ""]
+    setups = sorted(recorded_sampling(records))
+    if setups:
+        lines += ["The generated clips were sampled with (as recorded by the sample stage):", ""]
+        lines += [f"- {s}" for s in setups] + [""]
     lines += environment_section(records)
     path = report_dir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -171,6 +175,24 @@ def recorded_fvd_protocols(records: list[dict[str, Any]]) -> set[str]:
             "detector": {"kind": detector.get("kind"), "sha256": detector.get("sha256")},
         }
         out.add(json.dumps(summary, sort_keys=True))
+    return out
+
+
+def recorded_sampling(records: list[dict[str, Any]]) -> set[str]:
+    """One line per distinct sampling setup of the run's sample records: sampler, steps, timestep spacing,
+    guidance scale, and which weights (the EMA with its schedule, or the raw model)."""
+    out = set()
+    for r in records:
+        if r.get("stage") != "sample":
+            continue
+        c = r.get("config", {})
+        weights = "raw model weights"
+        if c.get("weights") == "ema":
+            ema = c.get("ema_schedule") or {}
+            weights = f"EMA weights, decay {ema.get('decay')}, {ema.get('formula', 'schedule not recorded')}"
+        spacing = c.get("spacing", "not recorded")
+        out.add(f"{str(c.get('sampler')).upper()}-{c.get('steps')} (timesteps: {spacing}), "
+                f"guidance scale {c.get('cfg_scale')}, {weights}")
     return out
 
 

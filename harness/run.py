@@ -84,6 +84,9 @@ class Preset:
     # default: the cache holds one fixed window per video without flips, and the paper trains with flips.
     keep_checkpoints: int  # checkpoints kept on disk (an FVD point re-measured later needs its checkpoint)
     latent_cache: bool = False
+    # The EMA's warm-up (harness.ema): short runs sample a model, not the initial weights. The paper scale
+    # keeps Latte's recipe (0.9999 from the first step).
+    ema_warmup: bool = True
     # Patch size. Smoke scale uses 8 on 32x32 pixels: 16x4x4 = 256 tokens, because the PyTorch selective
     # scan that CPUs run loops over tokens one by one (patch 2 would make it 4096).
     patch: int = 2
@@ -134,7 +137,7 @@ PRESETS = {
         sizes=("s", "b", "l", "xl"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3,
         image_size=256, batch_size=5,
         eval_steps=(50000, 100000, 150000), sampler="ddpm", sample_steps=250, fvd_clips=2048,
-        train_scaling=True, ckpt_every=5000, keep_checkpoints=2,
+        train_scaling=True, ckpt_every=5000, keep_checkpoints=2, ema_warmup=False,
     ),
 }
 
@@ -250,6 +253,7 @@ def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path,
         "image_size": preset.image_size,
         "steps": steps,
         "batch": preset.batch_size,
+        "ema_warmup": preset.ema_warmup,
         "seed": 0,
         "ckpt_every": preset.ckpt_every,
         "keep_checkpoints": preset.keep_checkpoints,
@@ -264,7 +268,8 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
     config = train_config(preset, exp, prepared, exp_dir, steps)
 
     def fn():
-        from harness.train import latest_checkpoint, train
+        from harness.checkpoint import latest_checkpoint
+        from harness.train import train
 
         record = train(dict(config), resume=latest_checkpoint(exp_dir) is not None)
         return {
@@ -282,6 +287,7 @@ def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
 
     import torch
 
+    from harness.machine import count_params
     from models import build_model
 
     info = Path(prepared) / "dataset.json"
@@ -293,7 +299,7 @@ def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
             num_classes=int(meta.get("num_classes", 0)), num_frames=preset.num_frames,
             in_channels=3 if pixel else 4, input_size=preset.image_size // (1 if pixel else 8),
         )
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_params(model)
 
 
 def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
@@ -502,8 +508,8 @@ def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, 
 
     if not torch.cuda.is_available():
         return ASSUMED_TFLOPS, "assumed (no GPU here to measure on)"
+    from harness.machine import median_time
     from models import build_model
-    from models.bench import median_time
 
     model = build_model("matten", preset.main_size).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness import ledger
-from harness.diffusion import NUM_TIMESTEPS, sample_video
+from harness.diffusion import NUM_TIMESTEPS, SPACINGS, create_diffusion, sample_video, sampling_respacing
 from harness.errors import UserError
 from harness.samples import shard_path, write_shard
 
@@ -69,12 +69,11 @@ def write_contact_sheet(path: str | Path, clips: np.ndarray, max_frames: int = 8
 
 def load_sampling_model(checkpoint: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
     """The model of a training checkpoint (EMA weights by default) and the checkpoint's metadata."""
-    from harness.train import TrainConfig, build_model_from_config, load_checkpoint
+    from harness.checkpoint import latest_checkpoint, load_checkpoint
+    from harness.train import TrainConfig, build_model_from_config
 
     path = Path(checkpoint)
     if path.is_dir():  # a run directory: its latest checkpoint
-        from harness.train import latest_checkpoint
-
         found = latest_checkpoint(path)
         if found is None:
             raise UserError(f"no checkpoints in {path}/checkpoints")
@@ -86,6 +85,15 @@ def load_sampling_model(checkpoint: str | Path, use_ema: bool = True, device: st
     model = build_model_from_config(cfg, **state["model_args"])
     model.load_state_dict(state["ema" if use_ema else "model"])
     return model.to(device).eval(), state, path
+
+
+def ema_schedule_of(state: dict[str, Any]) -> dict[str, Any]:
+    """The EMA schedule a checkpoint's EMA weights were made with (checkpoints before the warm-up
+    existed were made with Latte's constant decay)."""
+    if "ema_schedule" in state:
+        return state["ema_schedule"]
+    decay = state.get("config", {}).get("ema_decay", 0.9999)
+    return {"decay": decay, "warmup": False, "formula": "decay (constant, Latte's recipe)", "n": "not recorded"}
 
 
 def vae_spec_of(identity: dict[str, Any]) -> str:
@@ -103,6 +111,7 @@ def sample(
     batch_size: int = 16,
     sampler: str = "ddpm",
     steps: int | None = None,
+    spacing: str = "iddpm",
     eta: float = 0.0,
     cfg_scale: float | None = None,
     use_ema: bool = True,
@@ -114,16 +123,26 @@ def sample(
     contact_sheet: int = 8,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Write ``num`` videos to ``out_dir`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record."""
+    """Write ``num`` videos to ``out_dir`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record.
+
+    The timesteps are Latte's for both samplers (``spacing="iddpm"``, :func:`harness.diffusion.sampling_respacing`);
+    the record says which weights were used (EMA or raw) and the EMA's schedule.
+    """
     if sampler not in ("ddpm", "ddim"):
         raise UserError(f"--sampler must be ddpm or ddim, not {sampler!r}")
+    if spacing not in SPACINGS:
+        raise UserError(f"--spacing must be one of {', '.join(SPACINGS)}, not {spacing!r}")
     if steps is None:
         steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
     if not 1 <= steps <= NUM_TIMESTEPS:
         raise UserError(f"--steps must be between 1 and {NUM_TIMESTEPS} (the training schedule's length), not {steps}")
-    from harness.train import Dist, pick_device
+    try:
+        create_diffusion(sampling_respacing(steps, spacing))
+    except ValueError as e:  # ddim-stride: no integer stride gives that many steps
+        raise UserError(f"--steps {steps} --spacing {spacing}: {e}") from e
+    from harness.machine import resolve_device
 
-    dev = pick_device(device, Dist())  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
+    dev = resolve_device(device)  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
     model, state, ckpt_path = load_sampling_model(checkpoint, use_ema, dev)
     margs = state["model_args"]
     num_classes = int(margs["num_classes"])
@@ -140,10 +159,12 @@ def sample(
         "checkpoint": str(ckpt_path.resolve()),
         "step": state["step"],
         "weights": "ema" if use_ema else "model",
+        "ema_schedule": ema_schedule_of(state) if use_ema else None,
         "num": num,
         "batch_size": batch_size,
         "sampler": sampler,
         "steps": steps,
+        "spacing": spacing,
         "eta": eta if sampler == "ddim" else None,
         "cfg_scale": cfg_scale,
         "seed": seed,
@@ -154,7 +175,14 @@ def sample(
     done = ledger.find_complete(out_dir, "sample", config)
     if done:
         return done
-    rec = ledger.start(out_dir, "sample", config, protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale})
+    timesteps = create_diffusion(sampling_respacing(steps, spacing)).timestep_map.tolist()[::-1]
+    rec = ledger.start(
+        out_dir,
+        "sample",
+        config,
+        protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "spacing": spacing,
+                  "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1]},
+    )  # fmt: skip
     from harness.console import progress
 
     n_shards = (num + batch_size - 1) // batch_size
@@ -175,6 +203,7 @@ def sample(
                         (hi - lo, *shape),
                         sampler=sampler,
                         steps=steps,
+                        spacing=spacing,
                         eta=eta,
                         y=y,
                         cfg_scale=cfg_scale,

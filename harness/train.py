@@ -4,23 +4,29 @@ One process per GPU (``torchrun --nproc-per-node N -m harness.cli train ...``); 
 process when torchrun is not used. Rank 0 writes checkpoints, metrics and the ledger.
 
 Exactness: the data order, the diffusion timestep and the noise of every sample are
-functions of (seed, step, position in the global batch) only, so a resumed run repeats the
-uninterrupted one bit for bit, and N processes with batch b see the same samples, timesteps
-and noise as one process with batch N·b. Everything else that draws random numbers (the
-model's label dropout) uses the global RNGs, whose states (torch, CUDA, numpy, python; every
+functions of (seed, step, position in the global batch) only, drawn on the CPU in the
+DataLoader's workers, so a resumed run repeats the uninterrupted one bit for bit, N
+processes with batch b see the same samples, timesteps and noise as one process with
+batch N·b, and a GPU run draws the same noise as a CPU run. Everything else that draws
+random numbers (the model's label dropout) uses the global RNGs, whose states (every
 rank's) are in each checkpoint.
+
+Speed: the loop only queues work on the device. Metrics are summed on the device and read
+once per logging interval (the one host sync, besides checkpoints); the EMA is two foreach
+kernels; AdamW is fused on CUDA; the model is compiled on CUDA unless ``compile=False``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import math
 import os
 import random
-import resource
 import time
+from collections.abc import Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +34,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from harness import ledger
-from harness.console import console
+from harness.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, set_rng_state
+from harness.console import console, progress
 from harness.data.clips import clips_to_float
-from harness.device import resolve_device
 from harness.diffusion import create_diffusion
+from harness.distributed import Dist, all_reduce_sum, barrier, init_distributed, wrap
+from harness.ema import EMASchedule, update_ema
 from harness.errors import UserError
-from harness.io import atomic_save_torch
+from harness.machine import machine_record, peak_memory_gib, reset_peak_memory, resolve_device, synchronize
 
 
 @dataclass
@@ -58,18 +65,33 @@ class TrainConfig:
     batch: int = 5  # per process (Latte's local_batch_size for UCF101)
     lr: float = 1e-4
     weight_decay: float = 0.0  # Latte: AdamW(lr=1e-4, weight_decay=0)
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9999  # Latte's and DiT's
+    ema_warmup: bool = True  # min(decay, (1+n)/(10+n)) (harness.ema); False = Latte's recipe, the paper preset's
     precision: str = "bf16"  # bf16 autocast | fp32
     clip_max_norm: float = 0.1  # Latte's UCF101 config: clip_max_norm 0.1 ...
     start_clip_iter: int = 100_000  # ... applied from step 100000 on (before: norm measured, not clipped)
     seed: int = 0
     ckpt_every: int = 1000
     keep_checkpoints: int = 2
-    log_every: int = 10
+    log_every: int = 10  # metrics.jsonl gets the mean of each interval (as Latte logs)
     num_workers: int = 4
     device: str = "auto"
-    compile: bool = False  # torch.compile the (DDP-wrapped) model; same math, faster on GPUs
+    compile: bool | None = None  # torch.compile the (DDP-wrapped) model; None = on for CUDA, off on the CPU
     model_builder: str = "models:build_model"  # "module:function" honouring models.build_model's contract
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("bf16", "fp32"):
+            raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
+        for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        for name in ("steps", "num_workers"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
+        self.ema_schedule()  # validates the decay
+
+    def ema_schedule(self) -> EMASchedule:
+        return EMASchedule(self.ema_decay, self.ema_warmup)
 
     def hashed(self) -> dict[str, Any]:
         """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
@@ -79,40 +101,11 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
-# ------------------------------------------------------------------ distributed
+class TrainingDiverged(UserError):
+    """The loss or gradient norm became NaN/inf; the last good checkpoint is untouched."""
 
 
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "gloo"
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(spec: str, d: Dist) -> torch.device:
-    spec = resolve_device(spec)
-    if spec == "cuda":  # under torchrun each rank takes its own GPU
-        torch.cuda.set_device(d.local_rank)
-        return torch.device("cuda", d.local_rank)
-    return torch.device(spec)
-
-
-# ------------------------------------------------------------------ data
+# ------------------------------------------------------------------ data: clips, timesteps and noise by position
 
 
 def open_dataset(cfg: TrainConfig):
@@ -143,67 +136,70 @@ def epoch_batches(n: int, global_batch: int, seed: int, epoch: int) -> list[list
     return [perm[k * global_batch : (k + 1) * global_batch] for k in range(n // global_batch)]
 
 
-def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    return {
-        "video": torch.stack([torch.as_tensor(it["video"]) for it in items]),
-        "label": torch.tensor([int(it["label"]) for it in items]),
-        "position": torch.tensor([int(it["position"]) for it in items]),
-    }
+def batch_keys(n: int, batch: int, d: Dist, seed: int, start_step: int) -> Iterator[list[tuple[int, int, int]]]:
+    """This rank's batches from ``start_step`` on, endlessly, epoch after epoch: lists of
+    (item index, global sample position, epoch). Rank r takes slots [r·batch, (r+1)·batch) of each global batch."""
+    g = batch * d.world
+    per_epoch = n // g
+    lo = d.rank * batch
+    step = start_step
+    while True:
+        epoch, k0 = divmod(step, per_epoch)
+        for b in epoch_batches(n, g, seed, epoch)[k0:]:
+            yield [(i, step * g + lo + r, epoch) for r, i in enumerate(b[lo : lo + batch])]
+            step += 1
 
 
-class _Positioned(torch.utils.data.Dataset):
-    """Wraps a dataset so each item also carries its position in the global batch sequence."""
+def draw_t_and_noise(position: int, shape: tuple[int, ...], seed: int, num_timesteps: int):
+    """(t: int64 scalar, noise: float32 ``shape``) of one sample, from a CPU generator seeded by
+    (seed, global position) alone."""
+    g = torch.Generator().manual_seed(seed * 1_000_000_007 + position)
+    t = torch.randint(0, num_timesteps, (1,), generator=g)[0]
+    return t, torch.randn(shape, generator=g)
 
-    def __init__(self, ds):
-        self.ds = ds
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """``ds`` keyed by (index, position, epoch): the clip at that epoch (its window and flip), its label,
+    and the sample's timestep and noise. Runs in the DataLoader's workers."""
+
+    def __init__(self, ds, noise_shape: tuple[int, ...], seed: int, num_timesteps: int):
+        self.ds, self.noise_shape, self.seed, self.num_timesteps = ds, noise_shape, seed, num_timesteps
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, key):
-        i, pos = key
-        item = dict(self.ds[i])
-        item["position"] = pos
-        return item
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        i, position, epoch = key
+        item = self.ds.clip(i, epoch) if hasattr(self.ds, "clip") else self.ds[i]  # a latent cache has no epochs
+        t, noise = draw_t_and_noise(position, self.noise_shape, self.seed, self.num_timesteps)
+        return {"video": torch.as_tensor(item["video"]), "label": int(item["label"]), "t": t, "noise": noise}
 
 
-def iterate_batches(ds, cfg: TrainConfig, d: Dist, start_step: int):
-    """Yield (step, batch) for this rank from ``start_step`` on, epoch by epoch (exact mid-epoch resume)."""
-    g = cfg.batch * d.world
-    per_epoch = len(ds) // g
-    if per_epoch == 0:
-        raise UserError(f"the dataset has {len(ds)} clips, fewer than one global batch ({g}); lower --batch")
-    step = start_step
-    while True:
-        epoch, k0 = divmod(step, per_epoch)
-        ds.set_epoch(epoch)
-        batches = epoch_batches(len(ds), g, cfg.seed, epoch)[k0:]
-        # (index, global sample position) pairs for this rank
-        lo, hi = d.rank * cfg.batch, (d.rank + 1) * cfg.batch
-        keyed = [[(i, (step + j) * g + lo + r) for r, i in enumerate(b[lo:hi])] for j, b in enumerate(batches)]
-        loader = torch.utils.data.DataLoader(
-            _Positioned(ds),
-            batch_sampler=keyed,
-            num_workers=cfg.num_workers,
-            collate_fn=collate,
-            persistent_workers=False,
-        )
-        for batch in loader:
-            yield step, batch
-            step += 1
+def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "video": torch.stack([it["video"] for it in items]),
+        "label": torch.tensor([it["label"] for it in items]),
+        "t": torch.stack([it["t"] for it in items]),
+        "noise": torch.stack([it["noise"] for it in items]),
+    }
 
 
-def draw_t_and_noise(positions: torch.Tensor, shape: tuple, seed: int, num_timesteps: int, device: torch.device):
-    """Timestep and noise of each sample from its own generator seeded by (seed, global position)."""
-    ts, noises = [], []
-    for p in positions.tolist():
-        g = torch.Generator(device=device).manual_seed(seed * 1_000_000_007 + p)
-        ts.append(torch.randint(0, num_timesteps, (1,), generator=g, device=device))
-        noises.append(torch.randn(shape, generator=g, device=device))
-    return torch.cat(ts), torch.stack(noises)
+def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tuple[int, ...], num_timesteps: int,
+                pin: bool) -> torch.utils.data.DataLoader:
+    """One DataLoader for the whole run (its workers live across epochs), batches pinned for the GPU."""
+    if len(ds) < cfg.batch * d.world:
+        raise UserError(f"the dataset has {len(ds)} clips, fewer than one global batch ({cfg.batch * d.world}); "
+                        "lower --batch")
+    return torch.utils.data.DataLoader(
+        TrainingSamples(ds, noise_shape, cfg.seed, num_timesteps),
+        batch_sampler=batch_keys(len(ds), cfg.batch, d, cfg.seed, start_step),
+        num_workers=cfg.num_workers,
+        collate_fn=collate,
+        pin_memory=pin,
+    )
 
 
-# ------------------------------------------------------------------ model, EMA, checkpoints
+# ------------------------------------------------------------------ model and metrics
 
 
 def build_model_from_config(
@@ -229,52 +225,55 @@ def build_model_from_config(
     )
 
 
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema ← decay·ema + (1−decay)·model, parameter by parameter (as DiT)."""
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+class IntervalStats:
+    """Sums of (loss, mse, vb, grad norm) over the current logging interval, kept on the device so that
+    no step waits for the host, and the first step whose loss or gradient norm was not finite."""
 
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.steps = 0
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)  # step number (1-based), 0 = none
+        self.at_bad = torch.zeros(4, dtype=torch.float64, device=device)
 
-def rng_state() -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
+    def add(self, step: int, loss, mse, vb, grad_norm) -> None:
+        v = torch.stack([loss, mse, vb, grad_norm]).detach().to(torch.float64)
+        self.sums += v
+        self.steps += 1
+        new = ~torch.isfinite(v[0] + v[3]) & (self.first_bad == 0)  # finite iff loss and norm both are
+        self.first_bad = torch.where(new, step + 1, self.first_bad)
+        self.at_bad = torch.where(new, v, self.at_bad)
 
+    def raise_if_diverged(self, d: Dist, last_ckpt: Path | None, on_diverge) -> None:
+        """A host sync (and, with several processes, one collective): stop at the first non-finite step."""
+        first = int(self.first_bad.item())
+        if d.world > 1:  # every rank stops together (a non-finite gradient norm is the same on all of them)
+            anywhere = all_reduce_sum(torch.tensor([float(first > 0)], device=self.sums.device), d)
+            if anywhere.item() == 0:
+                return
+        elif first == 0:
+            return
+        loss, _, _, gn = self.at_bad.tolist()
+        on_diverge(first, loss, gn)
+        where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"training diverged at step {first}: loss={loss} grad_norm={gn}; {where} "
+            "(--resume restarts from it; a lower --lr or --precision fp32 may be given with it)"
+        )
 
-def set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    def take(self, d: Dist) -> dict[str, float]:
+        """The interval's means over every process (the interval's one host sync), then a new interval."""
+        sums = all_reduce_sum(self.sums.clone(), d) / d.world
+        loss, mse, vb, gn = (v / max(self.steps, 1) for v in sums.tolist())
+        self.sums.zero_()
+        n, self.steps = self.steps, 0
+        return {"loss": loss, "mse": mse, "vb": vb, "grad_norm": gn, "steps": n}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": self.sums.cpu(), "steps": self.steps}
 
-def checkpoint_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    return sorted(checkpoint_dir(run_dir).glob("step-*.pt"))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    ckpts = list_checkpoints(run_dir)
-    return ckpts[-1] if ckpts else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    # weights_only=False: our own file, and it holds numpy/python RNG states
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def peak_memory(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu_max_rss"
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.sums.copy_(s["sums"])
+        self.steps = int(s["steps"])
 
 
 def scan_backend() -> str:
@@ -288,170 +287,107 @@ def scan_backend() -> str:
 # ------------------------------------------------------------------ the loop
 
 
-class TrainingDiverged(UserError):
-    """The loss or gradient norm became NaN/inf; the last good checkpoint is untouched."""
-
-
 def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     """Train to ``config.steps`` steps; with ``resume`` continue from the run's latest checkpoint."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-    if cfg.precision not in ("bf16", "fp32"):
-        raise UserError(f"--precision must be bf16 or fp32, not {cfg.precision!r}")
-    d = init_distributed(cfg.device)
-    device = pick_device(cfg.device, d)
+    device = resolve_device(cfg.device)
+    d = init_distributed(device)
     run_dir = Path(cfg.run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None and not resume:
         raise UserError(f"{run_dir} already has checkpoints (latest {ckpt.name}); pass --resume or a new --run-dir")
+    for seed_fn in (torch.manual_seed, np.random.seed, random.seed):  # label dropout's RNG, per rank
+        seed_fn(cfg.seed * 1000 + d.rank)
 
-    torch.manual_seed(cfg.seed * 1000 + d.rank)
-    np.random.seed(cfg.seed * 1000 + d.rank)
-    random.seed(cfg.seed * 1000 + d.rank)
-
+    # -- data, model, optimizer, EMA
     ds = open_dataset(cfg)
-    vae = None
-    sample_video = clips_to_float(torch.as_tensor(ds[0]["video"]))  # (T, C, H, W)
-    if hasattr(ds, "meta"):  # latent cache: the latents go straight in
-        in_channels, input_size = sample_video.shape[1], sample_video.shape[-1]
-    else:
-        from harness.vae import load_vae
-
-        vae = load_vae(cfg.vae, device)
-        in_channels, input_size = vae.channels, sample_video.shape[-1] // vae.downsample
-    num_classes = int(getattr(ds, "num_classes", 0))
-    model_args = {
-        "in_channels": int(in_channels),
-        "input_size": int(input_size),
-        "num_classes": num_classes,
-        "num_frames": int(sample_video.shape[0]),  # a latent cache fixes T itself
-    }
-    model = build_model_from_config(cfg, **model_args)
-    vae_id = _vae_identity(ds, vae) if d.main else {}
-    model.to(device)
+    vae, model_args = _model_inputs(cfg, ds, device)
+    model = build_model_from_config(cfg, **model_args).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    schedule = cfg.ema_schedule()
     diffusion = create_diffusion()
+    stats = IntervalStats(device)
+    start = _restore(ckpt, cfg, d, model, ema, opt, stats) if ckpt is not None else 0
+    compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    forward = wrap(model, device, d)
+    if compiled:
+        forward = torch.compile(forward)
+    noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
+                   model_args["input_size"])
+    loader = (
+        make_loader(ds, cfg, d, start, noise_shape, diffusion.num_timesteps, pin=device.type == "cuda")
+        if start < cfg.steps
+        else ()  # nothing left to train: start no workers
+    )
 
-    start = 0
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
-        if state["config_hash"] != ledger.config_hash(cfg.hashed()):
-            raise UserError(f"{ckpt} was written with a different configuration; resume with the same options")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:  # the optimizer state carries the old lr; --lr wins
-            group["lr"] = cfg.lr
-        saved_world = state.get("data", {}).get("world_size", len(state["rng"]))
-        if saved_world != d.world and d.main:  # allowed (a cluster job may get other GPUs), never silent
-            console.print(
-                f"[yellow]warning:[/yellow] {ckpt} was written by {saved_world} process(es), resuming on {d.world}: "
-                f"the global batch changes from {saved_world * cfg.batch} to {d.world * cfg.batch} and this resume "
-                "is not bit-for-bit the run it continues"
-            )
-        set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
-        start = state["step"]
-    ddp = model
-    if d.world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        ddp = torch.compile(ddp)
-
-    rec = None
-    metrics_path = run_dir / "metrics.jsonl"
+    # -- records
+    metrics_path, rec = run_dir / "metrics.jsonl", None
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        rec = ledger.start(
-            run_dir,
-            "train",
-            cfg.hashed(),
-            protocol={
-                "loss": "mse(eps) + vb (IDDPM learned range)",
-                "lr": cfg.lr,
-                "precision": cfg.precision,
-                "resumed_from_step": start,
-            },
-        )
+        protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "precision": cfg.precision,
+                    "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
+                    "machine": machine_record(device)}
+        rec = ledger.start(run_dir, "train", cfg.hashed(), protocol=protocol)
         _truncate_metrics(metrics_path, start)
+    state = {"vae": _vae_identity(ds, vae) if d.main else {}, "model_args": model_args}
 
+    def on_diverge(step: int, loss: float, gn: float) -> None:
+        if d.main:
+            _append_jsonl(metrics_path, {"step": step, "event": "diverged", "loss": loss, "grad_norm": gn})
+
+    # -- the loop: everything below only queues work on the device, except where a comment says otherwise
     model.train()
-    last_ckpt = ckpt
-    t_log, n_log = time.perf_counter(), 0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    from harness.console import progress
-
-    with progress() if d.main else _NoBar() as bar:
+    reset_peak_memory(device)
+    writer = CheckpointWriter(run_dir, cfg.keep_checkpoints, d)
+    last_ckpt, t_log, n_log = ckpt, time.perf_counter(), 0
+    with progress() if d.main else _NoBar() as bar, _closing(writer):
         task = bar.add_task("train", total=cfg.steps, completed=start)
-        if start >= cfg.steps:
-            batches = iter(())
-        else:
-            batches = iterate_batches(ds, cfg, d, start)
-        for step, batch in batches:
-            x = clips_to_float(batch["video"].to(device, non_blocking=True))
+        for step, batch in zip(range(start, cfg.steps), loader, strict=False):  # the loader is endless
+            x = clips_to_float(batch["video"].to(device, non_blocking=True))  # uint8 frames -> [-1, 1] here
             if vae is not None:
                 with torch.no_grad():
                     x = vae.encode(x)
-            y = batch["label"].to(device) if num_classes > 0 else None
-            t, noise = draw_t_and_noise(
-                batch["position"], tuple(x.shape[1:]), cfg.seed, diffusion.num_timesteps, device
-            )
+            y = batch["label"].to(device, non_blocking=True) if model_args["num_classes"] > 0 else None
+            t, noise = batch["t"].to(device, non_blocking=True), batch["noise"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                losses = diffusion.training_losses(ddp, x, t, y, noise)
+                losses = diffusion.training_losses(forward, x, t, y, noise)
             loss = losses["loss"].mean()
             loss.backward()
-            clip = cfg.clip_max_norm if step >= cfg.start_clip_iter else math.inf
+            clip = cfg.clip_max_norm if step >= cfg.start_clip_iter else math.inf  # Latte clips from a step on
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            stats = torch.stack([loss.detach(), losses["mse"].mean().detach(), losses["vb"].mean().detach(), grad_norm])
-            if d.world > 1:
-                dist.all_reduce(stats)
-                stats /= d.world
-            loss_v, mse_v, vb_v, gn_v = stats.tolist()
-            if not all(math.isfinite(v) for v in (loss_v, gn_v)):
-                where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-                if d.main:
-                    _append_jsonl(
-                        metrics_path, {"step": step + 1, "event": "diverged", "loss": loss_v, "grad_norm": gn_v}
-                    )
-                raise TrainingDiverged(
-                    f"training diverged at step {step + 1}: loss={loss_v} grad_norm={gn_v}; {where} "
-                    "(--resume restarts from it; a lower --lr or --precision fp32 may be given with it)"
-                )
             opt.step()
             opt.zero_grad(set_to_none=True)
-            update_ema(ema, model, cfg.ema_decay)
+            update_ema(ema, model, schedule.decay_at(step))
+            stats.add(step, loss, losses["mse"].mean(), losses["vb"].mean(), grad_norm)
             done = step + 1
             n_log += x.shape[0] * d.world
-            if d.main:
-                bar.update(task, completed=done, description=f"train loss {loss_v:.4f}")
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+            bar.update(task, completed=done)
+
+            if done % cfg.log_every == 0 or done == cfg.steps:  # the interval's host sync
+                stats.raise_if_diverged(d, last_ckpt, on_diverge)
+                means = stats.take(d)
+                synchronize(device)
                 dt = time.perf_counter() - t_log
-                mem, mem_kind = peak_memory(device)
+                mem, mem_kind = peak_memory_gib(device)
                 if d.main:
-                    _append_jsonl(
-                        metrics_path,
-                        {
-                            "step": done,
-                            "loss": loss_v,
-                            "mse": mse_v,
-                            "vb": vb_v,
-                            "grad_norm": gn_v,
-                            "clipped": clip != math.inf,
-                            "lr": opt.param_groups[0]["lr"],
-                            "samples_per_s": n_log / dt,
-                            "peak_mem_gib": round(mem, 3),
-                            "mem_kind": mem_kind,
-                        },
-                    )
+                    _append_jsonl(metrics_path, {
+                        "step": done, **means, "clipped": clip != math.inf, "lr": opt.param_groups[0]["lr"],
+                        "ema_decay": schedule.decay_at(step), "samples_per_s": n_log / dt,
+                        "peak_mem_gib": round(mem, 3), "mem_kind": mem_kind,
+                    })  # fmt: skip
+                    bar.update(task, description=f"train loss {means['loss']:.4f}")
                 t_log, n_log = time.perf_counter(), 0
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                last_ckpt = save_checkpoint(run_dir, cfg, d, done, model, ema, opt, len(ds), model_args, vae_id)
-            if done >= cfg.steps:
-                break
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:  # never a checkpoint of diverged weights
+                stats.raise_if_diverged(d, last_ckpt, on_diverge)
+                last_ckpt = writer.save(done, {
+                    **state, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                    "ema_schedule": schedule.describe(), "interval_stats": stats.state_dict(),
+                    "data": {"epoch": done // (len(ds) // (cfg.batch * d.world)),
+                             "batch_in_epoch": done % (len(ds) // (cfg.batch * d.world)), "world_size": d.world},
+                    "config": dataclasses.asdict(cfg), "config_hash": ledger.config_hash(cfg.hashed()),
+                    "scan_backend": scan_backend(),
+                })  # fmt: skip
 
     if d.main:
         rec = ledger.finish(
@@ -464,10 +400,53 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
             scan_backend=scan_backend(),
             world_size=d.world,
             steps=cfg.steps,
+            checkpoint_seconds={"loop_waited": writer.stall_seconds, "written_in_background": writer.write_seconds},
         )
-    if d.world > 1:
-        dist.barrier()
+    barrier(d)
     return rec or {}
+
+
+def _model_inputs(cfg: TrainConfig, ds, device: torch.device):
+    """The VAE that encodes batches on the fly (None for a latent cache) and the model's constructor
+    arguments, read off the first clip: channels, size, classes, frames (a latent cache fixes T itself)."""
+    first = clips_to_float(torch.as_tensor(ds[0]["video"]))  # (T, C, H, W)
+    vae = None
+    if hasattr(ds, "meta"):  # latent cache: the latents go straight in
+        in_channels, input_size = first.shape[1], first.shape[-1]
+    else:
+        from harness.vae import load_vae
+
+        vae = load_vae(cfg.vae, device)
+        in_channels, input_size = vae.channels, first.shape[-1] // vae.downsample
+    return vae, {
+        "in_channels": int(in_channels),
+        "input_size": int(input_size),
+        "num_classes": int(getattr(ds, "num_classes", 0)),
+        "num_frames": int(first.shape[0]),
+    }
+
+
+def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: IntervalStats) -> int:
+    """Load a checkpoint into the run's components; returns its step."""
+    state = load_checkpoint(ckpt)
+    if state["config_hash"] != ledger.config_hash(cfg.hashed()):
+        raise UserError(f"{ckpt} was written with a different configuration; resume with the same options")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    for group in opt.param_groups:  # the optimizer state carries the old lr; --lr wins
+        group["lr"] = cfg.lr
+    if "interval_stats" in state:  # the logging interval a kill interrupted continues where it was
+        stats.load_state_dict(state["interval_stats"])
+    saved_world = state.get("data", {}).get("world_size", len(state["rng"]))
+    if saved_world != d.world and d.main:  # allowed (a cluster job may get other GPUs), never silent
+        console.print(
+            f"[yellow]warning:[/yellow] {ckpt} was written by {saved_world} process(es), resuming on {d.world}: "
+            f"the global batch changes from {saved_world * cfg.batch} to {d.world * cfg.batch} and this resume "
+            "is not bit-for-bit the run it continues"
+        )
+    set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
+    return int(state["step"])
 
 
 def _vae_identity(ds, vae) -> dict[str, Any]:
@@ -475,41 +454,6 @@ def _vae_identity(ds, vae) -> dict[str, Any]:
     if hasattr(ds, "meta"):
         return ds.meta["vae"]
     return vae.identity() if hasattr(vae, "identity") else {"kind": "identity"}
-
-
-def save_checkpoint(
-    run_dir: Path, cfg: TrainConfig, d: Dist, step: int, model, ema, opt, n: int, model_args: dict, vae_identity: dict
-) -> Path:
-    """Rank 0 writes model, EMA, optimizer, step, every rank's RNG states and the data position, atomically."""
-    states = [None] * d.world
-    if d.world > 1:
-        dist.all_gather_object(states, rng_state())
-    else:
-        states = [rng_state()]
-    path = checkpoint_dir(run_dir) / f"step-{step:07d}.pt"
-    if d.main:
-        per_epoch = n // (cfg.batch * d.world)
-        atomic_save_torch(
-            path,
-            {
-                "step": step,
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "rng": states,
-                "data": {"epoch": step // per_epoch, "batch_in_epoch": step % per_epoch, "world_size": d.world},
-                "config": dataclasses.asdict(cfg),
-                "model_args": model_args,
-                "vae": vae_identity,
-                "config_hash": ledger.config_hash(cfg.hashed()),
-                "scan_backend": scan_backend(),
-            },
-        )
-        for old in list_checkpoints(run_dir)[: -cfg.keep_checkpoints]:
-            old.unlink()
-    if d.world > 1:
-        dist.barrier()
-    return path
 
 
 def _append_jsonl(path: Path, obj: dict) -> None:
@@ -527,6 +471,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
     from harness.io import atomic_write_text
 
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+@contextlib.contextmanager
+def _closing(writer: CheckpointWriter):
+    """On the way out, wait until the checkpoint being written is on disk (its error, if any, is raised)."""
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 class _NoBar:

@@ -207,6 +207,21 @@ def encode_dataset(
     return meta
 
 
+def write_latent_cache(
+    out_dir: str | Path, latents: np.ndarray, labels: np.ndarray, num_classes: int, meta: dict[str, Any] | None = None
+) -> Path:
+    """A finished latent cache from arrays already in memory: ``latents`` (N, T, C, H, W) (stored as
+    float16, as ``encode_dataset`` stores them), ``labels`` (N,) ints. ``meta`` adds to (and may replace)
+    the cache's ``vae`` (default: identity) and description. Used by the training benchmark and tests."""
+    out_dir = Path(out_dir)
+    _atomic_savez(out_dir / "latents" / "latents-00000.npz", latents=latents.astype(np.float16),
+                  labels=np.asarray(labels, dtype=np.int64))
+    info = {"vae": {"kind": "identity"}, "num_classes": int(num_classes), "num_videos": int(len(latents)),
+            "complete": True, **(meta or {})}
+    atomic_write_json(out_dir / CACHE_META, info)
+    return out_dir
+
+
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     import io
 

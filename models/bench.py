@@ -1,22 +1,24 @@
 """Benchmarks for models/: the selective scan on CPU, and GPU step times, backend agreement and the mixer's cost.
 
 Every function returns rows (dicts) and a Markdown table; timings are medians over repeats, measured side by
-side in one process. Imports: torch, einops, rich (and mamba_ssm where asked) only, so the GPU commands run on
-a machine with nothing else installed.
+side in one process, with harness.machine's timer and memory meter. Imports: torch, einops, rich,
+harness.machine (and mamba_ssm where asked) only, so the GPU commands run on a machine with nothing else installed.
 """
 
 from __future__ import annotations
 
 import gc
-import platform
-import resource
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from harness.machine import machine_description, median_time, peak_memory_gib, reset_peak_memory, synchronize
 from models import scan
+
+
+def _max_rss_mib() -> float:
+    """This process's resident high-water mark in MiB (harness.machine's meter)."""
+    return peak_memory_gib("cpu")[0] * 1024
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -35,52 +37,6 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def machine_description(device: str = "cpu") -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    import os
-
-    load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min) before the run".format(*os.getloadavg())
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
-            f"threads, torch {torch.__version__}{load}")
-
-
-def _sync(device: str | torch.device) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_calls(fn: Callable[[], object], device: str | torch.device, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call, each call synchronised with the device, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def median_time(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1) -> float:
-    return statistics.median(time_calls(fn, device, warmup, repeats))
-
-
-def _max_rss_mib() -> float:
-    """This process's peak resident memory. Linux: VmHWM from /proc (ru_maxrss of a child started by a large
-    parent can report the parent's size across fork+exec); elsewhere ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def peak_scan_memory_mib(batch: int, d: int, L: int, N: int, backward: bool) -> tuple[float, float]:
@@ -244,14 +200,11 @@ def _step_fn(model, x, t, y, device, amp_dtype):
 
 
 def _peak_memory(fn, device) -> float | str:
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**30
+    reset_peak_memory(device)
     fn()
-    return f"{_max_rss_mib() / 1024:.2f} (process max RSS)"
+    synchronize(device)
+    gib, kind = peak_memory_gib(device)
+    return gib if kind == "cuda_max_allocated" else f"{gib:.2f} (process max RSS)"
 
 
 def bench_models(device: str = "cuda", size: str = "xl", batch: int = 5, frames: int = 16, latent: int = 32,
@@ -332,6 +285,7 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
     """fwd+bwd of the bidirectional Mamba (fused one call / two calls / two mamba_ssm.Mamba) and of a Matten
     Mamba block (M-AdaN + mixer) against one Latte spatial+temporal attention pair at the same width."""
     from models.mamba import BiMamba, MambaBlock
+    from models.registry import count_params
 
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
     x = torch.randn(batch, tokens, dim, device=device, requires_grad=True)
@@ -373,7 +327,7 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
 
         ms = median_time(step, repeats, device, warmup=3) * 1e3
         peak = _peak_memory(step, device)
-        rows.append({"module": name, "params (M)": sum(p.numel() for p in module.parameters()) / 1e6,
+        rows.append({"module": name, "params (M)": count_params(module) / 1e6,
                      "fwd+bwd ms (median)": ms, "peak GiB": peak})
     base = rows[0]["fwd+bwd ms (median)"]
     for r in rows:

@@ -48,13 +48,28 @@ def test_device_rule_is_shared_and_refuses_a_missing_gpu(monkeypatch):
     import pytest
     import torch
 
-    from harness.device import resolve_device
     from harness.errors import UserError
+    from harness.machine import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu" and resolve_device(None) == "cpu" and resolve_device("cpu") == "cpu"
+    cpu = torch.device("cpu")
+    assert resolve_device("auto") == cpu and resolve_device(None) == cpu and resolve_device("cpu") == cpu
     for spec in ("cuda", "cuda:1"):
         with pytest.raises(UserError, match=f"--device {spec} but torch sees no GPU"):
             resolve_device(spec)
+    with pytest.raises(UserError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+    # a machine with two GPUs (faked): cuda:N is honoured, plain cuda is LOCAL_RANK's GPU, past the count is refused
+    chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == torch.device("cuda", 0) and resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1) and resolve_device("auto") == torch.device("cuda", 1)
+    assert chosen == [0, 1, 1, 1]  # the chosen GPU becomes the current one
+    with pytest.raises(UserError, match="GPU 2 asked for, torch sees 2"):
+        resolve_device("cuda:2")
+    with pytest.raises(UserError, match="cuda:N with N a GPU index"):
+        resolve_device("cuda:x")

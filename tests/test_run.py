@@ -91,7 +91,7 @@ class Stages:
             "harness.data": types.ModuleType("harness.data"),
             "harness.data.synthetic": types.ModuleType("harness.data.synthetic"),
             "harness.data.prepare": types.SimpleNamespace(prepare_dataset=prepare_dataset),
-            "harness.train": types.SimpleNamespace(train=train, latest_checkpoint=latest_checkpoint),
+            "harness.train": types.SimpleNamespace(train=train),
             "harness.sample": types.SimpleNamespace(sample=sample),
             "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
             "harness.flops": types.SimpleNamespace(count_flops=count_flops, flops_table=flops_table,

@@ -66,3 +66,25 @@ def test_sampling_on_cuda_without_a_gpu_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="--device cuda but torch sees no GPU"):
         S.sample(tmp_path / "no-run", tmp_path / "out", num=1, device="cuda")
+
+
+def test_the_record_says_which_weights_and_timesteps(checkpoint, tmp_path):
+    """EMA (with its schedule) or the raw weights; Latte's timesteps by default, one step allowed (t = 0)."""
+    ema = S.sample(checkpoint, tmp_path / "ema", num=1, batch_size=1, sampler="ddim", steps=1, mp4=False, device="cpu")
+    assert ema["config"]["weights"] == "ema" and ema["config"]["spacing"] == "iddpm"
+    assert ema["config"]["ema_schedule"]["formula"] == "min(decay, (1 + n) / (10 + n))"
+    assert ema["protocol"]["model_timesteps_first"] == [0] and ema["protocol"]["model_timesteps_last"] == 0
+    raw = S.sample(checkpoint, tmp_path / "raw", num=1, batch_size=1, sampler="ddim", steps=50, use_ema=False,
+                   mp4=False, device="cpu")  # fmt: skip
+    assert raw["config"]["weights"] == "model" and raw["config"]["ema_schedule"] is None
+    assert raw["protocol"]["model_timesteps_first"] == [999, 979, 958, 938, 917]
+    stride = S.sample(checkpoint, tmp_path / "stride", num=1, batch_size=1, sampler="ddim", steps=50,
+                      spacing="ddim-stride", mp4=False, device="cpu")  # fmt: skip
+    assert stride["protocol"]["model_timesteps_first"][:2] == [980, 960]
+    with pytest.raises(UserError, match="--steps 999 --spacing ddim-stride: cannot take exactly 999"):
+        S.sample(checkpoint, tmp_path / "bad", num=1, steps=999, spacing="ddim-stride", device="cpu")
+
+
+def test_a_checkpoint_from_before_the_warmup_is_described_as_lattes_recipe():
+    old = {"config": {"ema_decay": 0.9999}}  # no "ema_schedule": written before the warm-up existed
+    assert S.ema_schedule_of(old)["warmup"] is False and S.ema_schedule_of(old)["decay"] == 0.9999

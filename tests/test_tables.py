@@ -168,3 +168,21 @@ def test_missing_everything_gives_dashes_not_errors(tmp_path, monkeypatch):
     }
     assert "[" not in path.read_text().split("## FVD protocol")[0].split("## Model variants")[1]
     assert not (tmp_path / "out" / "variants.png").exists()
+
+
+def test_report_says_how_the_samples_were_made():
+    from harness.report import recorded_sampling
+
+    ema = {"decay": 0.9999, "formula": "min(decay, (1 + n) / (10 + n))"}
+    records = [
+        {"stage": "sample", "config": {"sampler": "ddim", "steps": 50, "spacing": "iddpm", "cfg_scale": 7.0,
+                                       "weights": "ema", "ema_schedule": ema}},
+        {"stage": "sample", "config": {"sampler": "ddim", "steps": 50, "spacing": "iddpm", "cfg_scale": 7.0,
+                                       "weights": "ema", "ema_schedule": ema}},  # the same setup: one line
+        {"stage": "sample", "config": {"sampler": "ddpm", "steps": 250, "cfg_scale": 1.0, "weights": "model"}},
+        {"stage": "train", "config": {}},
+    ]
+    assert recorded_sampling(records) == {
+        "DDIM-50 (timesteps: iddpm), guidance scale 7.0, EMA weights, decay 0.9999, min(decay, (1 + n) / (10 + n))",
+        "DDPM-250 (timesteps: not recorded), guidance scale 1.0, raw model weights",
+    }

@@ -55,7 +55,7 @@ def fvd(
 
 @bench_app.command("fvd")
 def bench_fvd(
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     num: int = typer.Option(None, min=1, help="Clips to time (default: 8 on CPU, 2048 on CUDA)."),
     batch_size: int = typer.Option(None, min=1, help="Clips per batch (default: 2 on CPU, 64 on CUDA)."),
     runs: int = typer.Option(3, min=1, help="CUDA: timed runs per path (median reported)."),
@@ -65,9 +65,11 @@ def bench_fvd(
 ):
     """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
     from harness.fvd import bench
+    from harness.machine import resolve_device
 
-    if device == "cuda":
-        res = bench.bench_cuda(num or 2048, batch_size or 64, runs, compile)
+    dev = resolve_device(device)  # cuda:1 runs on GPU 1; cuda without a GPU is a one-line error
+    if dev.type == "cuda":
+        res = bench.bench_cuda(num or 2048, batch_size or 64, runs, compile, device=str(dev))
         console.print(f"{res['device']} · torch {res['torch']} · {res['weights']}")
         console.print(f"{res['clips']} clips of 16x256x256, batch {res['batch_size']}, median of {res['runs']} runs:")
         for r in res["rows"]:

@@ -45,7 +45,7 @@ def models_cmd(
 
 
 def _header(device: str) -> str:
-    from models.bench import machine_description
+    from harness.machine import machine_description
 
     cmd = "matten-bench " + " ".join(sys.argv[1:])
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -53,12 +53,10 @@ def _header(device: str) -> str:
 
 
 def _check_device(device: str) -> None:
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UserError(f"--device must be cpu or cuda[:N], got {device!r}")
-    import torch
+    """The one device rule (harness.machine): cpu, cuda or cuda:N, a GPU only where torch sees one."""
+    from harness.machine import resolve_device
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} but torch sees no CUDA device (torch {torch.__version__})")
+    resolve_device(device)
 
 
 @bench_app.command("scan")

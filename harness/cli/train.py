@@ -25,10 +25,10 @@ def encode(
 ) -> None:
     """Cache VAE latents of one fixed clip per video, so training can skip the VAE (no augmentation)."""
 
-    from harness.device import resolve_device
+    from harness.machine import resolve_device
     from harness.vae import encode_dataset
 
-    device = resolve_device(device)
+    device = str(resolve_device(device))
 
     meta = encode_dataset(
         data,
@@ -60,7 +60,13 @@ def train(
     steps: int = typer.Option(1000),
     batch: int = typer.Option(5, help="per process (Latte: 5)"),
     lr: float = typer.Option(1e-4),
-    ema_decay: float = typer.Option(0.9999),
+    ema_decay: float = typer.Option(0.9999, help="the EMA's decay (Latte: 0.9999)"),
+    ema_warmup: bool = typer.Option(
+        True,
+        "--ema-warmup/--no-ema-warmup",
+        help="decay min(d, (1+n)/(10+n)) at update n, so short runs sample something; --no-ema-warmup is "
+        "Latte's recipe (d from step 0)",
+    ),
     precision: str = typer.Option("bf16", help="bf16 (autocast) | fp32"),
     clip_max_norm: float = typer.Option(0.1, help="Latte's UCF101 value"),
     start_clip_iter: int = typer.Option(100_000, help="clip gradients from this step on (Latte)"),
@@ -68,8 +74,10 @@ def train(
     ckpt_every: int = typer.Option(1000),
     log_every: int = typer.Option(10),
     num_workers: int = typer.Option(4),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU speed-up)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (under torchrun, cuda = LOCAL_RANK's GPU)"),
+    compile: bool = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the model (default: on for CUDA, off on the CPU)"
+    ),
     resume: bool = typer.Option(False, "--resume", help="continue from the run's latest checkpoint"),
     model_builder: str = typer.Option("models:build_model", hidden=True, help="module:function (tests)"),
 ) -> None:
@@ -93,6 +101,7 @@ def train(
         batch=batch,
         lr=lr,
         ema_decay=ema_decay,
+        ema_warmup=ema_warmup,
         precision=precision,
         clip_max_norm=clip_max_norm,
         start_clip_iter=start_clip_iter,
@@ -104,13 +113,12 @@ def train(
         device=device,
         model_builder=model_builder,
     )
+    from harness.distributed import leave
+
     try:
         rec = run_train(cfg, resume=resume)
     finally:  # under torchrun: leave the process group cleanly (no shutdown warning, no hung peers)
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave()
     if rec:
         console.print(f"trained to step {steps}: {run_dir / rec['outputs']['checkpoint']}")
 
@@ -123,6 +131,11 @@ def sample(
     batch_size: int = typer.Option(16),
     sampler: str = typer.Option("ddpm", help="ddpm | ddim"),
     steps: int = typer.Option(None, help="sampling steps (default: DDPM 250, DDIM 50)"),
+    spacing: str = typer.Option(
+        "iddpm",
+        help="which timesteps: iddpm = space_timesteps(1000, str(steps)), as Latte's sample.py for DDPM and DDIM; "
+        "ddim-stride = range(0, 1000, 1000/steps), the DDIM paper's",
+    ),
     eta: float = typer.Option(0.0, help="DDIM's eta (0 = deterministic)"),
     cfg_scale: float = typer.Option(
         None, help="classifier-free guidance (default 7.0 for class-conditional, as Latte)"
@@ -144,6 +157,7 @@ def sample(
         batch_size=batch_size,
         sampler=sampler,
         steps=steps,
+        spacing=spacing,
         eta=eta,
         cfg_scale=cfg_scale,
         use_ema=ema,
@@ -153,4 +167,8 @@ def sample(
         mp4=mp4,
         precision=precision,
     )
+    weights = rec["config"]["weights"]
+    if weights == "ema":
+        weights += f" ({rec['config']['ema_schedule']['formula']}, decay {rec['config']['ema_schedule']['decay']})"
+    console.print(f"weights: {weights}; {rec['config']['sampler']}-{rec['config']['steps']}, spacing {spacing}")
     console.print(json.dumps({k: rec.get(k) for k in ("status", "shards_written", "shards_skipped", "seconds")}))

@@ -19,6 +19,7 @@ import torch
 
 from harness.console import progress
 from harness.fvd.protocol import Extractor
+from harness.machine import machine_description, machine_record, peak_memory_gib, synchronize, time_calls, usable_cpus
 
 CLIP_SHAPE = (16, 256, 256, 3)  # what Latte-style samplers write: 16 frames at 256x256
 
@@ -101,26 +102,24 @@ def bench_cpu(num: int = 8, batch_size: int = 2, threads: int | None = None, com
         "extrapolated_minutes_2048": (warmup + median * 2048) / 60,
         "cpu_seconds_per_clip": cpu / num,
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "cpu_count": os.cpu_count(),
+        "cpu_count": usable_cpus(),
+        "machine": machine_record("cpu"),
     }
 
 
 def _time_path(extractor: Extractor, clips: torch.Tensor, runs: int) -> tuple[float, float, torch.Tensor]:
     t = time.perf_counter()
     extractor.logits(clips[: extractor.batch_size])  # warm-up: cuDNN autotuning, allocator, compile
-    torch.cuda.synchronize()
+    synchronize(extractor.device)
     warmup = time.perf_counter() - t
-    times, logits = [], None
-    for _ in range(runs):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        logits = extractor.logits(clips)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), warmup, logits
+    logits = []
+    times = time_calls(lambda: logits.append(extractor.logits(clips)), extractor.device, 0, runs)
+    return statistics.median(times), warmup, logits[-1]
 
 
-def bench_cuda(num: int = 2048, batch_size: int = 64, runs: int = 3, compile: bool = False) -> dict[str, Any]:
+def bench_cuda(
+    num: int = 2048, batch_size: int = 64, runs: int = 3, compile: bool = False, device: str = "cuda"
+) -> dict[str, Any]:
     """fp32 / tf32 / tf32x3 / bf16 / fp16 side by side on ``num`` clips already on the GPU (uint8).
 
     Each path's error is its max |logit - fp32 logit| over the ``num`` noise clips and over 128
@@ -129,12 +128,12 @@ def bench_cuda(num: int = 2048, batch_size: int = 64, runs: int = 3, compile: bo
     import copy
 
     torch.backends.cudnn.benchmark = True
-    model, weights = load_model("cuda")
-    clips = random_clips(num, device="cuda")
-    motion = motion_clips(128, device="cuda")
+    model, weights = load_model(device)
+    clips = random_clips(num, device=device)
+    motion = motion_clips(128, device=device)
     rows, reference, reference_motion = [], None, None
     for precision in ("fp32", "tf32", "tf32x3", "bf16", "fp16"):
-        extractor = Extractor(copy.deepcopy(model), "cuda", "stylegan-v", precision, batch_size, compile)
+        extractor = Extractor(copy.deepcopy(model), device, "stylegan-v", precision, batch_size, compile)
         seconds, warmup, logits = _time_path(extractor, clips, runs)
         logits_motion = extractor.logits(motion)
         if reference is None:
@@ -152,12 +151,13 @@ def bench_cuda(num: int = 2048, batch_size: int = 64, runs: int = 3, compile: bo
         del extractor
         torch.cuda.empty_cache()
     return {
-        "device": torch.cuda.get_device_name(0),
+        "device": machine_description(device),
+        "machine": machine_record(device),
         "torch": torch.__version__,
         "weights": weights,
         "clips": num,
         "batch_size": batch_size,
         "runs": runs,
         "rows": rows,
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_memory_gib": peak_memory_gib(device)[0],
     }

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from harness.console import console, progress
-from harness.device import resolve_device
 from harness.errors import UserError
 from harness.fvd.frechet import FeatureStats, fvd_from_stats
+from harness.machine import resolve_device
 
 PROTOCOLS = ("stylegan-v", "videogpt")
 DETECTOR_SIZE = 224
@@ -346,7 +346,7 @@ def compute_fvd(
     if num < 2:
         raise UserError(f"--num {num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
     check_samples(fake, num, num_frames)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     model, weights = load_i3d(i3d, device)
     if num < FEATURE_DIM:
         console.print(

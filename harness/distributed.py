@@ -1,0 +1,74 @@
+"""The process group under torchrun: who this process is, and the few collectives the harness uses.
+
+One process per GPU (``torchrun --nproc-per-node N -m harness.cli train ...``); without torchrun
+(WORLD_SIZE unset) everything here is a no-op for a single process. NCCL on GPUs, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place: global rank, world size, and its GPU's index on the node (LOCAL_RANK)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes checkpoints, metrics and records."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join torchrun's process group (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT from the environment);
+    a single process when WORLD_SIZE is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
+    """``model`` inside DistributedDataParallel when there are several processes, else itself."""
+    if d.world == 1:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_reduce_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """``x`` summed over every process, in place (one collective)."""
+    if d.world > 1:
+        dist.all_reduce(x)
+    return x
+
+
+def all_gather_objects(obj: Any, d: Dist) -> list[Any]:
+    """Every process's ``obj`` (picklable), in rank order."""
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+def leave() -> None:
+    """Leave the process group, if one was joined (no shutdown warning, no hung peers)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,158 @@
+"""Machine facts, once: which device, a synchronised timer, peak memory, a description (and, re-exported
+from models.registry, the parameter counter).
+
+Training, sampling, FVD and every benchmark take these from here, so a number in a record and a
+number in a benchmark table were measured the same way.
+
+Imports torch and the standard library only (the GPU benchmarks run where nothing else is installed).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from harness.errors import UserError
+from models.registry import count_params  # noqa: F401  (the one parameter counter lives with the models)
+
+# ------------------------------------------------------------------ device
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """The torch device a command runs on: one rule for every stage.
+
+    ``auto`` (or None): the GPU when torch sees one, else the CPU. ``cuda``: GPU ``LOCAL_RANK`` (0 outside
+    torchrun), so each torchrun process takes its own. ``cuda:N``: GPU N. ``cpu``: the CPU. On a GPU the
+    chosen one also becomes the current CUDA device (kernels and allocations land there by default).
+
+    Raises UserError (one line, exit code 2) for a GPU asked for where torch sees none, an index past the
+    GPUs it sees, or an unknown spec: never a torch traceback later on, never a silent fallback.
+    """
+    spec = "auto" if spec is None else str(spec)
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec} but torch sees no GPU (matten-bench doctor)")
+        index = int(os.environ.get("LOCAL_RANK", "0")) if spec == "cuda" else _index(spec)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise UserError(f"--device {spec}: GPU {index} asked for, torch sees {count} (cuda:0..cuda:{count - 1})")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    raise UserError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def _index(spec: str) -> int:
+    tail = spec.partition(":")[2]
+    if not tail.isdigit():
+        raise UserError(f"--device {spec!r}: expected cuda:N with N a GPU index")
+    return int(tail)
+
+
+# ------------------------------------------------------------------ time
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU): call before reading a host clock."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], device: str | torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of ``fn``, each call synchronised with ``device``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: str | torch.device, warmup: int = 1) -> float:
+    """Median seconds per call over ``repeats`` synchronised calls after ``warmup`` untimed ones."""
+    return statistics.median(time_calls(fn, device, warmup, repeats))
+
+
+# ------------------------------------------------------------------ memory
+
+
+def reset_peak_memory(device: str | torch.device) -> None:
+    """Start a new peak: CUDA's allocator peak is reset (the CPU's high-water mark cannot be)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: str | torch.device) -> tuple[float, str]:
+    """(GiB, what was measured): CUDA's max allocated bytes since the last reset on a GPU, else this
+    process's resident high-water mark (``VmHWM``). ``ru_maxrss`` is not used on Linux: a child started
+    by a large parent reports the parent's size across fork+exec."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30, "cuda_max_allocated"
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20, "process_vmhwm"  # kB
+    except OSError:
+        pass
+    scale = 2**30 if platform.system() == "Darwin" else 2**20  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, "process_ru_maxrss"
+
+
+# ------------------------------------------------------------------ description
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset / cgroups' affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What ran a measurement, for every record: device name, count, torch/CUDA versions, CPUs, threads."""
+    device = torch.device(device)
+    rec: dict[str, Any] = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "usable_cpus": usable_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        rec.update(
+            gpu=torch.cuda.get_device_name(device),
+            gpu_count=torch.cuda.device_count(),
+            cuda=torch.version.cuda,
+        )
+    return rec
+
+
+def machine_description(device: str | torch.device = "cpu") -> str:
+    """One line for a table's footer, from :func:`machine_record`."""
+    r = machine_record(device)
+    if "gpu" in r:
+        return f"{r['gpu']} (x{r['gpu_count']}), torch {r['torch']}, CUDA {r['cuda']}"
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min)".format(*os.getloadavg())
+    return f"{r['cpu']}, {r['usable_cpus']} usable CPUs, {r['torch_threads']} torch threads, torch {r['torch']}{load}"

@@ -1,39 +1,62 @@
-"""`matten-bench bench train`: training-step time, memory, MFU and sampling cost, measured side by side.
+"""`matten-bench bench train`: the training step and the training loop, measured side by side.
 
 In one process, for each model (Matten-XL/2 and Latte-XL/2 by default; batch 5 of
 16×4×32×32 latents, class-conditional with 101 classes as UCF101):
 
-* "ours": bf16 autocast, torch.compile, SDPA attention, fused AdamW, the real IDDPM loss
-  (MSE + VB) — forward, backward, gradient norm and optimizer step, timed per step with CUDA
-  synchronisation; the median over ``iters`` steps after ``warmup`` steps.
-* "latte-public" (Latte only): the same model run the way Latte's public code runs it —
+* "pure step": bf16 autocast, torch.compile, SDPA attention, fused AdamW, the real IDDPM loss
+  (MSE + VB) — forward, backward, gradient norm and optimizer step on one fixed batch already
+  on the device, timed per step with synchronisation; the median over ``iters`` steps after
+  ``warmup`` steps. What the model costs, and nothing else.
+* "train loop": ``harness.train.train`` itself — the command a user runs — on a latent cache of
+  random latents of the same shape: DataLoader workers drawing each sample's timestep and noise,
+  pinned copies, the EMA, the metrics, checkpoints at ``ckpt_every``. Its samples/s is the median
+  over its logging intervals after the first (which holds the compile and the workers' start);
+  the checkpoint's cost is added as the loop would pay it every ``ckpt_every`` steps (the time the
+  loop waited; the write itself runs in the background). The ratio loop / pure step is the loop's
+  overhead; the target is >= 0.85.
+* "latte-public" (Latte only, optional): the same model run the way Latte's public code runs it —
   fp32 with TF32 matmuls on, attention computed explicitly as softmax(QKᵀ/√d)·V, eager,
   torch.optim.AdamW with its default (foreach) implementation.
-* the equality check: the "ours" output against an fp32 eager forward (TF32 off) on the same
+* the equality check: the pure step's output against an fp32 eager forward (TF32 off) on the same
   input and weights, relative L2 error printed; bf16 tolerance is 2e-2.
 * FLOPs: counted by torch.utils.flop_counter.FlopCounterMode on one eager training step
   (matmuls, convolutions and attention, forward and backward; FLOP = 2 FMA). It does not
   see the selective-scan kernel's elementwise recurrence (about 1% of Matten's FLOPs by the
   analytic estimate 2·6·E·D·N per token per Mamba layer, printed beside it).
-* sampling: DDPM with classifier-free guidance (batch doubled inside forward_with_cfg),
+* sampling (optional): DDPM with classifier-free guidance (batch doubled inside forward_with_cfg),
   ``sample_steps`` steps timed and scaled to 250; GPU-hours for 2048 FVD samples.
 
-Imports only torch, einops, rich, models and harness.diffusion (no decord/av/diffusers).
+Imports torch, einops, rich, numpy, pandas (the training loop's data layer), models and harness
+(no decord/av/diffusers/fvcore), so it runs on a GPU image with nothing else installed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
+import json
 import math
 import statistics
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from harness.diffusion import create_diffusion
+from harness.errors import UserError
+from harness.machine import (
+    count_params,
+    machine_description,
+    machine_record,
+    peak_memory_gib,
+    reset_peak_memory,
+    resolve_device,
+    time_calls,
+)
 
 # Dense peak throughput (TFLOP/s) from NVIDIA's datasheets, by device-name substring; --peak-tflops overrides.
 PEAK_TFLOPS = {
@@ -124,8 +147,6 @@ def make_train_step(model, opt, x, t, y, noise, *, bf16: bool, forward=None) -> 
 
 def time_it(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Milliseconds per call, each call synchronised, after ``warmup`` untimed calls."""
-    from models.bench import time_calls
-
     return [t * 1e3 for t in time_calls(fn, device, warmup, iters)]
 
 
@@ -153,148 +174,229 @@ def scan_flops_estimate(model, tokens_per_sample: int, batch: int) -> float:
 
 
 def peak_mem_gib(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    """GiB: CUDA's peak since the last reset, or on the CPU the process's high-water mark (harness.machine)."""
+    return peak_memory_gib(device)[0]
 
 
-def reset_mem(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+@dataclass(frozen=True)
+class Shape:
+    """What one benchmark row trains: model size and patch, and the batch of clips (B, T, C, H, W)."""
+
+    size: str = "xl"
+    patch: int = 2
+    batch: int = 5
+    frames: int = 16
+    channels: int = 4
+    latent: int = 32  # height = width, in latent (or pixel) units
+    num_classes: int = 101
+
+    def model_kwargs(self) -> dict[str, int]:
+        return dict(num_classes=self.num_classes, num_frames=self.frames, in_channels=self.channels,
+                    input_size=self.latent, patch=self.patch)  # fmt: skip
+
+    def tokens(self) -> int:
+        return self.frames * (self.latent // self.patch) ** 2
+
+    def describe(self) -> str:
+        return f"batch {self.batch} × {self.frames}×{self.channels}×{self.latent}×{self.latent}, patch {self.patch}"
 
 
-def bench_model(
-    family: str,
-    *,
-    size: str,
-    batch: int,
-    frames: int,
-    channels: int,
-    latent: int,
-    num_classes: int,
-    device: torch.device,
-    warmup: int,
-    iters: int,
-    compile: bool,
-    compile_mode: str,
-    reference: bool,
-    sample_batch: int,
-    sample_steps: int,
-    builder: str,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(batch, frames, channels, latent, latent, generator=g, device=device)
-    noise = torch.randn(x.shape, generator=g, device=device)
-    t = torch.randint(0, 1000, (batch,), generator=g, device=device)
-    y = torch.randint(0, num_classes, (batch,), generator=g, device=device) if num_classes else None
-    kw = dict(num_classes=num_classes, num_frames=frames, in_channels=channels, input_size=latent)
-    res: dict[str, Any] = {"model": f"{family}-{size}/2", "batch": batch}
+@dataclass(frozen=True)
+class Options:
+    """How to measure (the CLI's options, validated once)."""
 
+    warmup: int = 3
+    iters: int = 10
+    compile: bool = True
+    compile_mode: str = "default"
+    reference: bool = True  # Latte the public-code way
+    sampling: bool = True
+    sample_batch: int = 8
+    sample_steps: int = 10
+    loop: bool = True  # harness.train.train beside the pure step
+    loop_steps: int = 60
+    loop_log_every: int = 10
+    loop_workers: int = 4
+    ckpt_every: int = 1000  # the checkpoint cadence the loop's rate is amortised over (train's default)
+    builder: str = "models:build_model"
+
+    def __post_init__(self) -> None:
+        if self.loop and self.loop_steps < 3 * self.loop_log_every:
+            raise UserError(f"--loop-steps {self.loop_steps}: at least 3 logging intervals of "
+                            f"{self.loop_log_every} steps are needed (the first is warm-up)")
+
+
+LOOP_TARGET = 0.85  # train loop samples/s over the pure step's (the trainer issue's target)
+
+
+def _inputs(shape: Shape, device: torch.device, g: torch.Generator, batch: int | None = None):
+    b = batch or shape.batch
+    x = torch.randn(b, shape.frames, shape.channels, shape.latent, shape.latent, generator=g, device=device)
+    t = torch.randint(0, 1000, (b,), generator=g, device=device)
+    y = torch.randint(0, shape.num_classes, (b,), generator=g, device=device) if shape.num_classes else None
+    return x, t, y
+
+
+def bench_model(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+    """One model: the pure step (with its fp32 check and FLOP count), then sampling, Latte's public way and
+    the training loop, each as asked."""
+    res: dict[str, Any] = {"model": f"{family}-{shape.size}/{shape.patch}", "batch": shape.batch}
+    res.update(pure_step(family, shape, opts, device))
+    if opts.sampling:
+        res.update(sampling_cost(family, shape, opts, device))
+    if opts.reference and family == "latte":
+        res.update(latte_public_step(family, shape, opts, device))
+        res["speedup_vs_latte_public"] = res["latte_public_step_ms"] / res["step_ms"]
+    if opts.loop:
+        res.update(train_loop(family, shape, opts, device))
+        res["loop_over_pure"] = res["loop_samples_per_s_with_ckpt"] / res["samples_per_s"]
+        res["loop_over_pure_steady"] = res["loop_samples_per_s"] / res["samples_per_s"]
+    reset_peak_memory(device)
+    return res
+
+
+def _build(family: str, shape: Shape, opts: Options, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = perturb_weights(build(builder, family, size, **kw).to(device))
-    res["params"] = sum(p.numel() for p in model.parameters())
+    return perturb_weights(build(opts.builder, family, shape.size, **shape.model_kwargs()).to(device))
 
-    # -- equality: ours (bf16 autocast [+ compile]) vs fp32 eager, TF32 off, same weights and input.
-    # The check runs at the sampling shape (2·sample_batch with guidance), so the compiled
-    # eval-mode graph it builds is the one sampling reuses (one compile fewer).
+
+def pure_step(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+    """The model's own training step on one fixed batch on the device (see the module's docstring)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x, t, y = _inputs(shape, device, g)
+    noise = torch.randn(x.shape, generator=g, device=device)
+    model = _build(family, shape, opts, device)
+    res: dict[str, Any] = {"params": count_params(model)}
+
+    # -- equality: bf16 autocast [+ compile] vs fp32 eager, TF32 off, same weights and input.
     model.eval()
-    fwd = torch.compile(model, mode=compile_mode) if compile else model
-    compile_note = f"torch.compile({compile_mode})" if compile else "eager"
-    nb = 2 * sample_batch if num_classes else sample_batch
-    cx = torch.randn(nb, frames, channels, latent, latent, generator=g, device=device)
-    ct = torch.randint(0, 1000, (nb,), generator=g, device=device)
-    cy = torch.randint(0, num_classes, (nb,), generator=g, device=device) if num_classes else None
+    fwd = torch.compile(model, mode=opts.compile_mode) if opts.compile else model
+    compile_note = f"torch.compile({opts.compile_mode})" if opts.compile else "eager"
+    cx, ct, cy = _inputs(shape, device, g, batch=2 * opts.sample_batch if shape.num_classes else opts.sample_batch)
     with torch.no_grad(), tf32(False):
         ref = model(cx, ct, cy).float()
-        try:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                fast = fwd(cx, ct, cy).float()
-        except Exception as e:  # a model that does not compile is reported, then measured eager
-            log(f"[yellow]{family}: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); eager")
-            fwd, compile_note = model, f"eager (compile failed: {type(e).__name__})"
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                fast = fwd(cx, ct, cy).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            fast = fwd(cx, ct, cy).float()  # a compile failure is an error: never a silent eager number
     rel = ((fast - ref).norm() / ref.norm()).item()
-    res["check_rel_l2_vs_fp32"] = rel
-    res["check_ok"] = rel < 2e-2
+    res.update(check_rel_l2_vs_fp32=rel, check_ok=rel < 2e-2)
     res["mode"] = f"bf16 autocast, SDPA, {compile_note}, {'fused ' if device.type == 'cuda' else ''}AdamW"
     model.train()
     del ref, fast, cx, ct, cy
 
     # -- FLOPs of one training step (eager, counted)
-    flops = count_train_flops(model, x, t, y, noise)
-    res["train_flops_counted"] = flops
-    res["train_flops_scan_estimate"] = scan_flops_estimate(model, frames * (latent // 2) ** 2, batch)
+    res["train_flops_counted"] = count_train_flops(model, x, t, y, noise)
+    res["train_flops_scan_estimate"] = scan_flops_estimate(model, shape.tokens(), shape.batch)
 
-    # -- ours
-    reset_mem(device)
+    # -- the step
+    reset_peak_memory(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0, fused=device.type == "cuda")
-    step = make_train_step(model, opt, x, t, y, noise, bf16=True, forward=fwd)
-    try:
-        ms = time_it(step, device, warmup, iters)
-    except Exception as e:  # compile can also fail in the backward; reported, then measured eager
-        if fwd is model:
-            raise
-        log(f"[yellow]{family}: compiled training step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-        fwd, res["mode"] = model, res["mode"].replace(compile_note, f"eager (compile failed: {type(e).__name__})")
-        opt.zero_grad(set_to_none=True)
-        step = make_train_step(model, opt, x, t, y, noise, bf16=True, forward=fwd)
-        ms = time_it(step, device, warmup, iters)
+    ms = time_it(make_train_step(model, opt, x, t, y, noise, bf16=True, forward=fwd), device, opts.warmup, opts.iters)
     res["step_ms"] = statistics.median(ms)
     res["step_ms_all"] = [round(v, 2) for v in ms]
-    res["samples_per_s"] = batch / (res["step_ms"] / 1e3)
+    res["samples_per_s"] = shape.batch / (res["step_ms"] / 1e3)
     res["peak_mem_gib"] = peak_mem_gib(device)
     peaks = peak_tflops(device)
-    gfma = FVCORE_GFMA_PER_CLIP.get((family, size)) if (frames, latent, channels) == (16, 32, 4) else None
+    default_shape = (shape.frames, shape.latent, shape.channels, shape.patch) == (16, 32, 4, 2)
+    gfma = FVCORE_GFMA_PER_CLIP.get((family, shape.size)) if default_shape else None
     if gfma:
-        res["train_flops_fvcore_3x_fwd"] = 3 * 2 * gfma * 1e9 * batch
+        res["train_flops_fvcore_3x_fwd"] = 3 * 2 * gfma * 1e9 * shape.batch
     if peaks:
-        res["mfu"] = flops / (res["step_ms"] / 1e3) / (peaks["bf16"] * 1e12)
+        res["mfu"] = res["train_flops_counted"] / (res["step_ms"] / 1e3) / (peaks["bf16"] * 1e12)
         if gfma:
             res["mfu_fvcore"] = res["train_flops_fvcore_3x_fwd"] / (res["step_ms"] / 1e3) / (peaks["bf16"] * 1e12)
         res["peak_tflops_bf16"] = peaks["bf16"]
-    del opt, step
+    _forget_compiled(opts)
+    return res
 
-    # -- sampling: DDPM with CFG, ``sample_steps`` steps timed, scaled to 250
-    model.eval()
-    reset_mem(device)
-    diffusion = create_diffusion(sample_steps)
-    sx = torch.randn(sample_batch, frames, channels, latent, latent, generator=g, device=device)
-    sy = torch.randint(0, num_classes, (sample_batch,), generator=g, device=device) if num_classes else None
+
+def sampling_cost(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+    """DDPM with classifier-free guidance: ``sample_steps`` steps timed, scaled to 250."""
+    model = _build(family, shape, opts, device).eval()
+    fwd = torch.compile(model, mode=opts.compile_mode) if opts.compile else model
+    reset_peak_memory(device)
+    diffusion = create_diffusion(opts.sample_steps)
+    g = torch.Generator(device=device).manual_seed(1)
+    sx, _, sy = _inputs(shape, device, g, batch=opts.sample_batch)
 
     def denoise(z, tt):
         if sy is not None:
-            return fwd.forward_with_cfg(z, tt, sy, 7.0) if fwd is model else _cfg(fwd, model, z, tt, sy)
+            return _cfg(fwd, model, z, tt, sy)
         return fwd(z, tt, None)
 
     def sample_once():
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
             diffusion.p_sample_loop(denoise, sx.clone(), g)
 
-    ms = time_it(sample_once, device, 1, max(1, min(3, iters)))
-    per_step_video = statistics.median(ms) / sample_steps / sample_batch
-    res["ddpm250_s_per_video"] = per_step_video * 250 / 1e3
+    ms = time_it(sample_once, device, 1, max(1, min(3, opts.iters)))
+    per_step_video = statistics.median(ms) / opts.sample_steps / opts.sample_batch
+    res = {"ddpm250_s_per_video": per_step_video * 250 / 1e3, "sample_peak_mem_gib": peak_mem_gib(device)}
     res["gpu_hours_2048"] = res["ddpm250_s_per_video"] * 2048 / 3600
-    res["sample_peak_mem_gib"] = peak_mem_gib(device)
-    model = fwd = None  # free the measured model before the reference one is built
-    if compile:
-        torch._dynamo.reset()  # compiled graphs hold the model's weights
-
-    # -- Latte's public way: fp32 + TF32, explicit attention, eager, default AdamW
-    if reference:
-        torch.manual_seed(0)
-        ref_model = perturb_weights(build(builder, family, size, **kw).to(device)).train()
-        reset_mem(device)
-        opt = torch.optim.AdamW(ref_model.parameters(), lr=1e-4, weight_decay=0)
-        with explicit_attention(), tf32(True):
-            ms = time_it(make_train_step(ref_model, opt, x, t, y, noise, bf16=False), device, warmup, iters)
-        res["latte_public_step_ms"] = statistics.median(ms)
-        res["latte_public_peak_mem_gib"] = peak_mem_gib(device)
-        res["speedup_vs_latte_public"] = res["latte_public_step_ms"] / res["step_ms"]
-        del opt, ref_model
-    reset_mem(device)
-
+    _forget_compiled(opts)
     return res
+
+
+def latte_public_step(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+    """Latte's public way: fp32 + TF32, explicit attention, eager, default AdamW."""
+    g = torch.Generator(device=device).manual_seed(0)
+    x, t, y = _inputs(shape, device, g)
+    noise = torch.randn(x.shape, generator=g, device=device)
+    model = _build(family, shape, opts, device).train()
+    reset_peak_memory(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    with explicit_attention(), tf32(True):
+        ms = time_it(make_train_step(model, opt, x, t, y, noise, bf16=False), device, opts.warmup, opts.iters)
+    return {"latte_public_step_ms": statistics.median(ms), "latte_public_peak_mem_gib": peak_mem_gib(device)}
+
+
+def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+    """``harness.train.train`` on random latents of ``shape``, as a user runs it (see the module's docstring)."""
+    import tempfile
+
+    import numpy as np
+
+    from harness.train import TrainConfig, train
+    from harness.vae import write_latent_cache
+
+    n = max(256, 4 * shape.batch)  # several batches an epoch: the loop crosses epochs as a real run does
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((n, shape.frames, shape.channels, shape.latent, shape.latent), dtype=np.float32)
+    labels = rng.integers(0, max(shape.num_classes, 1), n)
+    reset_peak_memory(device)
+    with tempfile.TemporaryDirectory(prefix="bench-train-loop-") as work:
+        cache = write_latent_cache(Path(work) / "cache", latents, labels, shape.num_classes,
+                                   meta={"source": "bench train: random latents"})
+        cfg = TrainConfig(
+            data=str(cache), run_dir=str(Path(work) / "run"), family=family, size=shape.size, patch=shape.patch,
+            num_frames=shape.frames, steps=opts.loop_steps, batch=shape.batch, log_every=opts.loop_log_every,
+            ckpt_every=opts.ckpt_every, num_workers=opts.loop_workers, device=str(device), compile=opts.compile,
+            precision="bf16", model_builder=opts.builder,
+        )  # fmt: skip
+        rec = train(cfg)
+        lines = [json.loads(x) for x in (Path(work) / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [x["samples_per_s"] for x in lines[1:]]  # the first interval holds the compile and the workers' start
+    steady = statistics.median(rates)
+    waited = rec["checkpoint_seconds"]["loop_waited"][-1]
+    per_cadence = opts.ckpt_every * shape.batch / steady + waited  # seconds for ckpt_every steps and one checkpoint
+    _forget_compiled(opts)
+    return {
+        "loop_samples_per_s": steady,
+        "loop_samples_per_s_intervals": [round(r, 2) for r in rates],
+        "loop_checkpoint_waited_s": waited,
+        "loop_checkpoint_written_s": rec["checkpoint_seconds"]["written_in_background"][-1],
+        "loop_samples_per_s_with_ckpt": opts.ckpt_every * shape.batch / per_cadence,
+        "loop_peak_mem_gib": lines[-1]["peak_mem_gib"],
+        "loop_steps": opts.loop_steps,
+        "loop_workers": opts.loop_workers,
+        "loop_compiled": rec["protocol"]["compile"],
+    }
+
+
+def _forget_compiled(opts: Options) -> None:
+    """Drop compiled graphs (they hold the model's weights; a new model of the same class would count as a
+    recompile of the same code, and past dynamo's limit it would silently run eager)."""
+    if opts.compile:
+        torch._dynamo.reset()
+    gc.collect()
 
 
 def _cfg(compiled, model, z, t, y):
@@ -306,33 +408,22 @@ def _cfg(compiled, model, z, t, y):
     return torch.cat([uncond[:, :, :c] + 7.0 * (cond[:, :, :c] - uncond[:, :, :c]), cond[:, :, c:]], dim=2)
 
 
-def run(
-    families: list[str],
-    *,
-    size: str = "xl",
-    batch: int = 5,
-    frames: int = 16,
-    channels: int = 4,
-    latent: int = 32,
-    num_classes: int = 101,
-    device: str = "cuda",
-    warmup: int = 3,
-    iters: int = 10,
-    compile: bool = True,
-    compile_mode: str = "default",
-    reference: bool = True,
-    sample_batch: int = 8,
-    sample_steps: int = 10,
-    builder: str = "models:build_model",
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    dev = torch.device(device)
+def run(families: list[str], shape: Shape = Shape(), opts: Options = Options(), device: str = "cuda",
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every family at ``shape``, one after the other in this process; a JSON-ready record."""
+    import datetime
+
+    dev = resolve_device(device)
     out: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": machine_description(dev),
+        "machine": machine_record(dev),
         "torch": torch.__version__,
-        "shape": [batch, frames, channels, latent, latent],
-        "warmup": warmup,
-        "iters": iters,
+        "shape": [shape.batch, shape.frames, shape.channels, shape.latent, shape.latent],
+        "patch": shape.patch,
+        "size": shape.size,
+        "options": asdict(opts),
+        "loop_target": LOOP_TARGET,
         "models": [],
     }
     try:
@@ -342,28 +433,8 @@ def run(
     except ImportError:
         out["scan_backend"] = "unavailable"
     for fam in families:
-        log(f"benchmarking {fam}-{size}/2 ...")
-        out["models"].append(
-            bench_model(
-                fam,
-                size=size,
-                batch=batch,
-                frames=frames,
-                channels=channels,
-                latent=latent,
-                num_classes=num_classes,
-                device=dev,
-                warmup=warmup,
-                iters=iters,
-                compile=compile,
-                compile_mode=compile_mode,
-                reference=reference and fam == "latte",
-                sample_batch=sample_batch,
-                sample_steps=sample_steps,
-                builder=builder,
-                log=log,
-            )
-        )
+        log(f"benchmarking {fam}-{shape.size}/{shape.patch} ({shape.describe()}) ...")
+        out["models"].append(bench_model(fam, shape, opts, dev))
     by = {m["model"].split("-")[0]: m for m in out["models"]}
     if "matten" in by and "latte" in by:
         out["matten_over_latte_step_time"] = by["matten"]["step_ms"] / by["latte"]["step_ms"]

@@ -1,9 +1,11 @@
 """The training benchmark's pieces on CPU: explicit attention equals SDPA; a tiny run fills every field."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from harness import bench_train as B
+from harness.errors import UserError
 
 
 def test_explicit_attention_equals_sdpa():
@@ -16,24 +18,24 @@ def test_explicit_attention_equals_sdpa():
     torch.testing.assert_close(got, ref)
 
 
-def test_tiny_run_on_cpu():
-    res = B.run(
-        ["latte"],
-        size="tiny",
-        batch=1,
-        frames=2,
-        channels=3,
-        latent=4,
-        num_classes=3,
-        device="cpu",
-        warmup=0,
-        iters=1,
-        compile=False,
-        sample_batch=1,
-        sample_steps=1,
-        builder="tests.standin_models:build_model",
-        log=lambda s: None,
-    )
+def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
+    shape = B.Shape(size="tiny", patch=2, batch=2, frames=2, channels=3, latent=4, num_classes=3)
+    opts = B.Options(warmup=0, iters=1, compile=False, sample_batch=1, sample_steps=1, loop_steps=6,
+                     loop_log_every=2, loop_workers=0, ckpt_every=4, builder="tests.standin_models:build_model")
+    res = B.run(["latte"], shape, opts, device="cpu", log=lambda s: None)
     m = res["models"][0]
     assert m["step_ms"] > 0 and m["samples_per_s"] > 0 and m["check_ok"]
     assert m["train_flops_counted"] > 0 and m["ddpm250_s_per_video"] > 0 and m["speedup_vs_latte_public"] > 0
+    # the loop: 6 steps logged every 2 -> 3 intervals, the first left out as warm-up
+    assert len(m["loop_samples_per_s_intervals"]) == 2 and m["loop_compiled"] is False
+    assert m["loop_samples_per_s"] == pytest.approx(sum(m["loop_samples_per_s_intervals"]) / 2, rel=0.01)  # median
+    # a checkpoint every 4 steps of batch 2: 8 samples take 8 / steady seconds plus the loop's wait for one save
+    per_cadence = 8 / m["loop_samples_per_s"] + m["loop_checkpoint_waited_s"]
+    assert m["loop_samples_per_s_with_ckpt"] == pytest.approx(8 / per_cadence)
+    assert m["loop_over_pure"] == pytest.approx(m["loop_samples_per_s_with_ckpt"] / m["samples_per_s"])
+    assert res["machine"]["device"] == "cpu" and res["options"]["ckpt_every"] == 4
+
+
+def test_too_short_a_loop_is_refused():
+    with pytest.raises(UserError, match="at least 3 logging intervals"):
+        B.Options(loop_steps=20, loop_log_every=10)

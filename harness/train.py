@@ -196,6 +196,9 @@ def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tup
         num_workers=cfg.num_workers,
         collate_fn=collate,
         pin_memory=pin,
+        # its own generator: starting the loader must not draw from the global RNG, whose stream (label dropout)
+        # a resumed run continues from the checkpoint; the workers' seeds are unused (each sample is keyed)
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 

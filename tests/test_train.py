@@ -42,6 +42,7 @@ def config(data, run_dir, **kw):
         precision="fp32",
         device="cpu",
         ema_decay=0.9,
+        class_dropout=0.5,  # label dropout draws from the global RNG on most steps: a resume must continue its stream
         start_clip_iter=3,
         clip_max_norm=0.05,
         seed=3,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fvd_helpers import StandInDetector, cached_weights, moving_square_clips
 
-from harness.fvd.frechet import FeatureStats, fvd_from_stats
+from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats
 from harness.fvd.protocol import Extractor, compute_fvd
 from harness.samples import write_shard
 
@@ -85,9 +85,17 @@ def test_record_traces_the_number_and_real_statistics_are_cached(stand_ins, caps
     assert rec["real"]["manifest_fingerprint"] == "fp-test" and rec["real"]["cached"] is False
     assert {"torch", "numpy", "scipy", "device", "git_commit"} <= set(rec["environment"])
     assert s.calls == [dict(num=5, seed=7, frame_interval=2)]
+    # the 95 % interval: the bootstrap over the same per-clip features, seeded by the real clips' seed
+    want = bootstrap_fvd(extract(s.real[:5]), extract(fake[:5]), samples=1000, seed=7)
+    assert rec["interval"]["low"] == pytest.approx(want["low"])
+    assert rec["interval"]["high"] == pytest.approx(want["high"])
+    assert rec["interval"]["low"] < rec["fvd"] < rec["interval"]["high"] and rec["interval"]["samples"] == 1000
+    assert compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7, bootstrap=0)[
+        "interval"] is None
 
     again = compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7)
     assert again["real"]["cached"] is True and again["fvd"] == rec["fvd"]
+    assert again["interval"] == rec["interval"]  # the cache keeps the real clips' features
     assert len(s.calls) == 1  # the real clips were not read again
     compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=3, seed=7)
     assert len(s.calls) == 2  # another frame interval is another key

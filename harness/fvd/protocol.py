@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from harness.console import console, progress
 from harness.errors import UserError
-from harness.fvd.frechet import FeatureStats, fvd_from_stats
+from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats, load_features
 from harness.machine import resolve_device
 
 PROTOCOLS = ("stylegan-v", "videogpt")
@@ -210,21 +210,35 @@ def check_clips(clips: np.ndarray, num_frames: int, what: str) -> None:
 
 def accumulate(
     batches: Iterable[np.ndarray], extractor: Extractor, num: int, num_frames: int, what: str
-) -> FeatureStats:
-    """Float64 statistics of the first ``num`` clips; too few clips is an error, never a silent smaller N."""
+) -> tuple[FeatureStats, np.ndarray]:
+    """Float64 statistics of the first ``num`` clips, batch by batch, and their features (num, 400) float32
+    (for the bootstrap); too few clips is an error, never a silent smaller N."""
     stats = FeatureStats(FEATURE_DIM)
+    features = []
     with progress() as bar:
         task = bar.add_task(f"I3D {what}", total=num)
         for batch in batches:
             check_clips(batch, num_frames, what)
             batch = batch[: num - stats.n]
-            stats.update(extractor(batch))
+            logits = extractor(batch)
+            stats.update(logits)
+            features.append(logits)
             bar.update(task, completed=stats.n)
             if stats.n >= num:
                 break
     if stats.n < num:
         raise UserError(f"{what}: only {stats.n} clips, but --num asks for {num}")
-    return stats
+    return stats, np.concatenate(features)
+
+
+def fvd_interval(real: np.ndarray | None, fake: np.ndarray, samples: int, seed: int, unbiased: bool) -> dict | None:
+    """The bootstrap interval of an FVD (None when turned off; a reason when the real side has no features)."""
+    if samples <= 0:
+        return None
+    if real is None:
+        return {"skipped": "the real statistics file holds no per-clip features (made without them)"}
+    with console.status(f"bootstrap interval ({samples} resamples)"):
+        return bootstrap_fvd(real, fake, samples=samples, seed=seed, unbiased=unbiased)
 
 
 def check_samples(samples: str | Path, num: int, num_frames: int) -> int:
@@ -285,11 +299,12 @@ def real_statistics(
     key: dict[str, Any],
     *,
     batch_size: int = 16,
-) -> tuple[FeatureStats, dict[str, Any]]:
-    """Statistics of the real clips: from a stats file, the cache, or computed from a prepared dataset."""
+) -> tuple[FeatureStats, np.ndarray | None, dict[str, Any]]:
+    """Statistics of the real clips and their per-clip features (None from a statistics file written
+    without them): from a stats file, the cache, or computed from a prepared dataset."""
     real = Path(real)
     if real.is_file():
-        return load_stats_file(real, key), {"real_stats": str(real), "cached": True}
+        return load_stats_file(real, key), load_features(real), {"real_stats": str(real), "cached": True}
     if not real.is_dir():
         raise UserError(f"--real {real}: neither a prepared dataset folder nor a statistics .npz file")
     try:
@@ -301,17 +316,19 @@ def real_statistics(
     cache = real_stats_cache(fields)
     info = {"manifest_fingerprint": fields["manifest_fingerprint"], "real_stats": str(cache)}
     if cache.exists() and cache.with_suffix(".json").exists():
-        return load_stats_file(cache, fields), dict(info, cached=True)
+        features = load_features(cache)
+        if features is not None:  # a cache entry from before features were kept is computed again
+            return load_stats_file(cache, fields), features, dict(info, cached=True)
     clips = eval_clips(
         real, key["num"], seed=key["seed"], num_frames=key["num_frames"],
         frame_interval=key["frame_interval"], size=key["size"], batch_size=batch_size,
     )  # fmt: skip
-    stats = accumulate(clips, extractor, key["num"], key["num_frames"], "real")
-    stats.save(cache)
+    stats, features = accumulate(clips, extractor, key["num"], key["num_frames"], "real")
+    stats.save(cache, features)
     from harness.io import atomic_write_json
 
     atomic_write_json(cache.with_suffix(".json"), fields)
-    return stats, dict(info, cached=False)
+    return stats, features, dict(info, cached=False)
 
 
 # ----------------------------------------------------------------------------- the whole measurement
@@ -333,11 +350,13 @@ def compute_fvd(
     batch_size: int = 16,
     compile: bool = False,
     out: str | Path | None = None,
+    bootstrap: int = 1000,
 ) -> dict[str, Any]:
     """FVD between real clips (prepared dataset or statistics file) and generated clips (samples folder).
 
-    Returns (and writes to ``out`` if given) the record: value, protocol, clip counts, frame
-    interval, seeds, detector sha256, manifest fingerprint, versions, device.
+    Returns (and writes to ``out`` if given) the record: value, its 95 % bootstrap interval over clips
+    (``bootstrap`` resamples, :func:`harness.fvd.frechet.bootstrap_fvd`; 0 = none), protocol, clip counts,
+    frame interval, seeds, detector sha256, manifest fingerprint, versions, device.
     """
     from harness.fvd.weights import load_i3d
     from harness.ledger import environment
@@ -358,14 +377,16 @@ def compute_fvd(
         "protocol": protocol, "num": num, "num_frames": num_frames, "frame_interval": frame_interval,
         "seed": seed, "size": size, "weights_sha256": weights["sha256"], "precision": precision,
     }  # fmt: skip
-    real_stats, real_info = real_statistics(real, extractor, key, batch_size=batch_size)
-    fake_stats = accumulate(iter_fake(fake), extractor, num, num_frames, "generated")
+    real_stats, real_features, real_info = real_statistics(real, extractor, key, batch_size=batch_size)
+    fake_stats, fake_features = accumulate(iter_fake(fake), extractor, num, num_frames, "generated")
     value = fvd_from_stats(real_stats, fake_stats, unbiased=protocol == "videogpt")
+    interval = fvd_interval(real_features, fake_features, bootstrap, seed, unbiased=protocol == "videogpt")
 
     import scipy
 
     record = {
         "fvd": value,
+        "interval": interval,
         "protocol": spec,
         "clips": {"real": real_stats.n, "generated": fake_stats.n},
         "num_frames": num_frames,

@@ -339,6 +339,16 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         if d.main:
             _append_jsonl(metrics_path, {"step": step, "event": "diverged", "loss": loss, "grad_norm": gn})
 
+    def checkpoint_state(done: int) -> dict[str, Any]:
+        per_epoch = len(ds) // (cfg.batch * d.world)
+        return {
+            **state, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+            "ema_schedule": schedule.describe(), "interval_stats": stats.state_dict(),
+            "data": {"epoch": done // per_epoch, "batch_in_epoch": done % per_epoch, "world_size": d.world},
+            "config": dataclasses.asdict(cfg), "config_hash": ledger.config_hash(cfg.hashed()),
+            "scan_backend": scan_backend(),
+        }  # fmt: skip
+
     # -- the loop: everything below only queues work on the device, except where a comment says otherwise
     model.train()
     reset_peak_memory(device)
@@ -346,6 +356,8 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     last_ckpt, t_log, n_log = ckpt, time.perf_counter(), 0
     with progress() if d.main else _NoBar() as bar, _closing(writer):
         task = bar.add_task("train", total=cfg.steps, completed=start)
+        if start == cfg.steps == 0:  # --steps 0: the untrained model's checkpoint (a curve's step-0 point)
+            last_ckpt = writer.save(0, checkpoint_state(0))
         for step, batch in zip(range(start, cfg.steps), loader, strict=False):  # the loader is endless
             x = clips_to_float(batch["video"].to(device, non_blocking=True))  # uint8 frames -> [-1, 1] here
             if vae is not None:
@@ -383,14 +395,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
                 t_log, n_log = time.perf_counter(), 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:  # never a checkpoint of diverged weights
                 stats.raise_if_diverged(d, last_ckpt, on_diverge)
-                last_ckpt = writer.save(done, {
-                    **state, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                    "ema_schedule": schedule.describe(), "interval_stats": stats.state_dict(),
-                    "data": {"epoch": done // (len(ds) // (cfg.batch * d.world)),
-                             "batch_in_epoch": done % (len(ds) // (cfg.batch * d.world)), "world_size": d.world},
-                    "config": dataclasses.asdict(cfg), "config_hash": ledger.config_hash(cfg.hashed()),
-                    "scan_backend": scan_backend(),
-                })  # fmt: skip
+                last_ckpt = writer.save(done, checkpoint_state(done))
 
     if d.main:
         rec = ledger.finish(

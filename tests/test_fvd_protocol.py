@@ -193,3 +193,34 @@ def test_real_clips_from_a_prepared_synthetic_dataset(tmp_path, monkeypatch):
     assert rec["real"]["cached"] is False and len(rec["real"]["manifest_fingerprint"]) > 0
     again = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
     assert again["real"]["cached"] is True and again["fvd"] == rec["fvd"]
+
+
+def test_real_vs_real_floor_uses_the_reference_set_and_a_disjoint_one(tmp_path, monkeypatch):
+    """The floor: FVD between the evaluation plan's first N clips (every model's reference set, the same
+    features compute_fvd uses) and the next N; disjoint videos when the dataset has 2N of them."""
+    from harness.data.clips import eval_clips
+    from harness.data.prepare import prepare_dataset
+    from harness.data.synthetic import generate_synthetic
+    from harness.fvd import weights
+    from harness.fvd.protocol import real_floor
+
+    monkeypatch.setenv("MATTEN_BENCH_CACHE", str(tmp_path / "cache"))
+    detector = {"kind": "stand-in", "sha256": STAND_IN_SHA}
+    monkeypatch.setattr(weights, "load_i3d", lambda path=None, device="cpu": (StandInDetector(), detector))
+    source = generate_synthetic(
+        tmp_path / "raw", num_classes=2, videos_per_class=3, frames=24, width=32, height=32, fps=8, seed=0
+    )
+    prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=8, frame_interval=1, progress=False)
+    kw = dict(num_frames=8, frame_interval=1, size=32, device="cpu", bootstrap=50)
+    rec = real_floor(tmp_path / "prep", num=3, **kw)
+    clips = np.concatenate(list(eval_clips(tmp_path / "prep", 6, num_frames=8, frame_interval=1, size=32)))
+    extract = Extractor(StandInDetector(), "cpu", "stylegan-v")
+    want = fvd_from_stats(stats_of(extract(clips[:3])), stats_of(extract(clips[3:])))
+    assert rec["fvd"] == pytest.approx(want, rel=1e-6) and rec["clips"] == {"a": 3, "b": 3}
+    assert rec["videos_shared"] == 0  # 6 videos, 2 x 3 clips
+    assert rec["interval"]["low"] < rec["fvd"] < rec["interval"]["high"]
+    # set A is the reference set of compute_fvd at the same N: its first three clips, the same features
+    write_shard(tmp_path / "samples", 0, clips[3:])
+    model_fvd = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=3, **kw)
+    assert model_fvd["fvd"] == pytest.approx(rec["fvd"], rel=1e-6)
+    assert real_floor(tmp_path / "prep", num=4, **kw)["videos_shared"] == 2  # 8 clips of 6 videos

@@ -252,3 +252,16 @@ def test_compiled_loop_agrees_with_eager_within_bf16_tolerance(tmp_path):
     np.testing.assert_allclose(runs["compiled"][0], runs["eager"][0], rtol=2e-2)
     for key, value in runs["eager"][1].items():
         torch.testing.assert_close(runs["compiled"][1][key], value, rtol=2e-2, atol=2e-3)
+
+
+def test_steps_0_writes_the_untrained_checkpoint_and_training_continues_from_it(uninterrupted, tmp_path):
+    """A curve's step-0 point: --steps 0 saves the initial model (EMA = model); resuming from it to 7 steps
+    is the uninterrupted run bit for bit."""
+    data, full = uninterrupted
+    run = tmp_path / "run"
+    T.train(config(data, run, steps=0))
+    zero = final_state(run)
+    assert zero["step"] == 0 and T.latest_checkpoint(run).name == "step-0000000.pt"
+    assert all(torch.equal(zero["ema"][k], v) for k, v in zero["model"].items())
+    T.train(config(data, run, steps=7), resume=True)
+    assert_bitwise_equal(final_state(run), final_state(full))

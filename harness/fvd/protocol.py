@@ -406,3 +406,67 @@ def compute_fvd(
         atomic_write_json(out, record)
     return record
 
+
+def real_floor(
+    real: str | Path,
+    num: int = 2048,
+    *,
+    protocol: str = "stylegan-v",
+    i3d: str | Path | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+    num_frames: int = 16,
+    frame_interval: int = 3,
+    seed: int = 0,
+    size: int = 256,
+    batch_size: int = 16,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """The real-vs-real floor: FVD between two disjoint sets of ``num`` real clips of a prepared dataset.
+
+    Set A is the first ``num`` clips of the evaluation plan (the reference set every model's FVD uses),
+    set B the next ``num`` (:func:`harness.data.clips.eval_plan` with 2·num clips). The two sets share no
+    video when the dataset has at least 2·num usable videos; the record counts the videos they share.
+    What a generator at this N can at best reach: a model at the floor is as close to the data as the
+    data is to itself. Returns the record (value, interval, clips, videos shared, protocol, detector).
+    """
+    from harness.data.clips import eval_plan
+    from harness.data.manifest import load_manifest
+    from harness.fvd.weights import load_i3d
+    from harness.ledger import environment
+
+    spec = protocol_spec(protocol)
+    if num < 2:
+        raise UserError(f"--num {num}: the floor needs at least 2 clips in each set")
+    device = str(resolve_device(device))
+    model, weights = load_i3d(i3d, device)
+    extractor = Extractor(model, device, protocol, precision, batch_size)
+    key = {
+        "protocol": protocol, "num": 2 * num, "num_frames": num_frames, "frame_interval": frame_interval,
+        "seed": seed, "size": size, "weights_sha256": weights["sha256"], "precision": precision,
+    }  # fmt: skip
+    _, features, info = real_statistics(real, extractor, key, batch_size=batch_size)
+    a, b = features[:num], features[num:]
+    stats_a, stats_b = FeatureStats(FEATURE_DIM), FeatureStats(FEATURE_DIM)
+    stats_a.update(a)
+    stats_b.update(b)
+    unbiased = protocol == "videogpt"
+    plan = eval_plan(len(load_manifest(real, ok_only=True)), 2 * num, seed)
+    shared = {v for v, _ in plan[:num]} & {v for v, _ in plan[num:]}
+    return {
+        "fvd": fvd_from_stats(stats_a, stats_b, unbiased=unbiased),
+        "interval": fvd_interval(a, b, bootstrap, seed, unbiased=unbiased),
+        "what": "real vs real: the evaluation plan's first num clips (the models' reference set) vs the next num",
+        "clips": {"a": num, "b": num},
+        "videos_shared": len(shared),
+        "protocol": spec,
+        "num_frames": num_frames,
+        "frame_interval_real": frame_interval,
+        "seeds": {"real_clips": seed},
+        "real_clip_size": size,
+        "precision": precision,
+        "detector": weights,
+        "real": dict(info, source=str(real)),
+        "environment": dict(environment(), fvd_device=str(extractor.device)),
+    }
+

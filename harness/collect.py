@@ -7,6 +7,7 @@ records already on disk (nothing is re-run here).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,50 @@ from harness.report import publish_record, write_report
 from harness.tables import Point
 
 
+def fvd_point(rec: dict[str, Any], link: str) -> Point:
+    """An FVD stage's number with its bootstrap interval (when the record has one)."""
+    interval = ((rec.get("outputs") or {}).get("result") or {}).get("interval") or {}
+    return Point(float(rec["outputs"]["fvd"]), link, interval.get("low"), interval.get("high"))
+
+
+def collect_floor(root: Path, report_dir: Path, dataset: str) -> dict[str, Any] | None:
+    """The real-vs-real floor of ``dataset`` ({"fvd": Point, "videos_shared", "sheet"}), or None."""
+    run_dir = root / "floor" / dataset
+    rec = ledger.read_record(run_dir, "run.floor")
+    if not rec or rec.get("status") != "complete":
+        return None
+    link = publish_record(ledger.record_path(run_dir, "run.floor"), report_dir, f"floor/{dataset}", root)
+    sheet = _publish_sheet(run_dir / rec["outputs"].get("contact_sheet", ""), report_dir, f"real-{dataset}")
+    return {"fvd": fvd_point(rec, link), "videos_shared": rec["outputs"]["result"].get("videos_shared"),
+            "clips": rec["outputs"]["result"].get("clips"), "sheet": sheet, "dataset": dataset}
+
+
+def _publish_sheet(path: Path, report_dir: Path, name: str) -> str | None:
+    """Copy a contact sheet beside the report (``sheets/<name>.png``); its path relative to the report."""
+    if not path.is_file():
+        return None
+    import shutil
+
+    target = report_dir / "sheets" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return f"sheets/{name}.png"
+
+
 def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -> dict[str, Any]:
-    """One experiment as the table builders want it: FVD by training step, params and GFLOPs, each linked."""
+    """One experiment as the table builders want it: FVD by training step (with intervals), params and GFLOPs,
+    each linked, and the contact sheet of its last measured point."""
     exp_dir = root / "exp" / exp.name
     curve: dict[int, Point] = {}
+    sheet = None
     for s in preset.eval_steps:
         stage = f"fvd-{s:07d}"
         rec = ledger.read_record(exp_dir, f"run.{stage}")
         if not rec or rec.get("status") != "complete":
             continue
         link = publish_record(ledger.record_path(exp_dir, f"run.{stage}"), report_dir, f"{exp.name}/{stage}", root)
-        curve[s] = Point(float(rec["outputs"]["fvd"]), link)
+        curve[s] = fvd_point(rec, link)
+        sheet = _publish_sheet(exp_dir / f"samples-{s:07d}" / "contact_sheet.png", report_dir, exp.name) or sheet
     _, gflops = flops.get((exp.family, exp.size), (None, None))
     if preset.scale != "paper":
         gflops = None  # FLOPs are counted at the paper's input (16x4x32x32 latents); smaller scales train on others
@@ -42,6 +76,8 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         "size": exp.size,
         "variant": exp.variant,
         "conditioning": exp.conditioning,
+        "seed": exp.seed,
+        "sheet": sheet,
         "dataset": exp.dataset,
         "scale": preset.scale,
         "fvd": curve,
@@ -123,7 +159,12 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
     def pick(table: str) -> list[dict]:
         return [exps[e.name] for e in preset.experiments(table) if e.name in exps]
 
+    datasets = sorted({e.dataset for e in experiments})
+    floor = collect_floor(root, report_dir, datasets[0]) if datasets else None
+    floor_point = floor["fvd"] if floor else None
     sections = []
+    if exps:
+        sections.append(learning_section(preset, list(exps.values()), floor, verdicts(preset, experiments, exps)))
     if "sota" in table_names:
         sections.append({
             "name": "sota", "title": "Comparison with the state of the art (paper Table)",
@@ -136,7 +177,7 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
         })
     for name, title, builder, label, caption in [
         ("variants", "Model variants (paper Fig. 8a)", tables.variants_table,
-         lambda e: f"variant {e['variant']}",
+         lambda e: f"variant {e['variant']}" + (f", seed {e['seed']}" if e.get("seed") else ""),
          "FVD against training iterations for variants 1-4. The paper gives this as a figure only, so there "
          "are no paper numbers to set beside ours."),
         ("conditioning", "Conditioning: M-AdaN vs condition tokens (paper Fig. 8b)", tables.conditioning_table,
@@ -145,13 +186,14 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
     ]:
         if name in table_names:
             chosen = pick(name)
-            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", f"{title}, {preset.scale} scale")
+            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", f"{title}, {preset.scale} scale",
+                                     floor_point)
             sections.append({"name": name, "title": title, "caption": caption,
                              "tables": [("", builder(chosen))], "figure": fig})
     if "scaling" in table_names:
         chosen = pick("scaling")
         fig = tables.plot_curves(chosen, lambda e: f"Matten-{e['size'].upper()}", report_dir / "scaling.png",
-                                 f"Scaling (paper Fig. 9), {preset.scale} scale")
+                                 f"Scaling (paper Fig. 9), {preset.scale} scale", floor_point)
         caption = "Parameter counts (paper beside ours) and FVD against training iterations."
         if not preset.train_scaling:
             caption += (f" At {preset.scale} scale only Matten-{preset.main_size} is trained; S/B/L/XL appear "
@@ -172,6 +214,87 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
         })
     records = _all_records(root)
     return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command)
+
+
+CLAIMS_NOTE = (
+    "What the paper claims, judged at this scale against the gap between two training seeds of the main model "
+    "(Matten variant 3, M-AdaN) at the last step: **holds** when the claimed-better model's FVD is lower than "
+    "every other's by more than the seed gap, **does not hold** when another's is lower by more than the gap, "
+    "**cannot tell apart** otherwise (harness.verdict). Nothing was tuned toward the paper's answer. The data "
+    "are synthetic moving shapes at a small size, not the paper's datasets: a verdict says what these models do "
+    "on these clips, and nothing about UCF101 or the other three."
+)
+
+
+def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | None]:
+    """The paper's orderings (harness.verdict) on this run's experiments at the last step all were measured:
+    (verdicts naming models by their report labels, that step)."""
+    from harness.run import Experiment
+    from harness.verdict import Claim, judge, seed_gap
+
+    ds = experiments[0].dataset
+    main = Experiment("matten", preset.main_size, ds)
+    key = {
+        "v3": main, "v1": replace(main, variant=1), "v2": replace(main, variant=2), "v4": replace(main, variant=4),
+        "tokens": replace(main, conditioning="tokens"), "latte": Experiment("latte", preset.main_size, ds),
+        "seed1": replace(main, seed=preset.extra_seeds[0]) if preset.extra_seeds else None,
+    }  # fmt: skip
+    if preset.train_scaling and len(preset.sizes) > 1:
+        key["small"] = Experiment("matten", preset.sizes[0], ds)
+        key["large"] = Experiment("matten", preset.sizes[-1], ds)
+    steps = [set(exps[e.name]["fvd"] or {}) for e in key.values() if e is not None and e.name in exps]
+    common = set.intersection(*steps) if steps else set()
+    at = max(common) if common else None
+
+    def fvd(k: str) -> float | None:
+        e = key.get(k)
+        point = (exps.get(e.name, {}).get("fvd") or {}).get(at) if e is not None and at is not None else None
+        return point.value if point is not None else None
+
+    gap = seed_gap(fvd("v3"), fvd("seed1"))
+    # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
+    label = {k: tables.model_label(exps[e.name]) if e.name in exps else e.name for k, e in key.items() if e}
+    label.setdefault("large", f"Matten-{preset.sizes[-1].upper()}")
+    label.setdefault("small", f"Matten-{preset.sizes[0].upper()}")
+    claims = [
+        Claim("variant 3 (attention + global Mamba) is the best of the four", "Fig. 8a", "v3", ("v1", "v2", "v4")),
+        Claim("M-AdaN beats condition tokens", "Fig. 8b", "v3", ("tokens",)),
+        Claim(f"the larger model is better ({preset.sizes[-1].upper()} below {preset.sizes[0].upper()})", "Fig. 9",
+              "large", ("small",)),
+        Claim("Matten beats Latte", "Table (UCF101, SkyTimelapse; not FaceForensics)", "v3", ("latte",)),
+    ]  # fmt: skip
+    fvds = {label[k]: fvd(k) for k in label}
+    named = [replace(c, better=label[c.better], others=tuple(label[o] for o in c.others)) for c in claims]
+    return [judge(c, fvds, gap) for c in named], at
+
+
+def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> dict:
+    """Learning and noise: the floor, every model from step 0 to its last step, the seed gap, the verdicts and
+    the contact sheets (real clips and each model at its last point)."""
+    verdict_list, at = judged
+    floor_point = floor["fvd"] if floor else None
+    caption = ["Does a number measure something? Each FVD carries a 95 % bootstrap interval over clips (in "
+               "brackets); the floor is the FVD between two disjoint sets of real clips at the same N, the best a "
+               "model can do at this N."]
+    if floor:
+        caption.append(f"Floor ({floor['dataset']}, {floor['clips']['a']} vs {floor['clips']['b']} real clips, "
+                       f"{floor['videos_shared']} videos shared): {tables.fmt_interval(floor_point)}.")
+    else:
+        caption.append("No floor was measured.")
+    blocks = [("Every model from its untrained state to its last step", tables.learning_table(exps, floor_point)),
+              (f"The paper's orderings at step {at}" if at is not None else "The paper's orderings",
+               tables.verdict_table(verdict_list))]
+    sheets = []
+    if floor and floor.get("sheet"):
+        sheets.append(f"Real clips (the reference set's first 8): ![real clips]({floor['sheet']})")
+    for e in exps:
+        if e.get("sheet"):
+            step, _ = tables.final_fvd(e)
+            sheets.append(f"{tables.model_label(e)} at step {step}: ![{e['name']}]({e['sheet']})")
+    return {"name": "learning", "title": "Learning, noise and the paper's orderings",
+            "caption": " ".join(caption) + "\n\n" + CLAIMS_NOTE, "tables": blocks,
+            "after": ["Contact sheets (one row per clip, frames left to right; generated clips from the EMA "
+                      "weights with the sampler of the FVD):", ""] + [f"- {x}" for x in sheets]}
 
 
 def flops_table(entries: list[dict]) -> tuple[Any, str]:

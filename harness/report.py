@@ -142,6 +142,8 @@ def write_report(
         if s.get("figure"):
             fig = Path(s["figure"]).name
             body += [f"![{s['title']}]({fig})", ""]
+        if s.get("after"):
+            body += [*s["after"], ""]
         atomic_write_text(report_dir / f"{s['name']}.md", "\n".join(body) + "\n")
         lines += body
     lines += ["## FVD protocol", "", FVD_PROTOCOL, ""]

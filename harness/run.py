@@ -52,11 +52,12 @@ class Experiment:
     dataset: str
     variant: int = 3
     conditioning: str = "madan"
+    seed: int = 0  # the training seed (data order, noise, initial weights)
 
     @property
     def name(self) -> str:
         tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
-        return f"{self.family}-{self.size}{tail}-{self.dataset}"
+        return f"{self.family}-{self.size}{tail}-{self.dataset}" + (f"-seed{self.seed}" if self.seed else "")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Preset:
     frame_interval: int
     image_size: int
     batch_size: int
-    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves); the last is the run's length
+    eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves; 0 = the untrained model)
     sampler: str  # "ddpm" (Latte's, 250 steps) or "ddim"
     sample_steps: int  # diffusion sampling steps
     fvd_clips: int
@@ -87,6 +88,11 @@ class Preset:
     # The EMA's warm-up (harness.ema): short runs sample a model, not the initial weights. The paper scale
     # keeps Latte's recipe (0.9999 from the first step).
     ema_warmup: bool = True
+    # Training seeds of the main model (Matten variant 3, M-AdaN) beyond seed 0: the gap between two seeds
+    # of one model is what a difference between two models is read against (harness.verdict).
+    extra_seeds: tuple[int, ...] = ()
+    compile: bool | None = None  # torch.compile in training (None: train's default, on for CUDA)
+    bootstrap: int = 1000  # resamples for each FVD's 95 % interval
     # Patch size. Smoke scale uses 8 on 32x32 pixels: 16x4x4 = 256 tokens, because the PyTorch selective
     # scan that CPUs run loops over tokens one by one (patch 2 would make it 4096).
     patch: int = 2
@@ -101,7 +107,8 @@ class Preset:
         if table == "sota":
             return [Experiment(f, self.main_size, d) for d in self.datasets for f in ("matten", "latte")]
         if table == "variants":
-            return [Experiment("matten", self.main_size, ds, variant=v) for v in (1, 2, 3, 4)]
+            main = [Experiment("matten", self.main_size, ds, seed=k) for k in self.extra_seeds]
+            return [Experiment("matten", self.main_size, ds, variant=v) for v in (1, 2, 3, 4)] + main
         if table == "conditioning":
             return [Experiment("matten", self.main_size, ds, conditioning=c) for c in ("madan", "tokens")]
         if table == "scaling":
@@ -118,18 +125,22 @@ PRESETS = {
         scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
         sizes=("s", "b", "l", "xl"), flops_sizes=("xl",), num_frames=16, frame_interval=1, image_size=32,
         batch_size=4,
-        eval_steps=(5, 10), sampler="ddim", sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
-        keep_checkpoints=100, patch=8,
+        eval_steps=(0, 5, 10), sampler="ddim", sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
+        keep_checkpoints=100, patch=8, extra_seeds=(1,), bootstrap=200,
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
                    "seed": 0},
     ),
+    # Mini: sized from the H200 measurements of 2026-11-30 (results/benchmarks.md) but NOT yet run end to end
+    # on the GPU: 16 frames of 32x32 pixels at patch 8 (256 tokens a clip, a quarter of the 1,024 at which
+    # Matten-S steps in 107 ms at batch 32), eager (a compile costs minutes per model and Matten runs as fast
+    # eager), 600 videos so the real-vs-real floor's two sets of 256 clips share none.
     "mini": Preset(
         scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
-        sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3, image_size=64,
-        batch_size=16,
-        eval_steps=(5000, 10000, 20000), sampler="ddim", sample_steps=50, fvd_clips=256, train_scaling=True,
-        ckpt_every=1000, keep_checkpoints=100,
-        synthetic={"num_classes": 10, "videos_per_class": 40, "frames": 64, "width": 96, "height": 64, "fps": 16,
+        sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=1, image_size=32,
+        batch_size=64,
+        eval_steps=(0, 500, 1000, 2000), sampler="ddim", sample_steps=50, fvd_clips=256, train_scaling=True,
+        ckpt_every=250, keep_checkpoints=100, patch=8, extra_seeds=(1,), compile=False, bootstrap=500,
+        synthetic={"num_classes": 10, "videos_per_class": 60, "frames": 48, "width": 48, "height": 48, "fps": 16,
                    "seed": 0},
     ),
     "paper": Preset(
@@ -254,7 +265,8 @@ def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path,
         "steps": steps,
         "batch": preset.batch_size,
         "ema_warmup": preset.ema_warmup,
-        "seed": 0,
+        "compile": preset.compile,
+        "seed": exp.seed,
         "ckpt_every": preset.ckpt_every,
         "keep_checkpoints": preset.keep_checkpoints,
         "precision": "bf16" if preset.device == "cuda" else "fp32",
@@ -339,16 +351,39 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
         "num_frames": preset.num_frames,
         "frame_interval": preset.frame_interval,
         "size": preset.image_size,
+        "bootstrap": preset.bootstrap,
     }
 
     def fvd_fn():
         from harness.fvd import compute_fvd
 
         result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips, num_frames=preset.num_frames,
-                             frame_interval=preset.frame_interval, size=preset.image_size)
+                             frame_interval=preset.frame_interval, size=preset.image_size,
+                             bootstrap=preset.bootstrap)
         return {"fvd": fvd_value(result), "result": result}
 
     return step(exp_dir, f"fvd-{train_step:07d}", fvd_cfg, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
+
+
+def stage_floor(root: Path, preset: Preset, dataset: str, prepared: Path) -> dict[str, Any]:
+    """The real-vs-real floor of a dataset at the preset's N, and a contact sheet of its reference clips."""
+    out = root / "floor" / dataset
+    config = {"real": str(prepared), "num": preset.fvd_clips, "num_frames": preset.num_frames,
+              "frame_interval": preset.frame_interval, "size": preset.image_size, "bootstrap": preset.bootstrap}
+
+    def fn():
+        from harness.data.clips import eval_clips
+        from harness.fvd import real_floor
+        from harness.sample import write_contact_sheet
+
+        result = real_floor(prepared, preset.fvd_clips, num_frames=preset.num_frames,
+                            frame_interval=preset.frame_interval, size=preset.image_size, bootstrap=preset.bootstrap)
+        first = next(eval_clips(prepared, 8, num_frames=preset.num_frames, frame_interval=preset.frame_interval,
+                                size=preset.image_size, batch_size=8))
+        write_contact_sheet(out / "real_contact_sheet.png", first)
+        return {"fvd": fvd_value(result), "result": result, "contact_sheet": "real_contact_sheet.png"}
+
+    return step(out, "floor", config, fn, label=f"real-vs-real FVD floor of {dataset} at N={preset.fvd_clips}")
 
 
 def fvd_value(result: dict[str, Any]) -> float:
@@ -462,6 +497,8 @@ def run(
     prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
     if experiments:
         ensure_i3d(root)
+        for d, p in prepared.items():
+            stage_floor(root, preset, d, p)
     train_data = dict(prepared)
     if preset.latent_cache and preset.vae != "identity":
         train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}

@@ -38,10 +38,21 @@ CONDITIONING_NAMES = {"madan": "M-AdaN", "tokens": "condition tokens"}
 
 @dataclass(frozen=True)
 class Point:
-    """One measured number and the record it came from (a path relative to the report folder)."""
+    """One measured number, the record it came from (a path relative to the report folder), and its 95 %
+    interval where the measurement has one (FVD: a bootstrap over clips)."""
 
     value: float | None
     record: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+def fmt_interval(point: Point | None) -> str:
+    """A Markdown cell: the linked number and its interval, "[312.4](…) (298.0–330.1)", or "–"."""
+    text = fmt(point)
+    if point is not None and point.low is not None and point.high is not None and text != MISSING:
+        text += f" ({point.low:,.1f}–{point.high:,.1f})"
+    return text
 
 
 def fmt(point: Point | None, digits: int | None = 2) -> str:
@@ -68,6 +79,8 @@ def model_label(exp: dict[str, Any]) -> str:
         label += f" v{exp.get('variant', 3)}"
         if exp.get("conditioning", "madan") != "madan":
             label += f", {CONDITIONING_NAMES.get(exp['conditioning'], exp['conditioning'])}"
+    if exp.get("seed"):
+        label += f", seed {exp['seed']}"
     return label
 
 
@@ -128,10 +141,17 @@ def curve_table(experiments: list[dict[str, Any]], label_of) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Model", "Params (M)", *[f"FVD @ {s}" for s in steps]])
 
 
+def variant_label(e: dict[str, Any]) -> str:
+    seed = f", seed {e['seed']}" if e.get("seed") else ""
+    return f"Matten-{e['size'].upper()} variant {VARIANT_NAMES[e.get('variant', 3)]}{seed}"
+
+
 def variants_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
-    """Paper Fig. 8a: FVD against training iterations for variants 1-4 at matched parameter counts."""
-    chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: e.get("variant", 3))
-    return curve_table(chosen, lambda e: f"Matten-{e['size'].upper()} variant {VARIANT_NAMES[e.get('variant', 3)]}")
+    """Paper Fig. 8a: FVD against training iterations for variants 1-4 at matched parameter counts (and the
+    main variant's second seed, where one was trained)."""
+    chosen = sorted((e for e in experiments if e["family"] == "matten"),
+                    key=lambda e: (e.get("variant", 3), e.get("seed", 0)))  # fmt: skip
+    return curve_table(chosen, variant_label)
 
 
 def conditioning_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
@@ -181,6 +201,40 @@ def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame])
     return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
 
 
+# ----------------------------------------------------------------------------- learning, noise, verdicts
+
+
+def learning_table(experiments: list[dict[str, Any]], floor: Point | None) -> pd.DataFrame:
+    """One row per model: FVD of the untrained model (step 0), at the last step with its 95 % interval, and the
+    last FVD over the real-vs-real floor (1 = as close to the data as the data is to itself)."""
+    rows = []
+    for exp in experiments:
+        curve = exp.get("fvd") or {}
+        step, last = final_fvd(exp)
+        ratio = MISSING
+        if floor is not None and floor.value and last is not None and last.value is not None:
+            ratio = f"{last.value / floor.value:,.1f}×"
+        rows.append({"Model": model_label(exp), "Params (M)": fmt(exp.get("params"), 2),
+                     "FVD @ 0 (untrained)": fmt_interval(curve.get(0)),
+                     "Last step": str(step) if step is not None else MISSING,
+                     "FVD @ last step (95 % interval)": fmt_interval(last), "Last / floor": ratio})
+    return pd.DataFrame(rows, columns=["Model", "Params (M)", "FVD @ 0 (untrained)", "Last step",
+                                       "FVD @ last step (95 % interval)", "Last / floor"])
+
+
+def verdict_table(verdicts: list[Any]) -> pd.DataFrame:
+    """One row per claim (harness.verdict.Verdict): the claim, where the paper makes it, the verdict, the
+    numbers it rests on (FVD at the last step of each model) and the seed gap."""
+    rows = []
+    for v in verdicts:
+        numbers = "; ".join(f"{k} {'–' if x is None else f'{x:,.1f}'}" for k, x in v.fvd.items())
+        rows.append({"Paper's claim": v.claim.name, "Where": v.claim.source, "At this scale": f"**{v.verdict}**",
+                     "FVD at the last step": numbers,
+                     "Seed gap": MISSING if v.seed_gap is None else f"{v.seed_gap:,.1f}", "Why": v.reason})
+    return pd.DataFrame(rows, columns=["Paper's claim", "Where", "At this scale", "FVD at the last step", "Seed gap",
+                                       "Why"])
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -191,10 +245,13 @@ def to_markdown(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True) + "\n"  # keep "65.30" as printed
 
 
-def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, title: str) -> Path | None:
-    """FVD against training steps, one line per experiment; None (and no file) if nothing was measured."""
+def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, title: str,
+                floor: Point | None = None) -> Path | None:
+    """FVD against training steps, one line per experiment, with each point's 95 % interval as an error bar
+    and the real-vs-real floor as a dashed line; None (and no file) if nothing was measured. The y axis is
+    logarithmic when the values span more than 20×."""
     curves = [(label_of(e), sorted((e.get("fvd") or {}).items())) for e in experiments]
-    curves = [(lab, [(s, p.value) for s, p in pts if p is not None and p.value is not None]) for lab, pts in curves]
+    curves = [(lab, [(s, p) for s, p in pts if p is not None and p.value is not None]) for lab, pts in curves]
     curves = [(lab, pts) for lab, pts in curves if pts]
     if not curves:
         return None
@@ -204,9 +261,19 @@ def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, t
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    values = [p.value for _, pts in curves for _, p in pts]
     for lab, pts in curves:
-        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=lab)
-    ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "+1.1652e4" offset: show the values
+        ys = [p.value for _, p in pts]
+        err = [[max(p.value - p.low, 0) if p.low is not None else 0 for _, p in pts],
+               [max(p.high - p.value, 0) if p.high is not None else 0 for _, p in pts]]  # fmt: skip
+        ax.errorbar([s for s, _ in pts], ys, yerr=err, marker="o", capsize=2, label=lab)
+    if floor is not None and floor.value is not None:
+        ax.axhline(floor.value, color="black", linestyle="--", linewidth=1, label="real vs real (floor)")
+        values.append(floor.value)
+    if min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")
+    else:
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "+1.1652e4" offset: show the values
     ax.set_xlabel("training iterations")
     ax.set_ylabel("FVD (lower is better)")
     ax.set_title(title, fontsize=10)

@@ -7,6 +7,7 @@ across a whole run can be checked exactly, in well under a second each.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import types
@@ -25,7 +26,7 @@ from harness.errors import UserError
 from harness.run import PRESETS, Experiment, run
 
 PRESET = replace(
-    PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",), flops_sizes=("s",)
+    PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",), flops_sizes=("s",), extra_seeds=()
 )
 
 
@@ -35,6 +36,7 @@ class Stages:
     def __init__(self):
         self.calls: dict[str, int] = {}
         self.kill_train_once = False
+        self.offsets: dict[str, float] = {}  # experiment name -> added to its FVDs
 
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -57,6 +59,9 @@ class Stages:
             assert resume == (latest_checkpoint(run_dir) is not None)
             rec = ledger.start(run_dir, "train", {k: v for k, v in config.items() if k != "steps"})
             start = int(latest_checkpoint(run_dir).stem.split("-")[1]) if resume else 0
+            if config["steps"] == 0:  # the untrained model's checkpoint, as harness.train writes it
+                (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+                (run_dir / "checkpoints" / "step-0000000.pt").write_bytes(b"ckpt")
             for s in range(start + 1, config["steps"] + 1):
                 if self.kill_train_once and s == 3:
                     self.kill_train_once = False
@@ -77,8 +82,22 @@ class Stages:
         def compute_fvd(*, real, fake, num, **kw):
             self.count("fvd")
             step = int(Path(fake).name.split("-")[1])
-            return {"fvd": 100.0 - step, "protocol": {"name": "stylegan-v"}, "clips": {"real": num, "generated": num},
+            value = 100.0 - step + self.offsets.get(Path(fake).parent.name, 0.0)
+            return {"fvd": value, "interval": {"low": value - 2, "high": value + 3},
+                    "protocol": {"name": "stylegan-v"}, "clips": {"real": num, "generated": num},
                     "detector": {"kind": "i3d", "sha256": "ab", "path": "/somewhere/i3d.safetensors"}}
+
+        def real_floor(real, num, **kw):
+            self.count("floor")
+            return {"fvd": 50.0, "interval": {"low": 45.0, "high": 55.0}, "clips": {"a": num, "b": num},
+                    "videos_shared": 0}
+
+        def write_contact_sheet(path, clips):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(b"stand-in png")
+
+        def eval_clips(prepared_dir, num, **kw):
+            yield np.full((num, 4, 8, 8, 3), 128, np.uint8)
 
         def count_flops(name, *, protocol="fvcore", **kw):
             self.count("flops")
@@ -91,9 +110,10 @@ class Stages:
             "harness.data": types.ModuleType("harness.data"),
             "harness.data.synthetic": types.ModuleType("harness.data.synthetic"),
             "harness.data.prepare": types.SimpleNamespace(prepare_dataset=prepare_dataset),
+            "harness.data.clips": types.SimpleNamespace(eval_clips=eval_clips),
             "harness.train": types.SimpleNamespace(train=train),
-            "harness.sample": types.SimpleNamespace(sample=sample),
-            "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd),
+            "harness.sample": types.SimpleNamespace(sample=sample, write_contact_sheet=write_contact_sheet),
+            "harness.fvd": types.SimpleNamespace(compute_fvd=compute_fvd, real_floor=real_floor),
             "harness.flops": types.SimpleNamespace(count_flops=count_flops, flops_table=flops_table,
                                                    PAPER_GFLOPS=PAPER_GFLOPS, TABLE_EXPLANATION="(stand-in)"),
         }
@@ -118,7 +138,7 @@ def test_first_run_calls_every_stage_and_writes_the_report(tmp_path, stages):
     report = do_run(tmp_path)
     # 4 variants x 2 evaluation steps x (train to the step + sample + fvd); 2 FLOP counts each for
     # matten-s and latte-xl; one dataset
-    assert stages.calls == {"flops": 4, "prepare": 1, "train": 8, "sample": 8, "fvd": 8}
+    assert stages.calls == {"flops": 4, "prepare": 1, "floor": 1, "train": 8, "sample": 8, "fvd": 8}
     text = report.read_text()
     assert "NOT comparable to the paper" in text
     assert "As recorded by this run's FVD stage" in text and '"clips": null' not in text
@@ -151,7 +171,7 @@ def test_changed_configuration_reruns_only_what_it_changes(tmp_path, stages):
     do_run(tmp_path)
     stages.calls.clear()
     do_run(tmp_path, preset=replace(PRESET, fvd_clips=3))  # training unchanged; sampling and FVD redone
-    assert stages.calls == {"sample": 8, "fvd": 8}
+    assert stages.calls == {"sample": 8, "fvd": 8, "floor": 1}  # the floor is measured at the new N too
 
 
 def test_killed_training_resumes(tmp_path, stages):
@@ -191,3 +211,33 @@ def test_bad_options_exit_2():
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("error: "), out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
+    """Step-0 points, the floor, a second seed of the main model, and the verdicts from made-up FVDs: v4 beats
+    v3 by 3 > the seed gap 1 (does not hold), tokens within the gap (cannot tell), Latte worse by 20 (holds)."""
+    names = {e: Experiment("matten", "tiny", "synthetic", **kw).name for e, kw in {
+        "seed1": {"seed": 1}, "v1": {"variant": 1}, "v2": {"variant": 2}, "v4": {"variant": 4},
+        "tokens": {"conditioning": "tokens"}}.items()}
+    stages.offsets = {names["seed1"]: 1.0, names["v1"]: 5.0, names["v2"]: 10.0, names["v4"]: -3.0,
+                      names["tokens"]: 0.5, Experiment("latte", "tiny", "synthetic").name: 20.0}
+    preset = replace(PRESET, eval_steps=(0, 2, 4), extra_seeds=(1,))
+    report = do_run(tmp_path, preset=preset, tables=("sota", "variants", "conditioning"))
+    text = report.read_text()
+    assert stages.calls["train"] == 7 * 3 and stages.calls["floor"] == 1  # 7 models, steps 0, 2 and 4
+    assert "## Learning, noise and the paper's orderings" in text
+    floor = "Floor (synthetic, 2 vs 2 real clips, 0 videos shared): [50.00](records/floor/synthetic.json) (45.0–55.0)"
+    assert floor in text
+    assert "[100.00](records/matten-tiny-v3-madan-synthetic/fvd-0000000.json) (98.0–103.0)" in text  # step 0
+    assert "Matten-TINY variant 3: spatial attn + temporal attn + global Mamba, seed 1" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| variant 3 (")
+            or line.startswith("| M-AdaN") or line.startswith("| Matten beats") or line.startswith("| the larger")}
+    assert "**does not hold**" in rows["variant 3 (attention + global Mamba) is the best of the four"]
+    assert "**cannot tell apart**" in rows["M-AdaN beats condition tokens"]
+    assert "**holds**" in rows["Matten beats Latte"]
+    assert "**cannot tell apart**" in rows["the larger model is better (S below S)"] or "no FVD" in text
+    assert re.search(r"\| 1\.0 +\| lower than Latte-TINY \(the closest\) by 20\.0", rows["Matten beats Latte"])
+    assert "Matten-TINY v4 is lower by 3.0 > seed gap 1.0" in rows[
+        "variant 3 (attention + global Mamba) is the best of the four"]
+    assert "real clips](sheets/real-synthetic.png)" in text
+    assert (tmp_path / "results" / "sheets" / "real-synthetic.png").exists()

@@ -1,8 +1,10 @@
 """`matten-bench run --scale smoke` end to end on the real stages, with the smallest settings.
 
-Synthetic videos → prepare → train two tiny models (M-AdaN, condition tokens) for 2 steps on CPU →
-sample 2 clips → FVD with the real I3D weights → tables and REPORT.md; then a second run reuses every
-stage. (FLOPs and params run in seconds and are covered by tests/test_run.py and the FLOPs tests.)
+Synthetic videos → prepare → the real-vs-real floor → train two tiny models (M-AdaN, condition tokens)
+for 2 steps on CPU, from step 0 → sample 2 clips → FVD with its bootstrap interval, with the real I3D
+weights → tables, the learning section (floor, step-0 points, verdicts, contact sheets) and REPORT.md;
+then a second run reuses every stage. This is the mini scale's code path at smoke size. (FLOPs and params
+run in seconds and are covered by tests/test_run.py and the FLOPs tests.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from harness.run import PRESETS, Experiment, run
 
 TINY = replace(
     PRESETS["smoke"],
-    eval_steps=(1, 2), ckpt_every=1, batch_size=2, sample_steps=2, fvd_clips=2, flops_sizes=("xl",),
+    eval_steps=(0, 1, 2), ckpt_every=1, batch_size=2, sample_steps=2, fvd_clips=2, flops_sizes=("xl",), bootstrap=50,
     synthetic={"num_classes": 2, "videos_per_class": 2, "frames": 16, "width": 64, "height": 64, "fps": 8, "seed": 0},
 )
 
@@ -35,18 +37,27 @@ def test_smoke_run_end_to_end_then_reuse(tmp_path, i3d_weights):
     text = report.read_text()
     assert "NOT comparable to the paper" in text.split("\n## ")[0]
 
-    # two experiments (M-AdaN, condition tokens), each with FVD at steps 1 and 2, linked to their records
+    # two experiments (M-AdaN, condition tokens), each with FVD at steps 0 (untrained), 1 and 2, each with its
+    # bootstrap interval, linked to their records
     for conditioning in ("madan", "tokens"):
         exp = Experiment("matten", "tiny", "synthetic", conditioning=conditioning)
-        for step in (1, 2):
+        for step in (0, 1, 2):
             rec = ledger.read_record(tmp_path / "run" / "exp" / exp.name, f"run.fvd-{step:07d}")
             assert rec["status"] == "complete"
             fvd = rec["outputs"]["fvd"]
-            assert fvd > 0
+            interval = rec["outputs"]["result"]["interval"]
+            assert fvd > 0 and interval["samples"] == 50 and interval["low"] <= fvd <= interval["high"]
             assert f"({'records/' + exp.name}/fvd-{step:07d}.json)" in text
             copy = json.loads((results / "records" / exp.name / f"fvd-{step:07d}.json").read_text())
             assert copy["outputs"]["fvd"] == fvd
+        assert (results / "sheets" / f"{exp.name}.png").read_bytes()[:4] == b"\x89PNG"  # at its last point
     assert (results / "conditioning.png").read_bytes()[:4] == b"\x89PNG"
+    # the floor (2 vs 2 real clips of 4 videos), its contact sheet, and the verdicts (here: nothing to tell)
+    floor = ledger.read_record(tmp_path / "run" / "floor" / "synthetic", "run.floor")
+    assert floor["outputs"]["result"]["videos_shared"] == 0 and floor["outputs"]["fvd"] > 0
+    assert "## Learning, noise and the paper's orderings" in text and "(records/floor/synthetic.json)" in text
+    assert (results / "sheets" / "real-synthetic.png").read_bytes()[:4] == b"\x89PNG"
+    assert "M-AdaN beats condition tokens" in text and "no seed gap was measured" in text
 
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("records/run.*.json")}
     run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY)

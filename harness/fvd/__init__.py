@@ -16,3 +16,12 @@ def compute_fvd(*args, **kwargs):  # noqa: D103  (lazy re-export: keeps torch ou
 
 
 compute_fvd.__doc__ = "See :func:`harness.fvd.protocol.compute_fvd`."
+
+
+def real_floor(*args, **kwargs):  # noqa: D103  (lazy re-export, as compute_fvd)
+    from harness.fvd.protocol import real_floor as _real_floor
+
+    return _real_floor(*args, **kwargs)
+
+
+real_floor.__doc__ = "See :func:`harness.fvd.protocol.real_floor`."

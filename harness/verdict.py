@@ -1,0 +1,73 @@
+"""Does an ordering the paper claims hold at this scale? Read against the gap between two seeds of one model.
+
+A claim says one model has a lower FVD than others (the paper's Fig. 8a: variant 3 is the best of the
+four; Fig. 8b: M-AdaN beats condition tokens; Fig. 9: the larger model is better; the Table: Matten beats
+Latte). At the last evaluated step, with the seed gap g = |FVD(main model, seed 0) − FVD(main model,
+seed 1)| (the main model is Matten variant 3 with M-AdaN, trained twice):
+
+* **holds**: every other model's FVD exceeds the claimed-better one's by more than g;
+* **does not hold**: some other model's FVD is below the claimed-better one's by more than g;
+* **cannot tell apart**: otherwise (a difference within what a second seed moves), or no seed gap
+  was measured, or a model has no FVD.
+
+Nothing here looks at the paper's numbers, only at the ordering it claims; a verdict is about this
+scale's data and models, and the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOLDS = "holds"
+FAILS = "does not hold"
+UNCLEAR = "cannot tell apart"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The paper says ``better`` has a lower FVD than each of ``others`` (experiment keys)."""
+
+    name: str
+    source: str  # where the paper claims it
+    better: str
+    others: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    verdict: str
+    reason: str
+    fvd: dict[str, float | None]  # key -> FVD at the step judged
+    seed_gap: float | None
+
+
+def judge(claim: Claim, fvd: dict[str, float | None], seed_gap: float | None) -> Verdict:
+    """The verdict on ``claim`` given each model's FVD (same step, same N) and the seed gap."""
+    values = {k: fvd.get(k) for k in (claim.better, *claim.others)}
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        return Verdict(claim, UNCLEAR, f"no FVD for {', '.join(missing)}", values, seed_gap)
+    if seed_gap is None:
+        return Verdict(claim, UNCLEAR, "no seed gap was measured (the main model was trained once)", values, seed_gap)
+    best = values[claim.better]
+    diffs = {k: values[k] - best for k in claim.others}  # > 0: the claimed-better model is lower
+    beaten_by = [k for k, d in diffs.items() if d < -seed_gap]
+    if beaten_by:
+        worst = min(beaten_by, key=diffs.get)
+        return Verdict(claim, FAILS, f"{worst} is lower by {-diffs[worst]:,.1f} > seed gap {seed_gap:,.1f}",
+                       values, seed_gap)  # fmt: skip
+    if all(d > seed_gap for d in diffs.values()):
+        closest = min(diffs, key=diffs.get)
+        return Verdict(claim, HOLDS, f"lower than {closest} (the closest) by {diffs[closest]:,.1f} > seed gap "
+                       f"{seed_gap:,.1f}", values, seed_gap)  # fmt: skip
+    within = min(diffs, key=lambda k: abs(diffs[k]))
+    return Verdict(claim, UNCLEAR, f"{within} differs by {diffs[within]:+,.1f}, within the seed gap {seed_gap:,.1f}",
+                   values, seed_gap)  # fmt: skip
+
+
+def seed_gap(fvd_seed0: float | None, fvd_seed1: float | None) -> float | None:
+    """|FVD(seed 0) − FVD(seed 1)| of one model at one step; None if either is missing."""
+    if fvd_seed0 is None or fvd_seed1 is None:
+        return None
+    return abs(fvd_seed0 - fvd_seed1)

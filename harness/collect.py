@@ -81,7 +81,7 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         "dataset": exp.dataset,
         "scale": preset.scale,
         "fvd": curve,
-        "fvd_clips": preset.fvd_clips,
+        "fvd_clips": preset.fvd.num,
         "params": params,
         "gflops": gflops,
     }

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import ledger
+from harness.config import FVDConfig, SampleConfig, TrainConfig
 from harness.console import console
 from harness.errors import UserError
 
@@ -62,41 +63,29 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Preset:
-    """Everything a scale fixes: data, model sizes, training length, evaluation."""
+    """Everything a scale fixes: data, models, how long they train, and how they are sampled and measured.
+
+    ``train``, ``sample`` and ``fvd`` are the stages' own configurations (harness.config), the one definition of
+    each option; an experiment's are these with its model, seed, paths and length put in (``replace``).
+    """
 
     scale: str
-    device: str
-    vae: str  # "identity" (pixel space) or "sd-v1-4:PATH"
     datasets: tuple[str, ...]
     main_size: str  # the size in the SOTA comparison and the ablations
     sizes: tuple[str, ...]  # the scaling figure
     flops_sizes: tuple[str, ...]  # Matten sizes whose FLOPs are counted (fvcore takes minutes per model on a CPU)
-    num_frames: int
-    frame_interval: int
-    image_size: int
-    batch_size: int
     eval_steps: tuple[int, ...]  # FVD measured at these training steps (the curves; 0 = the untrained model)
-    sampler: str  # "ddpm" (Latte's, 250 steps) or "ddim"
-    sample_steps: int  # diffusion sampling steps
-    fvd_clips: int
     train_scaling: bool  # train every size of the scaling figure (else only count params/FLOPs)
-    ckpt_every: int  # crash-safety checkpoints (a killed job resumes from the latest)
-    # Train from an SD-VAE latent cache (encode stage) instead of encoding each batch on the fly. Off by
-    # default: the cache holds one fixed window per video without flips, and the paper trains with flips.
-    keep_checkpoints: int  # checkpoints kept on disk (an FVD point re-measured later needs its checkpoint)
-    latent_cache: bool = False
-    # The EMA's warm-up (harness.ema): short runs sample a model, not the initial weights. The paper scale
-    # keeps Latte's recipe (0.9999 from the first step).
-    ema_warmup: bool = True
+    train: TrainConfig  # data, run_dir, family, size, variant, conditioning, seed and steps are set per experiment
+    sample: SampleConfig  # checkpoint and out are set per point
+    fvd: FVDConfig  # real and fake are set per point; fvd.num is the clip count on each side and of the floor
     # Training seeds of the main model (Matten variant 3, M-AdaN) beyond seed 0: the gap between two seeds
     # of one model is what a difference between two models is read against (harness.verdict).
     extra_seeds: tuple[int, ...] = ()
-    compile: bool | None = None  # torch.compile in training (None: train's default, on for CUDA)
-    bootstrap: int = 1000  # resamples for each FVD's 95 % interval
-    # Patch size. Smoke scale uses 8 on 32x32 pixels: 16x4x4 = 256 tokens, because the PyTorch selective
-    # scan that CPUs run loops over tokens one by one (patch 2 would make it 4096).
-    patch: int = 2
-    synthetic: dict[str, Any] = field(default_factory=dict)
+    # Train from an SD-VAE latent cache (encode stage) instead of encoding each batch on the fly. Off by
+    # default: the cache holds one fixed window per video without flips, and the paper trains with flips.
+    latent_cache: bool = False
+    synthetic: dict[str, Any] = field(default_factory=dict)  # harness.data.synthetic's options
 
     @property
     def train_steps(self) -> int:
@@ -121,12 +110,15 @@ class Preset:
 
 
 PRESETS = {
+    # Smoke: any CPU, minutes. Patch 8 on 32x32 pixels (16x4x4 = 256 tokens), because the PyTorch selective
+    # scan that CPUs run loops over tokens one by one (patch 2 would make it 4096).
     "smoke": Preset(
-        scale="smoke", device="cpu", vae="identity", datasets=("synthetic",), main_size="tiny",
-        sizes=("s", "b", "l", "xl"), flops_sizes=("xl",), num_frames=16, frame_interval=1, image_size=32,
-        batch_size=4,
-        eval_steps=(0, 5, 10), sampler="ddim", sample_steps=5, fvd_clips=8, train_scaling=False, ckpt_every=5,
-        keep_checkpoints=100, patch=8, extra_seeds=(1,), bootstrap=200,
+        scale="smoke", datasets=("synthetic",), main_size="tiny", sizes=("s", "b", "l", "xl"), flops_sizes=("xl",),
+        eval_steps=(0, 5, 10), train_scaling=False, extra_seeds=(1,),
+        train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=4, ckpt_every=5,
+                          keep_checkpoints=100, precision="fp32", num_workers=0, device="cpu"),
+        sample=SampleConfig(num=8, sampler="ddim", steps=5, device="cpu", mp4=False),
+        fvd=FVDConfig(num=8, num_frames=16, frame_interval=1, size=32, bootstrap=200),
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
                    "seed": 0},
     ),
@@ -135,20 +127,24 @@ PRESETS = {
     # Matten-S steps in 107 ms at batch 32), eager (a compile costs minutes per model and Matten runs as fast
     # eager), 600 videos so the real-vs-real floor's two sets of 256 clips share none.
     "mini": Preset(
-        scale="mini", device="cuda", vae="identity", datasets=("synthetic",), main_size="s",
-        sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=1, image_size=32,
-        batch_size=64,
-        eval_steps=(0, 500, 1000, 2000), sampler="ddim", sample_steps=50, fvd_clips=256, train_scaling=True,
-        ckpt_every=250, keep_checkpoints=100, patch=8, extra_seeds=(1,), compile=False, bootstrap=500,
+        scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
+        eval_steps=(0, 500, 1000, 2000), train_scaling=True, extra_seeds=(1,),
+        train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, ckpt_every=250,
+                          keep_checkpoints=100, precision="bf16", num_workers=8, device="cuda", compile=False),
+        sample=SampleConfig(num=256, batch_size=64, sampler="ddim", steps=50, device="cuda", mp4=False),
+        fvd=FVDConfig(num=256, num_frames=16, frame_interval=1, size=32, bootstrap=500, device="cuda"),
         synthetic={"num_classes": 10, "videos_per_class": 60, "frames": 48, "width": 48, "height": 48, "fps": 16,
                    "seed": 0},
     ),
+    # Paper: Latte's recipe (SD v1-4 latents, batch 5 per GPU, EMA 0.9999 from the first step, DDPM-250), the
+    # FVD protocol's 2048 clips; no step-0 point (2048 DDPM-250 samples cost as much as any other point).
     "paper": Preset(
-        scale="paper", device="cuda", vae="sd-v1-4", datasets=PAPER_DATASETS, main_size="xl",
-        sizes=("s", "b", "l", "xl"), flops_sizes=("s", "b", "l", "xl"), num_frames=16, frame_interval=3,
-        image_size=256, batch_size=5,
-        eval_steps=(50000, 100000, 150000), sampler="ddpm", sample_steps=250, fvd_clips=2048,
-        train_scaling=True, ckpt_every=5000, keep_checkpoints=2, ema_warmup=False,
+        scale="paper", datasets=PAPER_DATASETS, main_size="xl", sizes=("s", "b", "l", "xl"),
+        flops_sizes=("s", "b", "l", "xl"), eval_steps=(50000, 100000, 150000), train_scaling=True,
+        train=TrainConfig(vae="sd-v1-4", patch=2, num_frames=16, frame_interval=3, image_size=256, batch=5,
+                          ckpt_every=5000, keep_checkpoints=2, ema_warmup=False, precision="bf16", device="cuda"),
+        sample=SampleConfig(num=2048, sampler="ddpm", steps=250, device="cuda", mp4=False),
+        fvd=FVDConfig(num=2048, num_frames=16, frame_interval=3, size=256, device="cuda"),
     ),
 }
 
@@ -210,7 +206,7 @@ def step(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -
 def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path]) -> Path:
     """A prepared dataset (manifest + dataset.json); synthetic data is generated first."""
     out = root / "data" / dataset
-    clip = {"num_frames": preset.num_frames, "frame_interval": preset.frame_interval}
+    clip = {"num_frames": preset.train.num_frames, "frame_interval": preset.train.frame_interval}
     if dataset == "synthetic":
         config = {"dataset": "synthetic", **clip, "synthetic": preset.synthetic}
         source = None
@@ -234,45 +230,25 @@ def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path
 def stage_encode(root: Path, preset: Preset, dataset: str, prepared: Path) -> Path:
     """An SD-VAE latent cache of the prepared dataset (only when the preset trains from latents)."""
     out = root / "latents" / dataset
-    config = {"prepared": str(prepared), "vae": preset.vae, "num_frames": preset.num_frames,
-              "frame_interval": preset.frame_interval, "size": preset.image_size}
+    t = preset.train
+    config = {"prepared": str(prepared), "vae": t.vae, "num_frames": t.num_frames,
+              "frame_interval": t.frame_interval, "size": t.image_size}
 
     def fn():
         from harness.vae import encode_dataset
 
-        encode_dataset(prepared, out / "cache", preset.vae, num_frames=preset.num_frames,
-                       frame_interval=preset.frame_interval, size=preset.image_size, device=preset.device)
+        encode_dataset(prepared, out / "cache", t.vae, num_frames=t.num_frames, frame_interval=t.frame_interval,
+                       size=t.image_size, device=t.device)
         return {"cache": "cache"}
 
-    step(out, "encode", config, fn, label=f"encode {dataset} with {preset.vae}")
+    step(out, "encode", config, fn, label=f"encode {dataset} with {t.vae}")
     return out / "cache"
 
 
-def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
-    """harness.train.TrainConfig's fields for this experiment, trained up to ``steps``."""
-    return {
-        "data": str(prepared),
-        "run_dir": str(exp_dir),
-        "family": exp.family,
-        "size": exp.size,
-        "variant": exp.variant,
-        "conditioning": exp.conditioning,
-        "patch": preset.patch,
-        "vae": preset.vae,
-        "num_frames": preset.num_frames,
-        "frame_interval": preset.frame_interval,
-        "image_size": preset.image_size,
-        "steps": steps,
-        "batch": preset.batch_size,
-        "ema_warmup": preset.ema_warmup,
-        "compile": preset.compile,
-        "seed": exp.seed,
-        "ckpt_every": preset.ckpt_every,
-        "keep_checkpoints": preset.keep_checkpoints,
-        "precision": "bf16" if preset.device == "cuda" else "fp32",
-        "num_workers": 0 if preset.device == "cpu" else 4,
-        "device": preset.device,
-    }
+def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> TrainConfig:
+    """The preset's training configuration for this experiment, trained up to ``steps``."""
+    return replace(preset.train, data=str(prepared), run_dir=str(exp_dir), family=exp.family, size=exp.size,
+                   variant=exp.variant, conditioning=exp.conditioning, seed=exp.seed, steps=steps)
 
 
 def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
@@ -283,18 +259,18 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
         from harness.checkpoint import latest_checkpoint
         from harness.train import train
 
-        record = train(dict(config), resume=latest_checkpoint(exp_dir) is not None)
+        record = train(config, resume=latest_checkpoint(exp_dir) is not None)
         return {
             "checkpoint": (record or {}).get("outputs", {}).get("checkpoint"),
             "train_record": "records/train.json",
-            "params": experiment_params(preset, exp, prepared),
+            "params": experiment_params(config, prepared),
         }
 
-    return step(exp_dir, f"train-{steps:07d}", config, fn, label=f"train {exp.name} to step {steps}")
+    return step(exp_dir, f"train-{steps:07d}", asdict(config), fn, label=f"train {exp.name} to step {steps}")
 
 
-def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
-    """Trainable parameters of the model as this experiment trains it (built on the meta device)."""
+def experiment_params(cfg: TrainConfig, prepared: Path) -> int:
+    """Trainable parameters of the model as this configuration trains it (built on the meta device)."""
     import json
 
     import torch
@@ -304,12 +280,12 @@ def experiment_params(preset: Preset, exp: Experiment, prepared: Path) -> int:
 
     info = Path(prepared) / "dataset.json"
     meta = json.loads(info.read_text()) if info.exists() else {}
-    pixel = preset.vae == "identity"
+    pixel = cfg.vae == "identity"
     with torch.device("meta"):
         model = build_model(
-            exp.family, exp.size, variant=exp.variant, patch=preset.patch, conditioning=exp.conditioning,
-            num_classes=int(meta.get("num_classes", 0)), num_frames=preset.num_frames,
-            in_channels=3 if pixel else 4, input_size=preset.image_size // (1 if pixel else 8),
+            cfg.family, cfg.size, variant=cfg.variant, patch=cfg.patch, conditioning=cfg.conditioning,
+            num_classes=int(meta.get("num_classes", 0)), num_frames=cfg.num_frames,
+            in_channels=3 if pixel else 4, input_size=cfg.image_size // (1 if pixel else 8),
         )
     return count_params(model)
 
@@ -325,65 +301,59 @@ def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
 
 
 def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
+    """Sample the experiment's checkpoint at ``train_step`` (the preset's sampler) and measure its FVD."""
     samples_dir = exp_dir / f"samples-{train_step:07d}"
-    sample_cfg = {
-        "checkpoint_step": train_step,
-        "num": preset.fvd_clips,
-        "sampler": preset.sampler,
-        "steps": preset.sample_steps,
-        "seed": 0,
-        "device": preset.device,
-        "vae": preset.vae,
-    }
+    sample_cfg = replace(preset.sample, checkpoint=str(exp_dir / "checkpoints" / f"step-{train_step:07d}.pt"),
+                         out=str(samples_dir))
 
     def sample_fn():
         from harness.sample import sample
 
-        sample(checkpoint_for(exp_dir, train_step), samples_dir, num=preset.fvd_clips, sampler=preset.sampler,
-               steps=preset.sample_steps, seed=0, device=preset.device, mp4=False, contact_sheet=8)
+        checkpoint_for(exp_dir, train_step)  # a pruned checkpoint is a clear error, not "checkpoint not found"
+        sample(sample_cfg)
         return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
 
-    step(exp_dir, f"sample-{train_step:07d}", sample_cfg, sample_fn, label=f"sample {exp.name} @ {train_step}")
-    fvd_cfg = {
-        "real": str(prepared),
-        "fake": samples_dir.name,
-        "num": preset.fvd_clips,
-        "num_frames": preset.num_frames,
-        "frame_interval": preset.frame_interval,
-        "size": preset.image_size,
-        "bootstrap": preset.bootstrap,
-    }
+    step(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
+         label=f"sample {exp.name} @ {train_step}")
+    fvd_cfg = replace(preset.fvd, real=str(prepared), fake=str(samples_dir))
 
     def fvd_fn():
         from harness.fvd import compute_fvd
 
-        result = compute_fvd(real=prepared, fake=samples_dir, num=preset.fvd_clips, num_frames=preset.num_frames,
-                             frame_interval=preset.frame_interval, size=preset.image_size,
-                             bootstrap=preset.bootstrap)
+        result = compute_fvd(fvd_cfg)
         return {"fvd": fvd_value(result), "result": result}
 
-    return step(exp_dir, f"fvd-{train_step:07d}", fvd_cfg, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
+    return step(exp_dir, f"fvd-{train_step:07d}", _relative(fvd_cfg, exp_dir), fvd_fn,
+                label=f"FVD {exp.name} @ {train_step}")
+
+
+def _relative(cfg: Any, base: Path) -> dict[str, Any]:
+    """A stage configuration for the ledger, its paths under ``base`` written relative to it (a run folder
+    moved elsewhere is still the same run)."""
+    out = asdict(cfg)
+    for k, v in out.items():
+        if isinstance(v, str) and v.startswith(str(base) + "/"):
+            out[k] = v[len(str(base)) + 1 :]
+    return out
 
 
 def stage_floor(root: Path, preset: Preset, dataset: str, prepared: Path) -> dict[str, Any]:
     """The real-vs-real floor of a dataset at the preset's N, and a contact sheet of its reference clips."""
     out = root / "floor" / dataset
-    config = {"real": str(prepared), "num": preset.fvd_clips, "num_frames": preset.num_frames,
-              "frame_interval": preset.frame_interval, "size": preset.image_size, "bootstrap": preset.bootstrap}
+    cfg = replace(preset.fvd, real=str(prepared), fake="")
 
     def fn():
         from harness.data.clips import eval_clips
         from harness.fvd import real_floor
         from harness.sample import write_contact_sheet
 
-        result = real_floor(prepared, preset.fvd_clips, num_frames=preset.num_frames,
-                            frame_interval=preset.frame_interval, size=preset.image_size, bootstrap=preset.bootstrap)
-        first = next(eval_clips(prepared, 8, num_frames=preset.num_frames, frame_interval=preset.frame_interval,
-                                size=preset.image_size, batch_size=8))
+        result = real_floor(cfg)
+        first = next(eval_clips(prepared, 8, num_frames=cfg.num_frames, frame_interval=cfg.frame_interval,
+                                size=cfg.size, batch_size=8, seed=cfg.seed))
         write_contact_sheet(out / "real_contact_sheet.png", first)
         return {"fvd": fvd_value(result), "result": result, "contact_sheet": "real_contact_sheet.png"}
 
-    return step(out, "floor", config, fn, label=f"real-vs-real FVD floor of {dataset} at N={preset.fvd_clips}")
+    return step(out, "floor", asdict(cfg), fn, label=f"real-vs-real FVD floor of {dataset} at N={cfg.num}")
 
 
 def fvd_value(result: dict[str, Any]) -> float:
@@ -439,7 +409,7 @@ def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str,
 def estimate_gpu_hours(preset: Preset, experiments: list[Experiment], gfma_per_sample: float,
                        sustained_tflops: float) -> float:
     """Training compute: forward + backward ≈ 3x forward FMA, 2 FLOP per FMA, at a measured sustained rate."""
-    samples = preset.train_steps * preset.batch_size * len(experiments)
+    samples = preset.train_steps * preset.train.batch * len(experiments)
     flop = samples * gfma_per_sample * 1e9 * 2 * 3
     return flop / (sustained_tflops * 1e12) / 3600
 
@@ -464,7 +434,7 @@ def run(
             raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all")
     preset = preset or PRESETS[scale]
     if vae:
-        preset = replace(preset, vae=vae)
+        preset = replace(preset, train=replace(preset.train, vae=vae))
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
@@ -475,7 +445,7 @@ def run(
     needed = ["models"] + (["flops"] if count_flops else [])
     if experiments:
         needed += ["prepare", "train", "sample", "fvd"] + (["synthetic"] if "synthetic" in preset.datasets else [])
-        needed += ["encode"] if preset.latent_cache and preset.vae != "identity" else []
+        needed += ["encode"] if preset.latent_cache and preset.train.vae != "identity" else []
     missing = missing_stages(needed)
     if missing:
         raise UserError(
@@ -500,7 +470,7 @@ def run(
         for d, p in prepared.items():
             stage_floor(root, preset, d, p)
     train_data = dict(prepared)
-    if preset.latent_cache and preset.vae != "identity":
+    if preset.latent_cache and preset.train.vae != "identity":
         train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
     for exp in experiments:
         exp_dir = root / "exp" / exp.name
@@ -532,7 +502,7 @@ def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
     tflops, how = measure_tflops(preset, gfma)
     hours = estimate_gpu_hours(preset, experiments, gfma, sustained_tflops=tflops)
     return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps at batch "
-            f"{preset.batch_size}: about {hours:,.0f} GPU-hours ({gfma:,.0f} GFMA per sample forward, "
+            f"{preset.train.batch}: about {hours:,.0f} GPU-hours ({gfma:,.0f} GFMA per sample forward, "
             f"x3 for training, at {tflops:,.0f} TFLOP/s {how}).")
 
 
@@ -550,8 +520,8 @@ def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, 
 
     model = build_model("matten", preset.main_size).cuda()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(preset.batch_size, 16, 4, 32, 32, device="cuda")
-    t = torch.randint(0, 1000, (preset.batch_size,), device="cuda")
+    x = torch.randn(preset.train.batch, 16, 4, 32, 32, device="cuda")
+    t = torch.randint(0, 1000, (preset.train.batch,), device="cuda")
 
     def train_step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -561,4 +531,4 @@ def measure_tflops(preset: Preset, gfma: float, steps: int = 3) -> tuple[float, 
         opt.zero_grad(set_to_none=True)
 
     step_s = median_time(train_step, repeats=steps, device="cuda", warmup=1)  # the first step warms up
-    return preset.batch_size * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"
+    return preset.train.batch * gfma * 1e9 * 2 * 3 / step_s / 1e12, f"measured on {torch.cuda.get_device_name(0)}"

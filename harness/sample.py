@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from harness import ledger
-from harness.diffusion import NUM_TIMESTEPS, SPACINGS, create_diffusion, sample_video, sampling_respacing
+from harness.config import SampleConfig
+from harness.diffusion import create_diffusion, sample_video, sampling_respacing
 from harness.errors import UserError
 from harness.samples import shard_path, write_shard
 
@@ -103,39 +104,18 @@ def vae_spec_of(identity: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def sample(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    *,
-    num: int = 2048,
-    batch_size: int = 16,
-    sampler: str = "ddpm",
-    steps: int | None = None,
-    spacing: str = "iddpm",
-    eta: float = 0.0,
-    cfg_scale: float | None = None,
-    use_ema: bool = True,
-    seed: int = 0,
-    vae: str | None = None,
-    device: str = "auto",
-    mp4: bool = True,
-    fps: int = 8,
-    contact_sheet: int = 8,
-    precision: str = "fp32",
-) -> dict[str, Any]:
-    """Write ``num`` videos to ``out_dir`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record.
+def sample(cfg: SampleConfig) -> dict[str, Any]:
+    """Write ``cfg.num`` videos to ``cfg.out`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record.
 
     The timesteps are Latte's for both samplers (``spacing="iddpm"``, :func:`harness.diffusion.sampling_respacing`);
     the record says which weights were used (EMA or raw) and the EMA's schedule.
     """
-    if sampler not in ("ddpm", "ddim"):
-        raise UserError(f"--sampler must be ddpm or ddim, not {sampler!r}")
-    if spacing not in SPACINGS:
-        raise UserError(f"--spacing must be one of {', '.join(SPACINGS)}, not {spacing!r}")
-    if steps is None:
-        steps = 250 if sampler == "ddpm" else 50  # Latte's DDPM-250; DDIM-50 the usual fast setting
-    if not 1 <= steps <= NUM_TIMESTEPS:
-        raise UserError(f"--steps must be between 1 and {NUM_TIMESTEPS} (the training schedule's length), not {steps}")
+    for name in ("checkpoint", "out"):
+        if not getattr(cfg, name):
+            raise UserError(f"--{name} is required")
+    num, batch_size, sampler, spacing, eta = cfg.num, cfg.batch_size, cfg.sampler, cfg.spacing, cfg.eta
+    cfg_scale, use_ema, seed, device, precision = cfg.cfg_scale, cfg.use_ema, cfg.seed, cfg.device, cfg.precision
+    steps = cfg.sampling_steps
     try:
         create_diffusion(sampling_respacing(steps, spacing))
     except ValueError as e:  # ddim-stride: no integer stride gives that many steps
@@ -143,18 +123,18 @@ def sample(
     from harness.machine import resolve_device
 
     dev = resolve_device(device)  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
-    model, state, ckpt_path = load_sampling_model(checkpoint, use_ema, dev)
+    model, state, ckpt_path = load_sampling_model(cfg.checkpoint, use_ema, dev)
     margs = state["model_args"]
     num_classes = int(margs["num_classes"])
     if cfg_scale is None:
         cfg_scale = 7.0 if num_classes > 0 else 1.0
-    vae_spec = vae or vae_spec_of(state["vae"])
+    vae_spec = cfg.vae or vae_spec_of(state["vae"])
     from harness.vae import load_vae
 
     decoder = load_vae(vae_spec, dev)
     t = int(margs.get("num_frames", state["config"]["num_frames"]))
     shape = (t, margs["in_channels"], margs["input_size"], margs["input_size"])
-    out_dir = Path(out_dir)
+    out_dir = Path(cfg.out)
     config = {
         "checkpoint": str(ckpt_path.resolve()),
         "step": state["step"],
@@ -213,13 +193,13 @@ def sample(
                 clips = to_uint8(decoder.decode(latents.float()))
                 write_shard(out_dir, s, clips)
                 written += 1
-            if mp4:
+            if cfg.mp4:
                 for j in range(hi - lo):
                     path = out_dir / "videos" / f"sample-{lo + j:05d}.mp4"
                     if not path.exists():
-                        write_mp4(path, clips[j], fps)
-            if s == 0 and contact_sheet:
-                write_contact_sheet(out_dir / "contact_sheet.png", clips[:contact_sheet])
+                        write_mp4(path, clips[j], cfg.fps)
+            if s == 0 and cfg.contact_sheet:
+                write_contact_sheet(out_dir / "contact_sheet.png", clips[: cfg.contact_sheet])
             bar.advance(task, hi - lo)
-    outputs = {"clips": "clips/", "videos": "videos/" if mp4 else None, "contact_sheet": "contact_sheet.png"}
+    outputs = {"clips": "clips/", "videos": "videos/" if cfg.mp4 else None, "contact_sheet": "contact_sheet.png"}
     return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped)

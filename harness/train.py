@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Iterator
 from copy import deepcopy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,68 +36,14 @@ import torch
 
 from harness import ledger
 from harness.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, set_rng_state
+from harness.config import TrainConfig
 from harness.console import console, progress
 from harness.data.clips import clips_to_float
 from harness.diffusion import create_diffusion
 from harness.distributed import Dist, all_reduce_sum, barrier, init_distributed, wrap
-from harness.ema import EMASchedule, update_ema
+from harness.ema import update_ema
 from harness.errors import UserError
 from harness.machine import machine_record, peak_memory_gib, reset_peak_memory, resolve_device, synchronize
-
-
-@dataclass
-class TrainConfig:
-    data: str  # a prepared dataset folder or a latent cache (matten-bench encode)
-    run_dir: str
-    family: str = "matten"
-    size: str = "tiny"
-    variant: int = 3
-    patch: int = 2
-    conditioning: str = "madan"
-    class_dropout: float = 0.1
-    model_overrides: dict = field(default_factory=dict)  # depth / hidden / heads for custom sizes
-    vae: str = "identity"  # for a prepared dataset: identity | sd-v1-4:PATH (ignored for a latent cache)
-    num_frames: int = 16
-    frame_interval: int = 3
-    image_size: int = 256
-    steps: int = 1000
-    batch: int = 5  # per process (Latte's local_batch_size for UCF101)
-    lr: float = 1e-4
-    weight_decay: float = 0.0  # Latte: AdamW(lr=1e-4, weight_decay=0)
-    ema_decay: float = 0.9999  # Latte's and DiT's
-    ema_warmup: bool = True  # min(decay, (1+n)/(10+n)) (harness.ema); False = Latte's recipe, the paper preset's
-    precision: str = "bf16"  # bf16 autocast | fp32
-    clip_max_norm: float = 0.1  # Latte's UCF101 config: clip_max_norm 0.1 ...
-    start_clip_iter: int = 100_000  # ... applied from step 100000 on (before: norm measured, not clipped)
-    seed: int = 0
-    ckpt_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 10  # metrics.jsonl gets the mean of each interval (as Latte logs)
-    num_workers: int = 4
-    device: str = "auto"
-    compile: bool | None = None  # torch.compile the (DDP-wrapped) model; None = on for CUDA, off on the CPU
-    model_builder: str = "models:build_model"  # "module:function" honouring models.build_model's contract
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("bf16", "fp32"):
-            raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
-        for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        for name in ("steps", "num_workers"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
-        self.ema_schedule()  # validates the decay
-
-    def ema_schedule(self) -> EMASchedule:
-        return EMASchedule(self.ema_decay, self.ema_warmup)
-
-    def hashed(self) -> dict[str, Any]:
-        """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
-        run is resumed with (lr, precision) may change across a resume; the ledger records each start."""
-        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile"}
-        skip |= {"lr", "precision"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 class TrainingDiverged(UserError):
@@ -293,6 +238,9 @@ def scan_backend() -> str:
 def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     """Train to ``config.steps`` steps; with ``resume`` continue from the run's latest checkpoint."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+    for name in ("data", "run_dir"):
+        if not getattr(cfg, name):
+            raise UserError(f"--{name.replace('_', '-')} is required")
     device = resolve_device(cfg.device)
     d = init_distributed(device)
     run_dir = Path(cfg.run_dir)

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 from fvd_helpers import StandInDetector, cached_weights, moving_square_clips
 
+from harness.config import FVDConfig
 from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats
-from harness.fvd.protocol import Extractor, compute_fvd
+from harness.fvd.protocol import Extractor, compute_fvd, real_floor
 from harness.samples import write_shard
+
+
+def fvd(real, fake, num=2048, **kw):
+    """compute_fvd on an FVDConfig, the stage's one argument."""
+    return compute_fvd(FVDConfig(real=str(real), fake=str(fake), num=num, **kw))
 
 
 def stats_of(features: np.ndarray) -> FeatureStats:
@@ -71,7 +77,7 @@ def stand_ins(monkeypatch, tmp_path):
 
 def test_record_traces_the_number_and_real_statistics_are_cached(stand_ins, capsys):
     s = stand_ins
-    rec = compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7, out=s.tmp / "fvd.json")
+    rec = fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7, out=s.tmp / "fvd.json")
     assert "rank-deficient" in capsys.readouterr().err  # 5 clips < 400 feature dimensions
     extract = Extractor(StandInDetector(), "cpu", "stylegan-v")
     fake = np.concatenate([moving_square_clips(3, 5, "jump", size=224), moving_square_clips(3, 6, "jump", size=224)])
@@ -90,23 +96,23 @@ def test_record_traces_the_number_and_real_statistics_are_cached(stand_ins, caps
     assert rec["interval"]["low"] == pytest.approx(want["low"])
     assert rec["interval"]["high"] == pytest.approx(want["high"])
     assert rec["interval"]["low"] < rec["fvd"] < rec["interval"]["high"] and rec["interval"]["samples"] == 1000
-    assert compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7, bootstrap=0)[
+    assert fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7, bootstrap=0)[
         "interval"] is None
 
-    again = compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7)
+    again = fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=2, seed=7)
     assert again["real"]["cached"] is True and again["fvd"] == rec["fvd"]
     assert again["interval"] == rec["interval"]  # the cache keeps the real clips' features
     assert len(s.calls) == 1  # the real clips were not read again
-    compute_fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=3, seed=7)
+    fvd(s.prepared, s.samples, num=5, device="cpu", frame_interval=3, seed=7)
     assert len(s.calls) == 2  # another frame interval is another key
 
     # the cached statistics file is itself a valid --real
-    from_file = compute_fvd(rec["real"]["real_stats"], s.samples, num=5, device="cpu")
+    from_file = fvd(rec["real"]["real_stats"], s.samples, num=5, device="cpu")
     assert from_file["fvd"] == pytest.approx(rec["fvd"], rel=1e-12)
 
 
 def test_videogpt_protocol_uses_the_unbiased_covariance(stand_ins):
-    rec = compute_fvd(stand_ins.prepared, stand_ins.samples, num=4, device="cpu", protocol="videogpt")
+    rec = fvd(stand_ins.prepared, stand_ins.samples, num=4, device="cpu", protocol="videogpt")
     assert rec["protocol"]["name"] == "videogpt" and rec["protocol"]["covariance"] == "unbiased (1/(N-1))"
 
 
@@ -132,7 +138,7 @@ def test_cli_prints_the_fvd_and_writes_the_record(stand_ins, capsys):
 
     from harness.cli import app
 
-    rec = compute_fvd(stand_ins.prepared, stand_ins.samples, num=4, device="cpu")
+    rec = fvd(stand_ins.prepared, stand_ins.samples, num=4, device="cpu")
     stats = rec["real"]["real_stats"]
     out = stand_ins.tmp / "rec.json"
     args = ["fvd", "--real", stats, "--fake", str(stand_ins.samples), "--num", "4", "--device", "cpu"]
@@ -189,9 +195,9 @@ def test_real_clips_from_a_prepared_synthetic_dataset(tmp_path, monkeypatch):
     )
     prepare_dataset("synthetic", source, tmp_path / "prep", progress=False)
     write_shard(tmp_path / "samples", 0, moving_square_clips(4, seed=0, motion="glide"))
-    rec = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
+    rec = fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
     assert rec["real"]["cached"] is False and len(rec["real"]["manifest_fingerprint"]) > 0
-    again = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
+    again = fvd(tmp_path / "prep", tmp_path / "samples", num=4, device="cpu", size=64)
     assert again["real"]["cached"] is True and again["fvd"] == rec["fvd"]
 
 
@@ -202,7 +208,6 @@ def test_real_vs_real_floor_uses_the_reference_set_and_a_disjoint_one(tmp_path, 
     from harness.data.prepare import prepare_dataset
     from harness.data.synthetic import generate_synthetic
     from harness.fvd import weights
-    from harness.fvd.protocol import real_floor
 
     monkeypatch.setenv("MATTEN_BENCH_CACHE", str(tmp_path / "cache"))
     detector = {"kind": "stand-in", "sha256": STAND_IN_SHA}
@@ -212,7 +217,7 @@ def test_real_vs_real_floor_uses_the_reference_set_and_a_disjoint_one(tmp_path, 
     )
     prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=8, frame_interval=1, progress=False)
     kw = dict(num_frames=8, frame_interval=1, size=32, device="cpu", bootstrap=50)
-    rec = real_floor(tmp_path / "prep", num=3, **kw)
+    rec = real_floor(FVDConfig(real=str(tmp_path / "prep"), num=3, **kw))
     clips = np.concatenate(list(eval_clips(tmp_path / "prep", 6, num_frames=8, frame_interval=1, size=32)))
     extract = Extractor(StandInDetector(), "cpu", "stylegan-v")
     want = fvd_from_stats(stats_of(extract(clips[:3])), stats_of(extract(clips[3:])))
@@ -221,6 +226,6 @@ def test_real_vs_real_floor_uses_the_reference_set_and_a_disjoint_one(tmp_path, 
     assert rec["interval"]["low"] < rec["fvd"] < rec["interval"]["high"]
     # set A is the reference set of compute_fvd at the same N: its first three clips, the same features
     write_shard(tmp_path / "samples", 0, clips[3:])
-    model_fvd = compute_fvd(tmp_path / "prep", tmp_path / "samples", num=3, **kw)
+    model_fvd = fvd(tmp_path / "prep", tmp_path / "samples", num=3, **kw)
     assert model_fvd["fvd"] == pytest.approx(rec["fvd"], rel=1e-6)
-    assert real_floor(tmp_path / "prep", num=4, **kw)["videos_shared"] == 2  # 8 clips of 6 videos
+    assert real_floor(FVDConfig(real=str(tmp_path / "prep"), num=4, **kw))["videos_shared"] == 2  # 8 clips, 6 videos

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import types
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,10 @@ from harness import ledger
 from harness.errors import UserError
 from harness.run import PRESETS, Experiment, run
 
+SMOKE = PRESETS["smoke"]
 PRESET = replace(
-    PRESETS["smoke"], eval_steps=(2, 4), ckpt_every=1, fvd_clips=2, sizes=("s",), flops_sizes=("s",), extra_seeds=()
+    SMOKE, eval_steps=(2, 4), sizes=("s",), flops_sizes=("s",), extra_seeds=(),
+    train=replace(SMOKE.train, ckpt_every=1), sample=replace(SMOKE.sample, num=2), fvd=replace(SMOKE.fvd, num=2),
 )
 
 
@@ -55,40 +57,42 @@ class Stages:
 
         def train(config, resume=False):
             self.count("train")
-            run_dir = Path(config["run_dir"])
+            run_dir = Path(config.run_dir)
             assert resume == (latest_checkpoint(run_dir) is not None)
-            rec = ledger.start(run_dir, "train", {k: v for k, v in config.items() if k != "steps"})
+            rec = ledger.start(run_dir, "train", {k: v for k, v in asdict(config).items() if k != "steps"})
             start = int(latest_checkpoint(run_dir).stem.split("-")[1]) if resume else 0
-            if config["steps"] == 0:  # the untrained model's checkpoint, as harness.train writes it
+            if config.steps == 0:  # the untrained model's checkpoint, as harness.train writes it
                 (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
                 (run_dir / "checkpoints" / "step-0000000.pt").write_bytes(b"ckpt")
-            for s in range(start + 1, config["steps"] + 1):
+            for s in range(start + 1, config.steps + 1):
                 if self.kill_train_once and s == 3:
                     self.kill_train_once = False
                     raise KeyboardInterrupt("killed during training")
-                if s % config["ckpt_every"] == 0 or s == config["steps"]:
+                if s % config.ckpt_every == 0 or s == config.steps:
                     ckpt = run_dir / "checkpoints" / f"step-{s:07d}.pt"
                     ckpt.parent.mkdir(parents=True, exist_ok=True)
                     ckpt.write_bytes(b"ckpt")
-            return ledger.finish(run_dir, rec, {"checkpoint": f"checkpoints/step-{config['steps']:07d}.pt"})
+            return ledger.finish(run_dir, rec, {"checkpoint": f"checkpoints/step-{config.steps:07d}.pt"})
 
-        def sample(checkpoint, out, *, num, **kw):
+        def sample(cfg):
             self.count("sample")
-            assert Path(checkpoint).exists()
+            assert Path(cfg.checkpoint).exists()
             from harness.samples import write_shard
 
-            write_shard(out, 0, np.zeros((num, 4, 8, 8, 3), np.uint8))
+            write_shard(cfg.out, 0, np.zeros((cfg.num, 4, 8, 8, 3), np.uint8))
 
-        def compute_fvd(*, real, fake, num, **kw):
+        def compute_fvd(cfg):
             self.count("fvd")
-            step = int(Path(fake).name.split("-")[1])
-            value = 100.0 - step + self.offsets.get(Path(fake).parent.name, 0.0)
+            fake, num = Path(cfg.fake), cfg.num
+            step = int(fake.name.split("-")[1])
+            value = 100.0 - step + self.offsets.get(fake.parent.name, 0.0)
             return {"fvd": value, "interval": {"low": value - 2, "high": value + 3},
                     "protocol": {"name": "stylegan-v"}, "clips": {"real": num, "generated": num},
                     "detector": {"kind": "i3d", "sha256": "ab", "path": "/somewhere/i3d.safetensors"}}
 
-        def real_floor(real, num, **kw):
+        def real_floor(cfg):
             self.count("floor")
+            num = cfg.num
             return {"fvd": 50.0, "interval": {"low": 45.0, "high": 55.0}, "clips": {"a": num, "b": num},
                     "videos_shared": 0}
 
@@ -170,7 +174,8 @@ def test_second_run_reuses_everything(tmp_path, stages):
 def test_changed_configuration_reruns_only_what_it_changes(tmp_path, stages):
     do_run(tmp_path)
     stages.calls.clear()
-    do_run(tmp_path, preset=replace(PRESET, fvd_clips=3))  # training unchanged; sampling and FVD redone
+    preset = replace(PRESET, sample=replace(PRESET.sample, num=3), fvd=replace(PRESET.fvd, num=3))
+    do_run(tmp_path, preset=preset)  # training unchanged; sampling and FVD redone
     assert stages.calls == {"sample": 8, "fvd": 8, "floor": 1}  # the floor is measured at the new N too
 
 

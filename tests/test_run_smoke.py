@@ -17,9 +17,11 @@ import pytest
 from harness import ledger
 from harness.run import PRESETS, Experiment, run
 
+SMOKE = PRESETS["smoke"]
 TINY = replace(
-    PRESETS["smoke"],
-    eval_steps=(0, 1, 2), ckpt_every=1, batch_size=2, sample_steps=2, fvd_clips=2, flops_sizes=("xl",), bootstrap=50,
+    SMOKE, eval_steps=(0, 1, 2), flops_sizes=("xl",),
+    train=replace(SMOKE.train, ckpt_every=1, batch=2), sample=replace(SMOKE.sample, num=2, steps=2),
+    fvd=replace(SMOKE.fvd, num=2, bootstrap=50),
     synthetic={"num_classes": 2, "videos_per_class": 2, "frames": 16, "width": 64, "height": 64, "fps": 8, "seed": 0},
 )
 

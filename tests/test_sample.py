@@ -10,9 +10,16 @@ from PIL import Image
 
 from harness import sample as S
 from harness import train as T
+from harness.config import SampleConfig
+from harness.diffusion import NUM_TIMESTEPS
 from harness.errors import UserError
 from harness.samples import iter_shards
 from tests.test_train import config, make_latent_cache
+
+
+def sample(checkpoint, out, **kw):
+    """harness.sample.sample on a SampleConfig, the stage's one argument."""
+    return S.sample(SampleConfig(checkpoint=checkpoint, out=out, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +32,7 @@ def checkpoint(tmp_path_factory):
 
 def test_sample_writes_shards_mp4_and_sheet_and_resumes(checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "samples"
-    rec = S.sample(checkpoint, out, num=5, batch_size=2, steps=4, device="cpu")
+    rec = sample(checkpoint, out, num=5, batch_size=2, steps=4, device="cpu")
     assert rec["status"] == "complete" and rec["shards_written"] == 3 and rec["config"]["cfg_scale"] == 7.0
     clips = np.concatenate(list(iter_shards(out)))
     assert clips.shape == (5, 3, 8, 8, 3) and clips.dtype == np.uint8
@@ -40,49 +47,49 @@ def test_sample_writes_shards_mp4_and_sheet_and_resumes(checkpoint, tmp_path, mo
     first = np.load(out / "clips" / "clips-00001.npy")
     (out / "clips" / "clips-00001.npy").unlink()
     (out / "records" / "sample.json").unlink()
-    rec2 = S.sample(checkpoint, out, num=5, batch_size=2, steps=4, device="cpu")
+    rec2 = sample(checkpoint, out, num=5, batch_size=2, steps=4, device="cpu")
     assert rec2["shards_written"] == 1 and rec2["shards_skipped"] == 2
     assert np.array_equal(np.load(out / "clips" / "clips-00001.npy"), first)
     assert json.loads((out / "records" / "sample.json").read_text())["status"] == "complete"
 
 
 def test_ddim_sampling_is_seeded(checkpoint, tmp_path):
-    a = S.sample(checkpoint, tmp_path / "a", num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
-    S.sample(checkpoint, tmp_path / "b", num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
+    a = sample(checkpoint, tmp_path / "a", num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
+    sample(checkpoint, tmp_path / "b", num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
     assert a["config"]["sampler"] == "ddim"
     assert np.array_equal(np.load(tmp_path / "a/clips/clips-00000.npy"), np.load(tmp_path / "b/clips/clips-00000.npy"))
     model, state, _ = S.load_sampling_model(checkpoint)
     assert all(torch.equal(model.state_dict()[k], state["ema"][k]) for k in state["ema"])
 
 
-@pytest.mark.parametrize("steps", [0, S.NUM_TIMESTEPS + 1])
+@pytest.mark.parametrize("steps", [0, NUM_TIMESTEPS + 1])
 def test_sampling_steps_out_of_range_is_a_user_error(steps, tmp_path):
     # checked before the checkpoint is even opened: one line and exit code 2, not a ValueError from respacing
     with pytest.raises(UserError, match="--steps must be between 1 and 1000"):
-        S.sample(tmp_path / "no-run", tmp_path / "out", num=1, steps=steps, device="cpu")
+        sample(tmp_path / "no-run", tmp_path / "out", num=1, steps=steps, device="cpu")
 
 
 def test_sampling_on_cuda_without_a_gpu_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="--device cuda but torch sees no GPU"):
-        S.sample(tmp_path / "no-run", tmp_path / "out", num=1, device="cuda")
+        sample(tmp_path / "no-run", tmp_path / "out", num=1, device="cuda")
 
 
 def test_the_record_says_which_weights_and_timesteps(checkpoint, tmp_path):
     """EMA (with its schedule) or the raw weights; Latte's timesteps by default, one step allowed (t = 0)."""
-    ema = S.sample(checkpoint, tmp_path / "ema", num=1, batch_size=1, sampler="ddim", steps=1, mp4=False, device="cpu")
+    ema = sample(checkpoint, tmp_path / "ema", num=1, batch_size=1, sampler="ddim", steps=1, mp4=False, device="cpu")
     assert ema["config"]["weights"] == "ema" and ema["config"]["spacing"] == "iddpm"
     assert ema["config"]["ema_schedule"]["formula"] == "min(decay, (1 + n) / (10 + n))"
     assert ema["protocol"]["model_timesteps_first"] == [0] and ema["protocol"]["model_timesteps_last"] == 0
-    raw = S.sample(checkpoint, tmp_path / "raw", num=1, batch_size=1, sampler="ddim", steps=50, use_ema=False,
+    raw = sample(checkpoint, tmp_path / "raw", num=1, batch_size=1, sampler="ddim", steps=50, use_ema=False,
                    mp4=False, device="cpu")  # fmt: skip
     assert raw["config"]["weights"] == "model" and raw["config"]["ema_schedule"] is None
     assert raw["protocol"]["model_timesteps_first"] == [999, 979, 958, 938, 917]
-    stride = S.sample(checkpoint, tmp_path / "stride", num=1, batch_size=1, sampler="ddim", steps=50,
+    stride = sample(checkpoint, tmp_path / "stride", num=1, batch_size=1, sampler="ddim", steps=50,
                       spacing="ddim-stride", mp4=False, device="cpu")  # fmt: skip
     assert stride["protocol"]["model_timesteps_first"][:2] == [980, 960]
     with pytest.raises(UserError, match="--steps 999 --spacing ddim-stride: cannot take exactly 999"):
-        S.sample(checkpoint, tmp_path / "bad", num=1, steps=999, spacing="ddim-stride", device="cpu")
+        sample(checkpoint, tmp_path / "bad", num=1, steps=999, spacing="ddim-stride", device="cpu")
 
 
 def test_a_checkpoint_from_before_the_warmup_is_described_as_lattes_recipe():

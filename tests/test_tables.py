@@ -138,7 +138,7 @@ def test_report_from_fixture_records(tmp_path, monkeypatch):
     assert params["Latte-S/2"][1:3] == ["[32.48](records/params.json)", "–"]
     sota = md_rows((report_dir / "sota.md").read_text())
     latte = "[110.00](records/latte-tiny-synthetic/fvd-0000010.json)"
-    assert sota["Latte-TINY"][:5] == ["smoke", "synthetic", "10", str(PRESET.fvd_clips), latte]
+    assert sota["Latte-TINY"][:5] == ["smoke", "synthetic", "10", str(PRESET.fvd.num), latte]
     assert sota["Matten"][:4] == ["45.01", "53.56", "210.61", "158.56"]
 
     # every link resolves to a record copy, and no copy names a local path

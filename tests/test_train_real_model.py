@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from harness import sample as S
 from harness import train as T
+from tests.test_sample import sample
 from tests.test_train import assert_bitwise_equal, config, final_state, make_latent_cache
 
 
@@ -16,6 +16,6 @@ def test_real_matten_resume_bitwise_and_sample(tmp_path):
     full = final_state(tmp_path / "full")
     assert_bitwise_equal(final_state(tmp_path / "split"), full)
     assert full["model_args"] == {"in_channels": 3, "input_size": 8, "num_classes": 3, "num_frames": 2}
-    rec = S.sample(tmp_path / "full", tmp_path / "samples", num=1, batch_size=1, steps=2, device="cpu")
+    rec = sample(tmp_path / "full", tmp_path / "samples", num=1, batch_size=1, steps=2, device="cpu")
     clips = np.load(tmp_path / "samples" / "clips" / "clips-00000.npy")
     assert rec["config"]["cfg_scale"] == 7.0 and clips.shape == (1, 2, 8, 8, 3) and clips.dtype == np.uint8

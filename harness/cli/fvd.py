@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from harness.cli.app import app, bench_app
+from harness.config import FVDConfig, config_command
 from harness.console import console
 
 i3d_app = typer.Typer(help="The Kinetics-400 I3D detector that FVD uses.", no_args_is_help=True)
@@ -25,39 +26,18 @@ def i3d_fetch(force: bool = typer.Option(False, help="Fetch and convert again ev
 
 
 @app.command()
-def fvd(
-    real: Path = typer.Option(..., help="Prepared dataset folder (manifest.parquet) or a real-statistics .npz."),
-    fake: Path = typer.Option(..., help="Samples folder (clips/clips-*.npy) or one uint8 (N, T, H, W, 3) .npy."),
-    num: int = typer.Option(2048, min=1, help="Clips on each side (the protocol uses 2048)."),
-    protocol: str = typer.Option("stylegan-v", help="stylegan-v (Latte's numbers) or videogpt."),
-    i3d: Path = typer.Option(None, help="Detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-    precision: str = typer.Option("fp32", help="fp32 (reference); CUDA: tf32x3 (~fp32), fast tf32, bf16, fp16."),
-    num_frames: int = typer.Option(16, min=1, help="Frames per clip."),
-    frame_interval: int = typer.Option(
-        3, min=1, help="Real clips' frame interval (Latte's realdata_subsample_factor)."),
-    seed: int = typer.Option(0, help="Seed that picks the real clips."),
-    size: int = typer.Option(256, min=1, help="Resolution the real clips are read at before the detector's resize."),
-    batch_size: int = typer.Option(16, min=1, help="Clips per detector batch."),
-    compile: bool = typer.Option(False, help="torch.compile the detector (faster on CPU after a ~1 min compile)."),
-    out: Path = typer.Option(None, help="Write the JSON record here."),
-    bootstrap: int = typer.Option(
-        1000, min=0, help="Resamples of the clips for the 95% interval (0 = no interval; ~3 s per 1000 at N=256)."),
-):
+@config_command(FVDConfig)
+def fvd(cfg: FVDConfig):
     """FVD between real and generated clips; prints the value with its bootstrap interval and writes the record."""
     from harness.fvd.protocol import compute_fvd
 
-    record = compute_fvd(
-        real, fake, num, protocol=protocol, i3d=i3d, device=device, precision=precision, num_frames=num_frames,
-        frame_interval=frame_interval, seed=seed, size=size, batch_size=batch_size, compile=compile, out=out,
-        bootstrap=bootstrap,
-    )  # fmt: skip
+    record = compute_fvd(cfg)
     interval = record["interval"] or {}
     span = f" (95% bootstrap interval {interval['low']:.3f} to {interval['high']:.3f})" if "low" in interval else ""
     if "skipped" in interval:
         span = f" (no interval: {interval['skipped']})"
-    where = f"  record: {out}" if out else ""
-    console.print(f"FVD ({protocol}, {num} vs {num} clips): {record['fvd']:.3f}{span}{where}")
+    where = f"  record: {cfg.out}" if cfg.out else ""
+    console.print(f"FVD ({cfg.protocol}, {cfg.num} vs {cfg.num} clips): {record['fvd']:.3f}{span}{where}")
     print(f"{record['fvd']:.6f}")
 
 

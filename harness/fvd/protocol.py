@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.config import FVDConfig
 from harness.console import console, progress
 from harness.errors import UserError
 from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats, load_features
@@ -334,39 +335,26 @@ def real_statistics(
 # ----------------------------------------------------------------------------- the whole measurement
 
 
-def compute_fvd(
-    real: str | Path,
-    fake: str | Path,
-    num: int = 2048,
-    *,
-    protocol: str = "stylegan-v",
-    i3d: str | Path | None = None,
-    device: str | None = None,
-    precision: str = "fp32",
-    num_frames: int = 16,
-    frame_interval: int = 3,
-    seed: int = 0,
-    size: int = 256,
-    batch_size: int = 16,
-    compile: bool = False,
-    out: str | Path | None = None,
-    bootstrap: int = 1000,
-) -> dict[str, Any]:
+def compute_fvd(cfg: FVDConfig) -> dict[str, Any]:
     """FVD between real clips (prepared dataset or statistics file) and generated clips (samples folder).
 
-    Returns (and writes to ``out`` if given) the record: value, its 95 % bootstrap interval over clips
-    (``bootstrap`` resamples, :func:`harness.fvd.frechet.bootstrap_fvd`; 0 = none), protocol, clip counts,
+    Returns (and writes to ``cfg.out`` if given) the record: value, its 95 % bootstrap interval over clips
+    (``cfg.bootstrap`` resamples, :func:`harness.fvd.frechet.bootstrap_fvd`; 0 = none), protocol, clip counts,
     frame interval, seeds, detector sha256, manifest fingerprint, versions, device.
     """
+    for name in ("real", "fake"):
+        if not getattr(cfg, name):
+            raise UserError(f"--{name} is required")
+    real, fake, num, protocol, precision, seed = cfg.real, cfg.fake, cfg.num, cfg.protocol, cfg.precision, cfg.seed
+    num_frames, frame_interval, size, batch_size = cfg.num_frames, cfg.frame_interval, cfg.size, cfg.batch_size
+    compile, out, bootstrap = cfg.compile, cfg.out, cfg.bootstrap
     from harness.fvd.weights import load_i3d
     from harness.ledger import environment
 
     spec = protocol_spec(protocol)
-    if num < 2:
-        raise UserError(f"--num {num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
     check_samples(fake, num, num_frames)
-    device = str(resolve_device(device))
-    model, weights = load_i3d(i3d, device)
+    device = str(resolve_device(cfg.device))
+    model, weights = load_i3d(cfg.i3d, device)
     if num < FEATURE_DIM:
         console.print(
             f"[yellow]warning:[/yellow] {num} clips < {FEATURE_DIM} feature dimensions: the covariances are "
@@ -407,22 +395,9 @@ def compute_fvd(
     return record
 
 
-def real_floor(
-    real: str | Path,
-    num: int = 2048,
-    *,
-    protocol: str = "stylegan-v",
-    i3d: str | Path | None = None,
-    device: str | None = None,
-    precision: str = "fp32",
-    num_frames: int = 16,
-    frame_interval: int = 3,
-    seed: int = 0,
-    size: int = 256,
-    batch_size: int = 16,
-    bootstrap: int = 1000,
-) -> dict[str, Any]:
-    """The real-vs-real floor: FVD between two disjoint sets of ``num`` real clips of a prepared dataset.
+def real_floor(cfg: FVDConfig) -> dict[str, Any]:
+    """The real-vs-real floor: FVD between two disjoint sets of ``cfg.num`` real clips of a prepared dataset
+    (``cfg.fake`` is not used).
 
     Set A is the first ``num`` clips of the evaluation plan (the reference set every model's FVD uses),
     set B the next ``num`` (:func:`harness.data.clips.eval_plan` with 2·num clips). The two sets share no
@@ -435,11 +410,13 @@ def real_floor(
     from harness.fvd.weights import load_i3d
     from harness.ledger import environment
 
+    if not cfg.real:
+        raise UserError("--real is required")
+    real, num, protocol, precision, seed = cfg.real, cfg.num, cfg.protocol, cfg.precision, cfg.seed
+    num_frames, frame_interval, size, batch_size = cfg.num_frames, cfg.frame_interval, cfg.size, cfg.batch_size
     spec = protocol_spec(protocol)
-    if num < 2:
-        raise UserError(f"--num {num}: the floor needs at least 2 clips in each set")
-    device = str(resolve_device(device))
-    model, weights = load_i3d(i3d, device)
+    device = str(resolve_device(cfg.device))
+    model, weights = load_i3d(cfg.i3d, device)
     extractor = Extractor(model, device, protocol, precision, batch_size)
     key = {
         "protocol": protocol, "num": 2 * num, "num_frames": num_frames, "frame_interval": frame_interval,
@@ -455,7 +432,7 @@ def real_floor(
     shared = {v for v, _ in plan[:num]} & {v for v, _ in plan[num:]}
     return {
         "fvd": fvd_from_stats(stats_a, stats_b, unbiased=unbiased),
-        "interval": fvd_interval(a, b, bootstrap, seed, unbiased=unbiased),
+        "interval": fvd_interval(a, b, cfg.bootstrap, seed, unbiased=unbiased),
         "what": "real vs real: the evaluation plan's first num clips (the models' reference set) vs the next num",
         "clips": {"a": num, "b": num},
         "videos_shared": len(shared),

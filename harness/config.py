@@ -1,0 +1,231 @@
+"""Typed configurations: one dataclass per stage, its fields the one definition of each option.
+
+A stage's options (``TrainConfig``, ``SampleConfig``, ``FVDConfig``) are a dataclass whose fields carry
+their help text (and, where the flag differs from the field's name, the flag) in ``metadata``; it
+validates itself when built (``__post_init__``, one-line ``UserError``). The same object flows one way:
+
+    CLI flags or a scale's preset  ->  config  ->  stage  ->  the ledger's record (``dataclasses.asdict``)
+
+:func:`config_command` makes the CLI from the dataclass (the torchtitan way), so a flag, its default and
+its help cannot drift from the field; a preset (``harness.run.PRESETS``) holds configs and derives an
+experiment's with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+
+from harness.errors import UserError
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, hidden: bool = False,
+           required: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its CLI help; ``flag`` when the option is not ``--field-name``; ``required``: the
+    CLI asks for it although the dataclass has a default (a preset's template leaves it empty, the stage
+    checks it is set)."""
+    meta = {"help": help, "flag": flag, "hidden": hidden, "required": required}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _flag(f: dataclasses.Field, annotation: Any) -> tuple[str, ...]:
+    name = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    if annotation is bool or bool in typing.get_args(annotation):  # bool or bool | None: --x/--no-x
+        return (f"{name}/--no-{name[2:]}",)
+    return (name,)
+
+
+def config_command(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable:
+    """Decorate ``fn(cfg, **extra)`` into a typer command whose options are ``cls``'s fields (minus
+    ``exclude``) followed by ``fn``'s own keyword options; the command builds ``cls(**fields)`` (which
+    validates itself) and calls ``fn`` with it. Fields without a default become required options."""
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.name not in exclude and f.init]
+
+    def decorate(fn: Callable) -> Callable:
+        fn_hints = typing.get_type_hints(fn)
+        params = []
+        for f in fields:
+            if f.metadata.get("required") or (f.default is dataclasses.MISSING
+                                              and f.default_factory is dataclasses.MISSING):
+                default = ...  # typer's "required"
+            elif f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                default = f.default_factory()
+            opt = typer.Option(default, *_flag(f, hints[f.name]), help=f.metadata.get("help", ""),
+                               hidden=f.metadata.get("hidden", False), show_default=default is not ...)
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
+                                            annotation=hints[f.name]))  # fmt: skip
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=fn_hints.get(p.name, p.annotation))
+               for p in list(inspect.signature(fn).parameters.values())[1:]]  # fmt: skip
+        names = {f.name for f in fields}
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            cfg = cls(**{k: v for k, v in kwargs.items() if k in names})
+            return fn(cfg, **{k: v for k, v in kwargs.items() if k not in names})
+
+        command.__signature__ = inspect.Signature(params + own)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params + own}
+        del command.__wrapped__  # typer must see the generated signature, not fn's
+        return command
+
+    return decorate
+
+
+# ----------------------------------------------------------------------------- the stages' configurations
+
+
+@dataclass
+class TrainConfig:
+    """Every training option, once: the ``train`` command's flags are made from these fields
+    (harness.config), a scale's preset holds one as its template, and the run's record stores it."""
+
+    data: str = option("", "a prepared dataset folder or a latent cache (matten-bench encode)", required=True)
+    run_dir: str = option("", "where checkpoints/, metrics.jsonl and records/ go", required=True)
+    family: str = option("matten", "matten | latte")
+    size: str = option("tiny", "tiny | s | b | l | xl")
+    variant: int = option(3, "Matten variant 1-4")
+    patch: int = option(2, "patch size (tokens per frame = (size / patch)^2)")
+    conditioning: str = option("madan", "madan | tokens")
+    class_dropout: float = option(0.1, "label dropout for classifier-free guidance")
+    model_overrides: dict = option(default_factory=dict, help="depth / hidden / heads for custom sizes (not a flag)")
+    vae: str = option("identity", "for a prepared dataset: identity | sd-v1-4:PATH (a latent cache knows its own)")
+    num_frames: int = option(16, "frames per clip", flag="--frames")
+    frame_interval: int = option(3, "take every k-th frame")
+    image_size: int = option(256, "frame size in pixels")
+    steps: int = option(1000, "train up to this many optimizer steps (0: write the untrained model's checkpoint)")
+    batch: int = option(5, "clips per step per process (Latte: 5)")
+    lr: float = option(1e-4, "AdamW's learning rate (Latte: 1e-4)")
+    weight_decay: float = option(0.0, "AdamW's weight decay (Latte: 0)")
+    ema_decay: float = option(0.9999, "the EMA's decay (Latte and DiT: 0.9999)")
+    ema_warmup: bool = option(True, "decay min(d, (1+n)/(10+n)) at update n, so short runs sample a model; "
+                              "--no-ema-warmup is Latte's recipe (d from step 0; the paper scale's)")
+    precision: str = option("bf16", "bf16 (autocast) | fp32")
+    clip_max_norm: float = option(0.1, "gradient clipping norm (Latte's UCF101 value) ...")
+    start_clip_iter: int = option(100_000, "... applied from this step on (Latte; before: measured, not clipped)")
+    seed: int = option(0, "data order, each sample's noise and timestep, initial weights")
+    ckpt_every: int = option(1000, "checkpoint every this many steps (written in the background)")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk (the newest)")
+    log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
+    num_workers: int = option(4, "DataLoader worker processes")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N (under torchrun, cuda = LOCAL_RANK's GPU)")
+    compile: bool | None = option(None, "torch.compile the model (default: on for CUDA, off on the CPU)")
+    model_builder: str = option("models:build_model", "module:function honouring models.build_model's contract",
+                                hidden=True)
+
+    def __post_init__(self) -> None:  # data and run_dir may be empty here (a preset's template); train() checks them
+        if self.precision not in ("bf16", "fp32"):
+            raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
+        for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        for name in ("steps", "num_workers"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"--ema-decay {self.ema_decay}: expected 0 <= decay < 1")
+
+    def ema_schedule(self):
+        """The EMA's decay schedule (harness.ema.EMASchedule)."""
+        from harness.ema import EMASchedule
+
+        return EMASchedule(self.ema_decay, self.ema_warmup)
+
+    def hashed(self) -> dict[str, Any]:
+        """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
+        run is resumed with (lr, precision) may change across a resume; the ledger records each start."""
+        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile"}
+        skip |= {"lr", "precision"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+SAMPLERS = ("ddpm", "ddim")
+SPACINGS = ("iddpm", "ddim-stride")  # harness.diffusion.sampling_respacing
+
+
+@dataclass
+class SampleConfig:
+    """Every sampling option, once (the ``sample`` command's flags; a preset's template; the sample record)."""
+
+    checkpoint: str = option("", "a checkpoint file or a run directory (its latest checkpoint)", required=True)
+    out: str = option("", "samples folder: clips/, videos/, contact_sheet.png", required=True)
+    num: int = option(2048, "number of videos (FVD uses 2048)")
+    batch_size: int = option(16, "videos per shard (one batch of the sampler)")
+    sampler: str = option("ddpm", "ddpm | ddim")
+    steps: int | None = option(None, "sampling steps (default: DDPM 250, DDIM 50)")
+    spacing: str = option("iddpm", "which timesteps: iddpm = space_timesteps(1000, str(steps)), as Latte's sample.py "
+                          "for DDPM and DDIM; ddim-stride = range(0, 1000, 1000/steps), the DDIM paper's")
+    eta: float = option(0.0, "DDIM's eta (0 = deterministic)")
+    cfg_scale: float | None = option(None, "classifier-free guidance (default 7.0 for class-conditional, as Latte)")
+    use_ema: bool = option(True, "the EMA weights (default) or the raw model", flag="--ema")
+    seed: int = option(0, "noise and labels of shard s come from (seed, s)")
+    vae: str | None = option(None, "override the checkpoint's VAE (identity | sd-v1-4:PATH)")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    mp4: bool = option(True, "also write each video as an mp4")
+    fps: int = option(8, "frames per second of the mp4s")
+    contact_sheet: int = option(8, "clips in contact_sheet.png (0 = none)")
+    precision: str = option("fp32", "fp32 | bf16")
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"--sampler must be ddpm or ddim, not {self.sampler!r}")
+        if self.spacing not in SPACINGS:
+            raise UserError(f"--spacing must be one of {', '.join(SPACINGS)}, not {self.spacing!r}")
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise UserError(f"--steps must be between 1 and 1000 (the training schedule's length), not {self.steps}")
+        if self.precision not in ("fp32", "bf16"):
+            raise UserError(f"--precision must be fp32 or bf16, not {self.precision!r}")
+        for name in ("num", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+
+    @property
+    def sampling_steps(self) -> int:
+        """``steps``, or the sampler's default: Latte's DDPM-250, DDIM-50 (the usual fast setting)."""
+        return self.steps if self.steps is not None else (250 if self.sampler == "ddpm" else 50)
+
+
+FVD_PROTOCOLS = ("stylegan-v", "videogpt")
+
+
+@dataclass
+class FVDConfig:
+    """Every FVD option, once (the ``fvd`` command's flags; a preset's template; the FVD record)."""
+
+    real: str = option("", "prepared dataset folder (manifest.parquet) or a real-statistics .npz", required=True)
+    fake: str = option("", "samples folder (clips/clips-*.npy) or one uint8 (N, T, H, W, 3) .npy", required=True)
+    num: int = option(2048, "clips on each side (the protocol uses 2048)")
+    protocol: str = option("stylegan-v", "stylegan-v (Latte's numbers) | videogpt")
+    i3d: str | None = option(None, "detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt")
+    device: str | None = option(None, "cpu | cuda | cuda:N (default: cuda if available)")
+    precision: str = option("fp32", "fp32 (reference); CUDA: tf32x3 (~fp32), fast tf32, bf16, fp16")
+    num_frames: int = option(16, "frames per clip")
+    frame_interval: int = option(3, "real clips' frame interval (Latte's realdata_subsample_factor)")
+    seed: int = option(0, "picks the real clips (and seeds the bootstrap)")
+    size: int = option(256, "resolution the real clips are read at before the detector's resize")
+    batch_size: int = option(16, "clips per detector batch")
+    compile: bool = option(False, "torch.compile the detector (faster on CPU after a ~1 min compile)")
+    out: str | None = option(None, "write the JSON record here")
+    bootstrap: int = option(1000, "resamples of the clips for the 95% interval (0 = none; ~3 s per 1000 at N=256)")
+
+    def __post_init__(self) -> None:
+        if self.protocol not in FVD_PROTOCOLS:
+            raise UserError(f"unknown FVD protocol {self.protocol!r}; choose one of {', '.join(FVD_PROTOCOLS)}")
+        if self.num < 2:
+            raise UserError(f"--num {self.num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
+        for name in ("num_frames", "frame_interval", "size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.bootstrap < 0:
+            raise UserError(f"--bootstrap {self.bootstrap}: must be at least 0")

@@ -219,8 +219,10 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
 CLAIMS_NOTE = (
     "What the paper claims, judged at this scale against the gap between two training seeds of the main model "
     "(Matten variant 3, M-AdaN) at the last step: **holds** when the claimed-better model's FVD is lower than "
-    "every other's by more than the seed gap, **does not hold** when another's is lower by more than the gap, "
-    "**cannot tell apart** otherwise (harness.verdict). Nothing was tuned toward the paper's answer. The data "
+    "every other's by more than the seed gap and their 95 % intervals do not overlap, **does not hold** when "
+    "another's is lower in the same way, **cannot tell apart** otherwise (harness.verdict). One seed gap is one "
+    "draw of the training noise, so a difference just beyond it is weak evidence; read the numbers beside each "
+    "verdict. Nothing was tuned toward the paper's answer. The data "
     "are synthetic moving shapes at a small size, not the paper's datasets: a verdict says what these models do "
     "on these clips, and nothing about UCF101 or the other three."
 )
@@ -246,10 +248,13 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     common = set.intersection(*steps) if steps else set()
     at = max(common) if common else None
 
-    def fvd(k: str) -> float | None:
+    def point(k: str) -> Point | None:
         e = key.get(k)
-        point = (exps.get(e.name, {}).get("fvd") or {}).get(at) if e is not None and at is not None else None
-        return point.value if point is not None else None
+        return (exps.get(e.name, {}).get("fvd") or {}).get(at) if e is not None and at is not None else None
+
+    def fvd(k: str) -> float | None:
+        p = point(k)
+        return p.value if p is not None else None
 
     gap = seed_gap(fvd("v3"), fvd("seed1"))
     # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
@@ -264,8 +269,9 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         Claim("Matten beats Latte", "Table (UCF101, SkyTimelapse; not FaceForensics)", "v3", ("latte",)),
     ]  # fmt: skip
     fvds = {label[k]: fvd(k) for k in label}
+    intervals = {label[k]: (p.low, p.high) for k in label if (p := point(k)) is not None and p.low is not None}
     named = [replace(c, better=label[c.better], others=tuple(label[o] for o in c.others)) for c in claims]
-    return [judge(c, fvds, gap) for c in named], at
+    return [judge(c, fvds, gap, intervals) for c in named], at
 
 
 def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> dict:
@@ -275,7 +281,9 @@ def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> di
     floor_point = floor["fvd"] if floor else None
     caption = ["Does a number measure something? Each FVD carries a 95 % bootstrap interval over clips (in "
                "brackets); the floor is the FVD between two disjoint sets of real clips at the same N, the best a "
-               "model can do at this N."]
+               "model can do at this N. At step 0 every model outputs zeros (adaLN-Zero and M-AdaN initialise "
+               "their last layers to zero), so every untrained model samples the same clips and scores the same "
+               "FVD: the step-0 column is the pipeline's starting point, not a property of an architecture."]
     if floor:
         caption.append(f"Floor ({floor['dataset']}, {floor['clips']['a']} vs {floor['clips']['b']} real clips, "
                        f"{floor['videos_shared']} videos shared): {tables.fmt_interval(floor_point)}.")

@@ -5,10 +5,15 @@ four; Fig. 8b: M-AdaN beats condition tokens; Fig. 9: the larger model is better
 Latte). At the last evaluated step, with the seed gap g = |FVD(main model, seed 0) − FVD(main model,
 seed 1)| (the main model is Matten variant 3 with M-AdaN, trained twice):
 
-* **holds**: every other model's FVD exceeds the claimed-better one's by more than g;
-* **does not hold**: some other model's FVD is below the claimed-better one's by more than g;
-* **cannot tell apart**: otherwise (a difference within what a second seed moves), or no seed gap
-  was measured, or a model has no FVD.
+* **holds**: every other model's FVD exceeds the claimed-better one's by more than g, and their 95 %
+  bootstrap intervals (where given) do not overlap;
+* **does not hold**: some other model's FVD is below the claimed-better one's by more than g, with
+  intervals that do not overlap;
+* **cannot tell apart**: otherwise (a difference within what a second seed moves, or within the clips'
+  sampling noise), or no seed gap was measured, or a model has no FVD.
+
+Both tests are needed: the seed gap is one draw of training noise (it can be small by chance), the
+intervals are the noise of the clips at this N (they say nothing about training).
 
 Nothing here looks at the paper's numbers, only at the ordering it claims; a verdict is about this
 scale's data and models, and the report says so.
@@ -42,28 +47,45 @@ class Verdict:
     seed_gap: float | None
 
 
-def judge(claim: Claim, fvd: dict[str, float | None], seed_gap: float | None) -> Verdict:
-    """The verdict on ``claim`` given each model's FVD (same step, same N) and the seed gap."""
+def judge(
+    claim: Claim,
+    fvd: dict[str, float | None],
+    seed_gap: float | None,
+    intervals: dict[str, tuple[float, float]] | None = None,
+) -> Verdict:
+    """The verdict on ``claim`` given each model's FVD (same step, same N), the seed gap and, optionally,
+    each FVD's 95 % interval (low, high)."""
     values = {k: fvd.get(k) for k in (claim.better, *claim.others)}
     missing = [k for k, v in values.items() if v is None]
     if missing:
         return Verdict(claim, UNCLEAR, f"no FVD for {', '.join(missing)}", values, seed_gap)
     if seed_gap is None:
         return Verdict(claim, UNCLEAR, "no seed gap was measured (the main model was trained once)", values, seed_gap)
+    intervals = intervals or {}
+
+    def overlap(k: str) -> bool:
+        a, b = intervals.get(claim.better), intervals.get(k)
+        return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
     best = values[claim.better]
     diffs = {k: values[k] - best for k in claim.others}  # > 0: the claimed-better model is lower
-    beaten_by = [k for k, d in diffs.items() if d < -seed_gap]
+    beaten_by = [k for k, d in diffs.items() if d < -seed_gap and not overlap(k)]
     if beaten_by:
         worst = min(beaten_by, key=diffs.get)
         return Verdict(claim, FAILS, f"{worst} is lower by {-diffs[worst]:,.1f} > seed gap {seed_gap:,.1f}",
                        values, seed_gap)  # fmt: skip
-    if all(d > seed_gap for d in diffs.values()):
+    if all(d > seed_gap and not overlap(k) for k, d in diffs.items()):
         closest = min(diffs, key=diffs.get)
         return Verdict(claim, HOLDS, f"lower than {closest} (the closest) by {diffs[closest]:,.1f} > seed gap "
                        f"{seed_gap:,.1f}", values, seed_gap)  # fmt: skip
-    within = min(diffs, key=lambda k: abs(diffs[k]))
-    return Verdict(claim, UNCLEAR, f"{within} differs by {diffs[within]:+,.1f}, within the seed gap {seed_gap:,.1f}",
-                   values, seed_gap)  # fmt: skip
+    within = [k for k, d in diffs.items() if abs(d) <= seed_gap]
+    if within:
+        k = min(within, key=lambda k: abs(diffs[k]))
+        return Verdict(claim, UNCLEAR, f"{k} differs by {diffs[k]:+,.1f}, within the seed gap {seed_gap:,.1f}",
+                       values, seed_gap)  # fmt: skip
+    k = min((k for k in diffs if overlap(k)), key=lambda k: abs(diffs[k]))
+    return Verdict(claim, UNCLEAR, f"{k} differs by {diffs[k]:+,.1f}, beyond the seed gap {seed_gap:,.1f} but within "
+                   "the FVDs' overlapping 95 % intervals", values, seed_gap)  # fmt: skip
 
 
 def seed_gap(fvd_seed0: float | None, fvd_seed1: float | None) -> float | None:

@@ -219,12 +219,13 @@ def test_bad_options_exit_2():
 
 
 def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
-    """Step-0 points, the floor, a second seed of the main model, and the verdicts from made-up FVDs: v4 beats
-    v3 by 3 > the seed gap 1 (does not hold), tokens within the gap (cannot tell), Latte worse by 20 (holds)."""
+    """Step-0 points, the floor, a second seed of the main model, and the verdicts from made-up FVDs (intervals
+    -2/+3 around each): v4 beats v3 by 8 > the seed gap 1 with intervals apart (does not hold), tokens within the
+    gap (cannot tell), Latte worse by 20 (holds)."""
     names = {e: Experiment("matten", "tiny", "synthetic", **kw).name for e, kw in {
         "seed1": {"seed": 1}, "v1": {"variant": 1}, "v2": {"variant": 2}, "v4": {"variant": 4},
         "tokens": {"conditioning": "tokens"}}.items()}
-    stages.offsets = {names["seed1"]: 1.0, names["v1"]: 5.0, names["v2"]: 10.0, names["v4"]: -3.0,
+    stages.offsets = {names["seed1"]: 1.0, names["v1"]: 10.0, names["v2"]: 20.0, names["v4"]: -8.0,
                       names["tokens"]: 0.5, Experiment("latte", "tiny", "synthetic").name: 20.0}
     preset = replace(PRESET, eval_steps=(0, 2, 4), extra_seeds=(1,))
     report = do_run(tmp_path, preset=preset, tables=("sota", "variants", "conditioning"))
@@ -242,7 +243,7 @@ def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
     assert "**holds**" in rows["Matten beats Latte"]
     assert "**cannot tell apart**" in rows["the larger model is better (S below S)"] or "no FVD" in text
     assert re.search(r"\| 1\.0 +\| lower than Latte-TINY \(the closest\) by 20\.0", rows["Matten beats Latte"])
-    assert "Matten-TINY v4 is lower by 3.0 > seed gap 1.0" in rows[
+    assert "Matten-TINY v4 is lower by 8.0 > seed gap 1.0" in rows[
         "variant 3 (attention + global Mamba) is the best of the four"]
     assert "real clips](sheets/real-synthetic.png)" in text
     assert (tmp_path / "results" / "sheets" / "real-synthetic.png").exists()

@@ -33,3 +33,17 @@ def test_a_failure_beyond_the_gap_wins_over_a_tie():
 def test_seed_gap_by_hand():
     assert seed_gap(312.5, 300.0) == 12.5 and seed_gap(300.0, 312.5) == 12.5
     assert seed_gap(None, 300.0) is None
+
+
+def test_overlapping_intervals_keep_a_difference_beyond_the_seed_gap_undecided():
+    """A lucky small seed gap is not enough: the two FVDs' 95 % intervals must not overlap either."""
+    fvd = {"v3": 300, "v1": 400, "v2": 350, "v4": 340}
+    apart = {"v3": (290, 310), "v1": (390, 410), "v2": (340, 360), "v4": (330, 350)}
+    assert judge(VARIANTS, fvd, 10, apart).verdict == HOLDS
+    touching = dict(apart, v4=(305, 375))  # overlaps v3's (290, 310)
+    v = judge(VARIANTS, fvd, 10, touching)
+    assert v.verdict == UNCLEAR and "v4 differs by +40.0, beyond the seed gap 10.0 but within" in v.reason
+    # the same for a failure: v2 lower by 50 beyond the gap, but the intervals overlap
+    v = judge(VARIANTS, {**fvd, "v2": 250}, 10, {**apart, "v2": (240, 295)})
+    assert v.verdict == UNCLEAR
+    assert judge(VARIANTS, {**fvd, "v2": 250}, 10, {**apart, "v2": (240, 260)}).verdict == FAILS

@@ -85,6 +85,8 @@ def config_command(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable:
 
 # ----------------------------------------------------------------------------- the stages' configurations
 
+MAX_SEED = (2**32 - 1) // 1000 - 1000  # the trainer seeds numpy with seed·1000 + rank (< 1000 ranks), a 32-bit number
+
 
 @dataclass
 class TrainConfig:
@@ -127,14 +129,27 @@ class TrainConfig:
     def __post_init__(self) -> None:  # data and run_dir may be empty here (a preset's template); train() checks them
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
-        for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval"):
+        flag = {"num_frames": "frames"}
+        for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval",
+                     "image_size", "patch"):  # fmt: skip
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        for name in ("steps", "num_workers"):
+                raise UserError(f"--{flag.get(name, name).replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        for name in ("steps", "num_workers", "start_clip_iter"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
+        # the comparisons below are False for NaN, so NaN is refused too
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay {self.ema_decay}: expected 0 <= decay < 1")
+        if not 0.0 < self.lr <= 1.0:
+            raise UserError(f"--lr {self.lr}: expected 0 < lr <= 1 (Latte: 1e-4)")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise UserError(f"--weight-decay {self.weight_decay}: expected 0 <= weight decay < 1")
+        if not self.clip_max_norm > 0.0:
+            raise UserError(f"--clip-max-norm {self.clip_max_norm}: expected a positive norm")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise UserError(f"--class-dropout {self.class_dropout}: expected 0 <= p < 1")
+        if not 0 <= self.seed <= MAX_SEED:  # seeds numpy with seed·1000 + rank, which must fit 32 bits
+            raise UserError(f"--seed {self.seed}: expected 0..{MAX_SEED:,}")
 
     def ema_schedule(self):
         """The EMA's decay schedule (harness.ema.EMASchedule)."""

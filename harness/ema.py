@@ -1,10 +1,12 @@
 """The exponential moving average of the weights that sampling uses, and its decay schedule.
 
-After optimizer step n+1 (n = 0, 1, ...) the EMA takes ``ema ← d_n·ema + (1 − d_n)·θ`` with
+After each optimizer step the EMA takes ``ema ← d_n·ema + (1 − d_n)·θ``, n = the number of EMA updates
+before this one (0 after the first optimizer step; the training loop's 0-based step index), with
 
 * Latte's recipe (``warmup=False``): d_n = decay = 0.9999 from the first step, as Latte and DiT train;
-* the warm-up (``warmup=True``): d_n = min(decay, (1 + n) / (10 + n)), the schedule of CompVis'
-  ``LitEma`` and diffusers' ``EMAModel(use_ema_warmup=False)`` (d_0 = 0.1, d_90 = 0.91, d_990 = 0.991).
+* the warm-up (``warmup=True``): d_n = min(decay, (1 + n) / (10 + n)): d_0 = 0.1, d_90 = 0.91,
+  d_990 = 0.991. The formula is CompVis' ``LitEma`` and diffusers' ``EMAModel(use_ema_warmup=False)``; both
+  count one update later (their first decay is 2/11, and diffusers copies the weights at the first update).
 
 Why the warm-up: with 0.9999 from step 0 the initial weights keep a share 0.9999^k after k steps
 (90 % at 1,000 steps, 14 % at 20,000), so a short run's EMA samples are the untrained model's noise.
@@ -42,7 +44,7 @@ class EMASchedule:
     def describe(self) -> dict[str, Any]:
         """For records: the decay, the warm-up and the formula in words."""
         formula = "min(decay, (1 + n) / (10 + n))" if self.warmup else "decay (constant, Latte's recipe)"
-        return {**asdict(self), "formula": formula, "n": "optimizer steps before this update"}
+        return {**asdict(self), "formula": formula, "n": "EMA updates before this one (0 at the first)"}
 
 
 @torch.no_grad()

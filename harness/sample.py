@@ -89,12 +89,18 @@ def load_sampling_model(checkpoint: str | Path, use_ema: bool = True, device: st
 
 
 def ema_schedule_of(state: dict[str, Any]) -> dict[str, Any]:
-    """The EMA schedule a checkpoint's EMA weights were made with (checkpoints before the warm-up
-    existed were made with Latte's constant decay)."""
+    """The EMA schedule a checkpoint's EMA weights were made with (checkpoints before the warm-up existed were
+    made with Latte's constant decay), with ``last_decay``, the decay of its last update (None at step 0)."""
+    from harness.ema import EMASchedule
+
     if "ema_schedule" in state:
-        return state["ema_schedule"]
-    decay = state.get("config", {}).get("ema_decay", 0.9999)
-    return {"decay": decay, "warmup": False, "formula": "decay (constant, Latte's recipe)", "n": "not recorded"}
+        out = dict(state["ema_schedule"])
+    else:
+        decay = state.get("config", {}).get("ema_decay", 0.9999)
+        out = {"decay": decay, "warmup": False, "formula": "decay (constant, Latte's recipe)", "n": "not recorded"}
+    step = int(state.get("step", 0))
+    out["last_decay"] = EMASchedule(out["decay"], bool(out["warmup"])).decay_at(step - 1) if step > 0 else None
+    return out
 
 
 def vae_spec_of(identity: dict[str, Any]) -> str:

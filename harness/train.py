@@ -260,6 +260,8 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     diffusion = create_diffusion()
     stats = IntervalStats(device)
     start = _restore(ckpt, cfg, d, model, ema, opt, stats) if ckpt is not None else 0
+    if start > cfg.steps:
+        raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
     forward = wrap(model, device, d)
     if compiled:
@@ -413,17 +415,30 @@ def _vae_identity(ds, vae) -> dict[str, Any]:
 
 
 def _append_jsonl(path: Path, obj: dict) -> None:
+    """One line of strict JSON (a non-finite number is written as the string "nan", "inf" or "-inf")."""
+    clean = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in obj.items()}
     with open(path, "a") as f:
-        f.write(json.dumps(obj) + "\n")
+        f.write(json.dumps(clean, allow_nan=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop lines a killed run wrote after its last checkpoint (they will be written again)."""
+    """On resume, drop lines a killed run wrote after its last checkpoint (they will be written again), and a
+    last line torn by a crash mid-write (said, not silent)."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    keep = []
+    for ln in path.read_text().splitlines():
+        if not ln.strip():
+            continue
+        try:
+            obj = json.loads(ln)
+        except json.JSONDecodeError:
+            console.print(f"[yellow]warning:[/yellow] {path}: dropped a line a crash left unfinished: {ln[:80]!r}")
+            continue
+        if obj.get("step", 0) <= step:
+            keep.append(ln)
     from harness.io import atomic_write_text
 
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))

@@ -80,6 +80,7 @@ def test_the_record_says_which_weights_and_timesteps(checkpoint, tmp_path):
     ema = sample(checkpoint, tmp_path / "ema", num=1, batch_size=1, sampler="ddim", steps=1, mp4=False, device="cpu")
     assert ema["config"]["weights"] == "ema" and ema["config"]["spacing"] == "iddpm"
     assert ema["config"]["ema_schedule"]["formula"] == "min(decay, (1 + n) / (10 + n))"
+    assert ema["config"]["ema_schedule"]["last_decay"] == 0.1  # one step: the first update's d_0 = 1/10
     assert ema["protocol"]["model_timesteps_first"] == [0] and ema["protocol"]["model_timesteps_last"] == 0
     raw = sample(checkpoint, tmp_path / "raw", num=1, batch_size=1, sampler="ddim", steps=50, use_ema=False,
                    mp4=False, device="cpu")  # fmt: skip

@@ -149,6 +149,9 @@ def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     with pytest.raises(T.TrainingDiverged, match=r"diverged at step 3: loss=nan.*last good checkpoint: .*step-0000002"):
         T.train(config(data2, run, steps=4, ckpt_every=1), resume=True)
     assert T.latest_checkpoint(run) == good and hashlib.sha256(good.read_bytes()).hexdigest() == digest
+    event = (run / "metrics.jsonl").read_text().splitlines()[-1]  # strict JSON: no bare NaN
+    assert json.loads(event, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "step": 3, "event": "diverged", "loss": "nan", "grad_norm": "nan"}
     state = T.load_checkpoint(good)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     # the message's advice works: resume from it (clean data back in place) with a lower --lr
@@ -265,3 +268,45 @@ def test_steps_0_writes_the_untrained_checkpoint_and_training_continues_from_it(
     assert all(torch.equal(zero["ema"][k], v) for k, v in zero["model"].items())
     T.train(config(data, run, steps=7), resume=True)
     assert_bitwise_equal(final_state(run), final_state(full))
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("lr", float("nan"), "--lr nan: expected 0 < lr <= 1"),
+        ("lr", -1.0, "--lr -1.0: expected 0 < lr <= 1"),
+        ("lr", 1e39, "--lr 1e+39: expected 0 < lr <= 1"),
+        ("seed", -1, "--seed -1: expected 0..4,293,967"),
+        ("seed", 20240101, "--seed 20240101: expected 0..4,293,967"),
+        ("image_size", 0, "--image-size 0: must be at least 1"),
+        ("num_frames", 0, "--frames 0: must be at least 1"),
+        ("clip_max_norm", -1.0, "--clip-max-norm -1.0: expected a positive norm"),
+        ("class_dropout", 1.0, "--class-dropout 1.0: expected 0 <= p < 1"),
+        ("ema_decay", float("nan"), "--ema-decay nan: expected 0 <= decay < 1"),
+        ("precision", "fp16", "--precision must be bf16 or fp32"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(option, value, message, tmp_path):
+    with pytest.raises(T.UserError) as e:
+        config(tmp_path, tmp_path / "run", **{option: value})
+    assert str(e.value).startswith(message)
+
+
+def test_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "train", "--data", str(tmp_path), "--run-dir",
+                          str(tmp_path / "r"), "--lr", "nan"], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.strip() == "error: --lr nan: expected 0 < lr <= 1 (Latte: 1e-4)"
+
+
+def test_resume_with_fewer_steps_than_done_is_refused_and_a_torn_metrics_line_is_dropped(uninterrupted, tmp_path):
+    data, full = uninterrupted
+    run = tmp_path / "run"
+    T.train(config(data, run, steps=4))
+    with pytest.raises(T.UserError, match=r"step-0000004.pt is at step 4, past --steps 2: pass --steps 4 or more"):
+        T.train(config(data, run, steps=2), resume=True)
+    with open(run / "metrics.jsonl", "a") as f:  # a crash in the middle of writing a line
+        f.write('{"step": 5, "loss": 0.99')
+    T.train(config(data, run, steps=7), resume=True)
+    assert_bitwise_equal(final_state(run), final_state(full))
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, 8))

@@ -18,25 +18,35 @@ import numpy as np
 import torch
 
 from harness.distributed import Dist, all_gather_objects, barrier
+from harness.errors import UserError
 from harness.io import atomic_save_torch
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's global RNG states: torch (CPU), every CUDA device's, numpy's and Python's."""
+    """This process's global RNG states as tensors and plain Python values (a checkpoint loads with
+    ``weights_only=True``, which admits nothing else): torch (CPU), every CUDA device's, numpy's, Python's."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }  # fmt: skip
 
 
 def set_rng_state(s: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
     torch.set_rng_state(s["torch"])
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))  # fmt: skip
+    p = s["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -58,8 +68,51 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    # weights_only=False: our own file, and it holds numpy/python RNG states
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint's contents, loaded with ``weights_only=True``: tensors, numbers, strings, lists and dicts
+    only, so a checkpoint from elsewhere cannot run code (a pickle's ``__reduce__`` is refused before it
+    runs). Raises UserError for anything else: a checkpoint written before matten-bench stored its RNG
+    states as tensors (convert it once with ``matten-bench checkpoint convert``) or a file that is not ours."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{path} holds more than tensors and plain values ({first[:160]}); loading it could run code, so it "
+            "is refused. A checkpoint of an older matten-bench: `matten-bench checkpoint convert "
+            f"{path} --trust` rewrites it safely (only for files you made yourself)"
+        ) from e
+    except (RuntimeError, OSError, EOFError) as e:  # not a torch file, truncated, unreadable
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:160]})") from e
+
+
+def convert_legacy_checkpoint(path: str | Path, out: str | Path | None = None) -> Path:
+    """Rewrite a checkpoint of an older matten-bench (numpy and Python RNG states pickled as objects) in the
+    ``weights_only`` format. It unpickles the file fully: call it only on files you made yourself."""
+    path = Path(path)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the caller (--trust)
+    if not isinstance(state, dict) or "model" not in state or "rng" not in state:
+        raise UserError(f"{path} is not a matten-bench training checkpoint (no model / rng entries)")
+    state["rng"] = [_plain_rng(r) for r in state["rng"]]
+    target = Path(out) if out else path
+    atomic_save_torch(target, state)
+    load_checkpoint(target)  # the rewritten file loads safely
+    return target
+
+
+def _plain_rng(r: dict[str, Any]) -> dict[str, Any]:
+    """An old checkpoint's RNG entry in :func:`rng_state`'s plain form."""
+    out = dict(r)
+    if isinstance(r.get("numpy"), tuple):
+        kind, keys, pos, has_gauss, cached = r["numpy"]
+        out["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                        "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    if isinstance(r.get("python"), tuple):
+        version, internal, gauss_next = r["python"]
+        out["python"] = {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                         "gauss_next": gauss_next}
+    return out
 
 
 class HostBuffers:

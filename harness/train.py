@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from harness import ledger
 from harness.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, set_rng_state
@@ -399,9 +400,9 @@ def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: Inte
     saved_world = state.get("data", {}).get("world_size", len(state["rng"]))
     if saved_world != d.world and d.main:  # allowed (a cluster job may get other GPUs), never silent
         console.print(
-            f"[yellow]warning:[/yellow] {ckpt} was written by {saved_world} process(es), resuming on {d.world}: "
-            f"the global batch changes from {saved_world * cfg.batch} to {d.world * cfg.batch} and this resume "
-            "is not bit-for-bit the run it continues"
+            f"[yellow]warning:[/yellow] {escape(str(ckpt))} was written by {saved_world} process(es), resuming on "
+            f"{d.world}: the global batch changes from {saved_world * cfg.batch} to {d.world * cfg.batch} and this "
+            "resume is not bit-for-bit the run it continues"
         )
     set_rng_state(state["rng"][d.rank] if d.rank < len(state["rng"]) else state["rng"][0])
     return int(state["step"])
@@ -435,7 +436,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
         try:
             obj = json.loads(ln)
         except json.JSONDecodeError:
-            console.print(f"[yellow]warning:[/yellow] {path}: dropped a line a crash left unfinished: {ln[:80]!r}")
+            console.print(f"[yellow]warning:[/yellow] {escape(str(path))}: dropped a line a crash left unfinished: "
+                          f"{escape(repr(ln[:80]))}")
             continue
         if obj.get("step", 0) <= step:
             keep.append(ln)

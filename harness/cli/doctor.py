@@ -106,4 +106,4 @@ def doctor() -> None:
         table.add_row(escape(c.name), ok, escape(c.detail), escape(c.fix))
     console.print(table)
     env = os.environ.get("MATTEN_BENCH_CACHE", "")
-    console.print(f"cache directory: {paths.cache_dir()}  (MATTEN_BENCH_CACHE={env!r})")
+    console.print(f"cache directory: {escape(str(paths.cache_dir()))}  (MATTEN_BENCH_CACHE={escape(repr(env))})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from harness.cli.app import app
 
@@ -24,4 +25,4 @@ def run_command(
     from harness.run import parse_data, run
 
     report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes)
-    console.print(f"report: {report}")
+    console.print(f"report: {escape(str(report))}")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from harness.cli.app import app
 from harness.config import SampleConfig, TrainConfig, config_command
@@ -42,7 +43,7 @@ def encode(
         device=device,
         batch_size=batch_size,
     )
-    console.print(f"latent cache: {out} ({meta['num_videos']} videos, VAE {meta['vae']['kind']})")
+    console.print(f"latent cache: {escape(str(out))} ({meta['num_videos']} videos, VAE {meta['vae']['kind']})")
 
 
 @app.command()
@@ -58,7 +59,7 @@ def train(cfg: TrainConfig, resume: bool = typer.Option(False, "--resume", help=
     finally:  # under torchrun: leave the process group cleanly (no shutdown warning, no hung peers)
         leave()
     if rec:
-        console.print(f"trained to step {cfg.steps}: {Path(cfg.run_dir) / rec['outputs']['checkpoint']}")
+        console.print(f"trained to step {cfg.steps}: {escape(str(Path(cfg.run_dir) / rec['outputs']['checkpoint']))}")
 
 
 @app.command()
@@ -73,3 +74,27 @@ def sample(cfg: SampleConfig) -> None:
         weights += f" ({rec['config']['ema_schedule']['formula']}, decay {rec['config']['ema_schedule']['decay']})"
     console.print(f"weights: {weights}; {rec['config']['sampler']}-{rec['config']['steps']}, spacing {cfg.spacing}")
     console.print(json.dumps({k: rec.get(k) for k in ("status", "shards_written", "shards_skipped", "seconds")}))
+
+
+checkpoint_app = typer.Typer(help="Training checkpoints.", no_args_is_help=True)
+app.add_typer(checkpoint_app, name="checkpoint")
+
+
+@checkpoint_app.command("convert")
+def checkpoint_convert(
+    path: Path = typer.Argument(..., help="a checkpoint written by an older matten-bench"),
+    out: Path = typer.Option(None, help="write the converted checkpoint here (default: in place)"),
+    trust: bool = typer.Option(False, "--trust", help="required: the file is unpickled fully, so only convert "
+                               "checkpoints you made yourself"),
+) -> None:
+    """Rewrite an old checkpoint (RNG states pickled as numpy/Python objects) so it loads with weights_only."""
+    from harness.checkpoint import convert_legacy_checkpoint
+    from harness.errors import UserError
+
+    if not trust:
+        raise UserError("converting unpickles the whole file, which can run code: pass --trust for a checkpoint "
+                        "you made yourself")
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    target = convert_legacy_checkpoint(path, out)
+    console.print(f"converted: {escape(str(target))} (loads with weights_only=True)")

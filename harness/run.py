@@ -458,31 +458,35 @@ def run(
             raise UserError(estimate + " Re-run with --yes to start.")
         console.print(estimate)
 
-    t0 = time.time()
-    if count_params:
-        stage_params(root)
-    if count_flops:
-        for family, size in preset.flops_models():
-            stage_flops(root, preset, family, size)
-    prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
-    if experiments:
-        ensure_i3d(root)
-        for d, p in prepared.items():
-            stage_floor(root, preset, d, p)
-    train_data = dict(prepared)
-    if preset.latent_cache and preset.train.vae != "identity":
-        train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
-    for exp in experiments:
-        exp_dir = root / "exp" / exp.name
-        for s in preset.eval_steps:  # train to each evaluation step in turn (resuming), then sample and measure
-            stage_train(preset, exp, train_data[exp.dataset], exp_dir, s)
-            stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
-    console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
+    from harness.lock import folder_lock
 
-    from harness.collect import build_report
+    # this job's folders: a second run on them, or an unwritable one, is a one-line error before any stage
+    with folder_lock(root, "run"), folder_lock(report_dir, "report"):
+        t0 = time.time()
+        if count_params:
+            stage_params(root)
+        if count_flops:
+            for family, size in preset.flops_models():
+                stage_flops(root, preset, family, size)
+        prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
+        if experiments:
+            ensure_i3d(root)
+            for d, p in prepared.items():
+                stage_floor(root, preset, d, p)
+        train_data = dict(prepared)
+        if preset.latent_cache and preset.train.vae != "identity":
+            train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
+        for exp in experiments:
+            exp_dir = root / "exp" / exp.name
+            for s in preset.eval_steps:  # train to each evaluation step in turn (resuming), then sample and measure
+                stage_train(preset, exp, train_data[exp.dataset], exp_dir, s)
+                stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
+        console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
-    command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
-    return build_report(root, report_dir, preset, tables, experiments, command=command)
+        from harness.collect import build_report
+
+        command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
+        return build_report(root, report_dir, preset, tables, experiments, command=command)
 
 
 def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:

@@ -119,16 +119,22 @@ def sample(cfg: SampleConfig) -> dict[str, Any]:
     for name in ("checkpoint", "out"):
         if not getattr(cfg, name):
             raise UserError(f"--{name} is required")
-    num, batch_size, sampler, spacing, eta = cfg.num, cfg.batch_size, cfg.sampler, cfg.spacing, cfg.eta
-    cfg_scale, use_ema, seed, device, precision = cfg.cfg_scale, cfg.use_ema, cfg.seed, cfg.device, cfg.precision
     steps = cfg.sampling_steps
     try:
-        create_diffusion(sampling_respacing(steps, spacing))
+        create_diffusion(sampling_respacing(steps, cfg.spacing))
     except ValueError as e:  # ddim-stride: no integer stride gives that many steps
-        raise UserError(f"--steps {steps} --spacing {spacing}: {e}") from e
+        raise UserError(f"--steps {steps} --spacing {cfg.spacing}: {e}") from e
+    from harness.lock import folder_lock
     from harness.machine import resolve_device
 
-    dev = resolve_device(device)  # "auto" -> cuda if available; --device cuda without a GPU is a UserError
+    dev = resolve_device(cfg.device)
+    with folder_lock(cfg.out, "sample"):  # one job per samples folder; an unwritable one fails here
+        return _sample(cfg, dev, steps)
+
+
+def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
+    num, batch_size, sampler, spacing, eta = cfg.num, cfg.batch_size, cfg.sampler, cfg.spacing, cfg.eta
+    cfg_scale, use_ema, seed, precision = cfg.cfg_scale, cfg.use_ema, cfg.seed, cfg.precision
     model, state, ckpt_path = load_sampling_model(cfg.checkpoint, use_ema, dev)
     margs = state["model_args"]
     num_classes = int(margs["num_classes"])

@@ -44,6 +44,7 @@ from harness.diffusion import create_diffusion
 from harness.distributed import Dist, all_reduce_sum, barrier, init_distributed, wrap
 from harness.ema import update_ema
 from harness.errors import UserError
+from harness.lock import folder_lock
 from harness.machine import machine_record, peak_memory_gib, reset_peak_memory, resolve_device, synchronize
 
 
@@ -237,13 +238,32 @@ def scan_backend() -> str:
 
 
 def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
-    """Train to ``config.steps`` steps; with ``resume`` continue from the run's latest checkpoint."""
+    """Train to ``config.steps`` steps; with ``resume`` continue from the run's latest checkpoint.
+
+    The run directory is this job's while it trains (harness.lock): a second job on it, or an unwritable
+    folder, is a one-line error before any work (on every rank under torchrun)."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     for name in ("data", "run_dir"):
         if not getattr(cfg, name):
             raise UserError(f"--{name.replace('_', '-')} is required")
     device = resolve_device(cfg.device)
     d = init_distributed(device)
+    with contextlib.ExitStack() as held:
+        refused = None
+        if d.main:
+            try:
+                held.enter_context(folder_lock(cfg.run_dir, "train"))
+            except UserError as e:
+                refused = e
+        if d.world > 1:  # every rank stops when rank 0 could not take the folder (none waits in a collective)
+            flag = all_reduce_sum(torch.tensor([float(refused is not None)], device=device), d)
+            refused = refused or (UserError(f"rank 0 could not take {cfg.run_dir}") if flag.item() else None)
+        if refused is not None:
+            raise refused
+        return _train(cfg, resume, device, d)
+
+
+def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None and not resume:

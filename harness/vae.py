@@ -150,8 +150,17 @@ def encode_dataset(
     settings is refused rather than mixed. The cache holds no random windows or flips, so
     training from it has no data augmentation (record it; train from the prepared data to have them).
     """
+    from harness.lock import folder_lock
+
     out_dir = Path(out_dir)
     vae = load_vae(vae_spec, device)  # first: a missing VAE is reported before any data is read
+    with folder_lock(out_dir, "encode"):  # one job per cache; an unwritable folder fails here
+        return _encode(prepared_dir, out_dir, vae, num_frames=num_frames, frame_interval=frame_interval, size=size,
+                       seed=seed, shard_size=shard_size, batch_size=batch_size)
+
+
+def _encode(prepared_dir, out_dir: Path, vae, *, num_frames: int, frame_interval: int, size: int, seed: int,
+            shard_size: int, batch_size: int) -> dict[str, Any]:
     from harness.data.clips import ClipDataset
     from harness.data.manifest import manifest_fingerprint
 

@@ -1,0 +1,86 @@
+"""One job per folder: a second job on a run, samples or report folder is one line naming the holder; a lock
+left by a killed job does not block a rerun; an unwritable folder fails before any work."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import train as T
+from harness.errors import UserError
+from harness.lock import LOCK_NAME, folder_lock
+from tests.test_train import config, make_latent_cache
+
+UNWRITABLE = Path("/sys/matten-bench-test")  # read-only even for root (a chmod'ed folder is not, under root)
+
+
+def _hold_in_child(folder: Path, what: str) -> subprocess.Popen:
+    """A second process that takes the folder and keeps it until killed."""
+    code = (f"from harness.lock import folder_lock; import time\n"
+            f"with folder_lock({str(folder)!r}, {what!r}):\n    print('held', flush=True); time.sleep(600)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[1])  # fmt: skip
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_train_on_one_run_dir_is_refused_and_a_killed_holder_does_not_block(tmp_path):
+    data = make_latent_cache(tmp_path / "data")
+    run = tmp_path / "run"
+    child = _hold_in_child(run, "train")
+    try:
+        with pytest.raises(UserError, match=rf"{run} is in use by another job \(train, pid {child.pid} on "):
+            T.train(config(data, run, steps=2))
+        assert not (run / "checkpoints").exists()  # nothing was done
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # a killed job: its lock file stays, its lock does not
+        child.wait()
+    assert (run / LOCK_NAME).exists()
+    T.train(config(data, run, steps=2))
+    assert T.latest_checkpoint(run).name == "step-0000002.pt"
+
+
+def test_the_same_folder_twice_in_one_process_is_refused(tmp_path):
+    with folder_lock(tmp_path, "first"):
+        with pytest.raises(UserError, match=r"in use by another job \(first, pid"):
+            with folder_lock(tmp_path, "second"):
+                pass
+    with folder_lock(tmp_path, "again"):  # released at the end of the block
+        pass
+
+
+def test_a_second_run_on_one_folder_is_refused_on_the_command_line(tmp_path):
+    child = _hold_in_child(tmp_path / "runs", "run")
+    try:
+        start = time.time()
+        out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
+                              "--run-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")],
+                             capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 2 and out.stderr.startswith(f"error: {tmp_path / 'runs'} is in use by another job")
+        assert len(out.stderr.strip().splitlines()) == 1 and time.time() - start < 60
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _cannot_create(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True)
+    except OSError:
+        return True
+    path.rmdir()
+    return False
+
+
+@pytest.mark.skipif(not _cannot_create(UNWRITABLE), reason="/sys takes new folders on this machine")
+def test_unwritable_output_folders_fail_before_any_work(tmp_path):
+    data = make_latent_cache(tmp_path / "data")
+    with pytest.raises(UserError, match=rf"cannot write to {UNWRITABLE}/run: "):
+        T.train(config(data, UNWRITABLE / "run", steps=2))
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
+                          "--run-dir", str(UNWRITABLE / "runs")], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/runs: ")

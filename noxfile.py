@@ -2,7 +2,8 @@
 
     nox -s tests       the test suite (slow tests excluded; `nox -s slow` runs them)
     nox -s lint        ruff
-    nox -s reproduce   the whole pipeline at smoke scale on CPU, ending in a Markdown report
+    nox -s reproduce   the whole pipeline at smoke scale on CPU, ending in a Markdown report (runs/smoke-report)
+                       and its numbers compared with the committed results/smoke
     nox -s bench       the benchmark commands (results go into results/benchmarks.md by hand, with the device)
     nox -s i3d-reference  the reference Flax I3D (jax 0.4.13) -> tests/fixtures/i3d_parity/ (run once, committed)
 """
@@ -42,9 +43,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """Synthetic data -> tiny Matten variants and Latte on CPU -> samples -> FVD (real I3D) -> FLOPs -> report."""
+    """Synthetic data -> tiny Matten variants and Latte on CPU -> samples -> FVD (real I3D) -> FLOPs -> report,
+    written under runs/ (git does not track it), then every number compared with the committed results/smoke."""
     install(session)
-    session.run("matten-bench", "run", "--table", "all", "--scale", "smoke")
+    session.run("matten-bench", "run", "--table", "all", "--scale", "smoke", "--run-dir", "runs/smoke",
+                "--results-dir", "runs/smoke-report")
+    session.run("matten-bench", "compare", "results/smoke", "runs/smoke-report")
 
 
 @nox.session

@@ -26,3 +26,22 @@ def run_command(
 
     report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes)
     console.print(f"report: {escape(str(report))}")
+
+
+@app.command("compare")
+def compare_command(
+    committed: Path = typer.Argument(..., help="a report folder (e.g. results/smoke)"),
+    new: Path = typer.Argument(..., help="the report folder of a new run (e.g. runs/smoke-report)"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 when a number differs"),
+) -> None:
+    """Every number in two reports' records side by side: "reproduced: N of N numbers identical" or what differs."""
+    from harness.compare import compare_reports
+    from harness.console import console
+
+    same, total, diffs = compare_reports(committed, new)
+    where = f"{escape(str(new))} against {escape(str(committed))}"
+    console.print(f"reproduced: {same} of {total} numbers identical ({where})")
+    for line in diffs:
+        console.print(f"  differs: {escape(line)}", soft_wrap=True)
+    if diffs and strict:
+        raise typer.Exit(1)

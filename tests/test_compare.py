@@ -1,0 +1,35 @@
+"""`matten-bench compare`: every number under the records' outputs, matched by file and key."""
+
+import json
+import subprocess
+import sys
+
+from harness.compare import compare_reports
+
+
+def _report(root, fvd, params=41.5, seconds=3.0):
+    (root / "records" / "exp").mkdir(parents=True)
+    rec = {"outputs": {"fvd": fvd, "result": {"interval": {"low": fvd - 1, "high": fvd + 2}, "clips": {"real": 8},
+                                              "environment": {"torch_threads": 2}}}, "seconds": seconds}
+    (root / "records" / "exp" / "fvd-0000010.json").write_text(json.dumps(rec))
+    (root / "records" / "params.json").write_text(json.dumps({"outputs": {"models": [{"params": params}]}}))
+    return root
+
+
+def test_identical_numbers_and_what_differs(tmp_path):
+    a = _report(tmp_path / "a", 100.0)
+    b = _report(tmp_path / "b", 100.0, seconds=9.0)  # a time is not a number of the measurement
+    assert compare_reports(a, b) == (5, 5, [])  # fvd, low, high, clips.real, params
+    c = _report(tmp_path / "c", 101.0)
+    same, total, diffs = compare_reports(a, c)
+    assert (same, total) == (2, 5)
+    assert diffs[0] == "exp/fvd-0000010.json:outputs.fvd: 100.0 -> 101.0 (+1.00e-02 relative)"
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(c)], capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 0 and "reproduced: 2 of 5 numbers identical" in out.stderr.replace("\n", " ")
+    strict = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(c), "--strict"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert strict.returncode == 1
+    missing = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(tmp_path / "none")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")

@@ -160,16 +160,19 @@ def plan_experiments(preset: Preset, tables: list[str]) -> list[Experiment]:
 
 def parse_data(items: list[str]) -> dict[str, Path]:
     """``--data ucf101=DIR`` options into {dataset: path}."""
-    out = {}
+    out, problems = {}, []
     for item in items:
-        if "=" not in item:
-            raise UserError(f"--data {item!r}: expected DATASET=DIR, e.g. --data ucf101=/data/UCF-101")
-        name, path = item.split("=", 1)
-        if name not in PAPER_DATASETS:
-            raise UserError(f"--data {item!r}: unknown dataset {name!r} (one of {', '.join(PAPER_DATASETS)})")
-        if not Path(path).expanduser().is_dir():
-            raise UserError(f"--data {item!r}: {path} is not a folder")
-        out[name] = Path(path).expanduser()
+        name, _, path = item.partition("=")
+        if not path:
+            problems.append(f"--data {item!r}: expected DATASET=DIR, e.g. --data ucf101=/data/UCF-101")
+        elif name not in PAPER_DATASETS:
+            problems.append(f"--data {item!r}: unknown dataset {name!r} (one of {', '.join(PAPER_DATASETS)})")
+        elif not Path(path).expanduser().is_dir():
+            problems.append(f"--data {item!r}: {path} is not a folder")
+        else:
+            out[name] = Path(path).expanduser()
+    if problems:
+        raise UserError("; ".join(problems))
     return out
 
 
@@ -211,8 +214,6 @@ def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path
         config = {"dataset": "synthetic", **clip, "synthetic": preset.synthetic}
         source = None
     else:
-        if dataset not in data:
-            raise UserError(f"the {dataset} dataset is needed: pass --data {dataset}=DIR (its official layout)")
         config = {"dataset": dataset, **clip, "source": str(data[dataset])}
         source = data[dataset]
 
@@ -439,6 +440,7 @@ def run(
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
     experiments = plan_experiments(preset, tables)
+    check_inputs(preset, experiments, data)
 
     count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
     count_params = bool(set(tables) & {"params", "scaling"})
@@ -487,6 +489,37 @@ def run(
 
         command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
         return build_report(root, report_dir, preset, tables, experiments, command=command)
+
+
+def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path]) -> None:
+    """Every input of a run checked before its first stage, every problem at once (one line): ``--data``
+    entries the scale does not use, datasets it needs but was not given, a GPU it needs that torch does
+    not see, a VAE whose weights are not there."""
+    problems = []
+    needed = sorted({e.dataset for e in experiments} - {"synthetic"})
+    unused = sorted(set(data) - set(preset.datasets))
+    if unused:
+        uses = ", ".join(preset.datasets)
+        problems.append(f"--data {', '.join(unused)}: the {preset.scale} scale does not use it (it uses {uses})")
+    missing = [d for d in needed if d not in data]
+    if missing:
+        problems.append("the " + ", ".join(missing) + f" dataset{'s' if len(missing) > 1 else ''} needed: pass "
+                        + " ".join(f"--data {d}=DIR" for d in missing) + " (each in its official layout)")
+    if experiments:
+        import torch
+
+        devices = {preset.train.device, preset.sample.device, preset.fvd.device or "auto"}
+        if any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available():
+            problems.append(f"the {preset.scale} scale trains and samples on a GPU and torch sees none "
+                            "(matten-bench doctor); on a CPU use --scale smoke")
+        try:
+            from harness.vae import check_vae
+
+            check_vae(preset.train.vae)
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("; ".join(problems))
 
 
 def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:

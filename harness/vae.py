@@ -109,8 +109,15 @@ def _weights_file(path: Path) -> Path:
 
 def load_vae(spec: str, device: str | torch.device = "cpu") -> IdentityVAE | SDVAE:
     """``identity`` | ``sd-v1-4:PATH`` | ``sd-v1-4`` (PATH from $MATTEN_BENCH_VAE)."""
+    path = check_vae(spec)
+    return IdentityVAE() if path is None else SDVAE(path, device)
+
+
+def check_vae(spec: str) -> Path | None:
+    """The VAE folder ``spec`` names, checked without loading it (None for ``identity``); UserError if its
+    weights are not there. ``run`` calls it before its first stage."""
     if spec == "identity":
-        return IdentityVAE()
+        return None
     kind, _, path = spec.partition(":")
     if kind != "sd-v1-4":
         raise UserError(f"unknown --vae {spec!r}; use 'identity' or 'sd-v1-4:PATH'")
@@ -119,7 +126,9 @@ def load_vae(spec: str, device: str | torch.device = "cpu") -> IdentityVAE | SDV
         if env is None:
             raise UserError(f"--vae sd-v1-4 needs a path; {WHERE_TO_GET}")
         path = str(env)
-    return SDVAE(path, device)
+    folder = Path(path).expanduser().resolve()
+    _weights_file(folder)
+    return folder
 
 
 # ------------------------------------------------------------------ latent cache

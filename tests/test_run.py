@@ -203,11 +203,39 @@ def test_missing_stage_is_named(tmp_path, stages, monkeypatch):
         do_run(tmp_path)
 
 
-def test_paper_scale_needs_yes(tmp_path, stages):
+def _vae_folder(root: Path) -> Path:
+    (root / "vae").mkdir(parents=True)
+    (root / "vae" / "config.json").write_text("{}")
+    (root / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
+    return root / "vae"
+
+
+def test_paper_scale_needs_yes(tmp_path, stages, monkeypatch):
+    data = {d: tmp_path / d for d in ("ffs", "sky", "ucf101", "taichi")}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the input check sees a GPU ...
+    monkeypatch.setattr("harness.run.measure_tflops", lambda preset, gfma: (200.0, "assumed"))  # ... not timed
     with pytest.raises(UserError, match=r"about [\d,]+ GPU-hours .*--yes") as e:
-        run(["sota"], "paper", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+        run(["sota"], "paper", run_dir=tmp_path / "run", results_dir=tmp_path / "r", data=data,
+            vae=f"sd-v1-4:{_vae_folder(tmp_path)}")
     assert "10 GFMA per sample" in str(e.value)
     assert "train" not in stages.calls
+
+
+def test_every_input_problem_is_listed_before_any_stage(tmp_path, stages, monkeypatch):
+    """--data at a scale that does not use it; all four missing datasets at once; no GPU; no VAE weights."""
+    with pytest.raises(UserError) as e:
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", data={"ucf101": tmp_path})
+    assert str(e.value) == "--data ucf101: the smoke scale does not use it (it uses synthetic)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("MATTEN_BENCH_VAE", raising=False)
+    with pytest.raises(UserError) as e:
+        run(["sota"], "paper", run_dir=tmp_path / "run", results_dir=tmp_path / "r", yes=True)
+    message = str(e.value)
+    assert message.startswith("the ffs, sky, taichi, ucf101 datasets needed: pass --data ffs=DIR --data sky=DIR")
+    assert "trains and samples on a GPU and torch sees none" in message and "--vae sd-v1-4 needs a path" in message
+    with pytest.raises(UserError, match="the mini scale trains and samples on a GPU and torch sees none"):
+        run(["variants"], "mini", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    assert stages.calls == {}  # nothing ran
 
 
 def test_bad_options_exit_2():

@@ -78,6 +78,21 @@ def test_models_table_lists_depths():
     assert "23 × (T-attn, G-mamba)" in result.output
 
 
+def test_models_table_is_readable_at_80_columns(monkeypatch):
+    from rich.console import Console
+
+    import harness.cli.models as cli_models
+
+    narrow = Console(width=80, force_terminal=False)
+    monkeypatch.setattr(cli_models, "console", narrow)
+    with narrow.capture() as captured:
+        cli_models.models_cmd(as_json=False, include_tiny=False)
+    lines = captured.get().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if line.lstrip().startswith("Matten-XL/2-v3"))
+    assert row.split()[-4:] == ["853.8", "853.0", "+0.1%", "+0.0%"]  # numbers whole, never folded
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

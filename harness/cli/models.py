@@ -23,25 +23,32 @@ def models_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the paper-size models as a JSON list on stdout."),
     include_tiny: bool = typer.Option(False, "--tiny", help="Also list the smoke-scale 'tiny' preset."),
 ) -> None:
-    """Every model: name, variant, size, layers, hidden size, N, parameters, the paper's parameters, deviation."""
+    """Every model: name, blocks, parameters, the paper's parameters and the deviation, the match to variant 3."""
     from models.registry import list_models
 
     rows = list_models(include_tiny=include_tiny and not as_json)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="Models (patch 2; params counted unconditional, M-AdaN, 16×4×32×32, on the meta device)")
-    for col in ("name", "variant", "size", "layers", "blocks", "hidden", "N", "params", "paper", "deviation", "vs v3"):
-        table.add_column(col, justify="right" if col in ("layers", "hidden", "N", "params", "paper") else "left")
+    from rich import box
+
+    # readable at 80 columns: sizes and variants are in the name, numbers never wrap, the blocks fold
+    table = Table(title="Models: patch 2, counted unconditional with M-AdaN at 16×4×32×32 on the meta device",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    table.add_column("model", no_wrap=True)
+    table.add_column("blocks", overflow="fold", ratio=1)
+    for col in ("params (M)", "paper (M)", "vs paper", "vs v3"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
-        dev = "—" if r["deviation"] is None else f"{100 * r['deviation']:+.2f}%"
+        dev = "—" if r["deviation"] is None else f"{100 * r['deviation']:+.1f}%"
         table.add_row(
-            r["name"], str(r["variant"] or "—"), r["size"], str(r["layers"]), r["blocks"], str(r["hidden"]),
-            str(r["d_state"] or "—"), f"{r['params']:,}",
-            "—" if r["paper_params"] is None else f"{r['paper_params']:,}", dev,
-            "—" if r["vs_variant3"] is None else f"{100 * r['vs_variant3']:+.2f}%",
+            r["name"], r["blocks"], f"{r['params'] / 1e6:,.1f}",
+            "—" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:,.1f}", dev,
+            "—" if r["vs_variant3"] is None else f"{100 * r['vs_variant3']:+.1f}%",
         )
+    hidden = ", ".join(f"{r['size'].upper()} {r['hidden']}" for r in rows if r["name"].startswith("Latte"))
     console.print(table)
+    console.print(f"hidden size: {hidden}; Mamba state N = 16; `matten-bench models --json` has every field")
 
 
 def _header(device: str) -> str:

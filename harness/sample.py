@@ -48,9 +48,14 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
     os.replace(tmp, path)
 
 
-def write_contact_sheet(path: str | Path, clips: np.ndarray, max_frames: int = 8) -> None:
-    """A PNG grid: one row per clip, up to ``max_frames`` evenly spaced frames per row."""
-    from PIL import Image
+def write_contact_sheet(
+    path: str | Path, clips: np.ndarray, max_frames: int = 8, title: str = "", row_labels: list[str] | None = None
+) -> None:
+    """A PNG grid of uint8 clips (N, T, H, W, 3): one row per clip, up to ``max_frames`` evenly spaced frames
+    per row (left to right), scaled up (nearest) to at least 512 pixels wide; ``title`` on a strip above the
+    grid (what the clips are: model, step, sampler, weights) and ``row_labels`` (e.g. each clip's class) on
+    each row's left, so a sheet says what it shows without its file name."""
+    from PIL import Image, ImageDraw
 
     n, t, h, w, _ = clips.shape
     cols = np.linspace(0, t - 1, min(t, max_frames)).round().astype(int)
@@ -62,7 +67,20 @@ def write_contact_sheet(path: str | Path, clips: np.ndarray, max_frames: int = 8
     if img.width < 512:  # small clips: scale up (nearest) so a person can see them
         k = max(1, 512 // img.width)
         img = img.resize((img.width * k, img.height * k), Image.NEAREST)
+    margin = 64 if row_labels else 0
+    strip = 16 if title else 0
+    if margin or strip:
+        framed = Image.new("RGB", (img.width + margin, img.height + strip), (255, 255, 255))
+        framed.paste(img, (margin, strip))
+        draw = ImageDraw.Draw(framed)
+        if title:
+            draw.text((4, 2), title, fill=(0, 0, 0))
+        row_h = img.height / n
+        for r, label in enumerate(row_labels or []):
+            draw.text((4, strip + r * row_h + row_h / 2 - 5), label[:10], fill=(0, 0, 0))
+        img = framed
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     img.save(tmp)
     os.replace(tmp, path)
@@ -179,6 +197,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
 
     n_shards = (num + batch_size - 1) // batch_size
     written = skipped = 0
+    sheet: list[np.ndarray] = []
     with progress() as bar:
         task = bar.add_task(f"sample {sampler}-{steps}", total=num)
         for s in range(n_shards):
@@ -210,8 +229,17 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
                     path = out_dir / "videos" / f"sample-{lo + j:05d}.mp4"
                     if not path.exists():
                         write_mp4(path, clips[j], cfg.fps)
-            if s == 0 and cfg.contact_sheet:
-                write_contact_sheet(out_dir / "contact_sheet.png", clips[: cfg.contact_sheet])
+            if cfg.contact_sheet and sum(len(c) for c in sheet) < cfg.contact_sheet:  # the first clips, any shard
+                sheet.append(clips[: cfg.contact_sheet - sum(len(c) for c in sheet)])
             bar.advance(task, hi - lo)
+    if sheet:
+        ema = config["ema_schedule"] or {}
+        weights = f"EMA {ema.get('decay')}{' with warm-up' if ema.get('warmup') else ''}" if use_ema else "raw weights"
+        title = (f"{Path(str(config['checkpoint'])).parent.parent.name} · step {state['step']} · "
+                 f"{sampler.upper()}-{steps} ({spacing}) · {weights}")
+        labels = [f"class {i % num_classes}" for i in range(cfg.contact_sheet)] if num_classes else None
+        clips_shown = np.concatenate(sheet)
+        write_contact_sheet(out_dir / "contact_sheet.png", clips_shown, title=title,
+                            row_labels=labels[: len(clips_shown)] if labels else None)
     outputs = {"clips": "clips/", "videos": "videos/" if cfg.mp4 else None, "contact_sheet": "contact_sheet.png"}
     return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped)

@@ -96,7 +96,7 @@ class Stages:
             return {"fvd": 50.0, "interval": {"low": 45.0, "high": 55.0}, "clips": {"a": num, "b": num},
                     "videos_shared": 0}
 
-        def write_contact_sheet(path, clips):
+        def write_contact_sheet(path, clips, **kw):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(b"stand-in png")
 

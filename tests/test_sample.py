@@ -41,7 +41,9 @@ def test_sample_writes_shards_mp4_and_sheet_and_resumes(checkpoint, tmp_path, mo
     assert len(frames) == 3 and frames[0].shape == (8, 8, 3)
     assert np.abs(frames[0].astype(int) - clips[4, 0].astype(int)).mean() < 40  # lossy, but the same picture
     with Image.open(out / "contact_sheet.png") as img:
-        assert img.format == "PNG" and img.width > 0 and img.height > 0
+        # all 5 clips from 3 shards of 2, 3 frames of 8x8 scaled 21x (to >= 512 px), a 64-px column of class
+        # labels on the left and a 16-px title strip on top
+        assert img.format == "PNG" and img.size == (64 + 3 * 8 * 21, 16 + 5 * 8 * 21)
 
     # resume: delete one shard and its record; only that shard is regenerated, identically
     first = np.load(out / "clips" / "clips-00001.npy")

@@ -82,6 +82,9 @@ def bench_scan_cmd(
 
     compare = compare if reference else []
     header = _header("cpu")
+    if compare:
+        console.print("the reference loop is slow: with the defaults this takes about 8.5 minutes on 2 CPUs "
+                      "(results/benchmarks.md); --no-reference leaves it out")
     with progress() as bar:
         task = bar.add_task("selective scan", total=len(compare) + len(torch_only))
         rows = bench_scan(tuple(compare), tuple(torch_only), batch, d_inner, d_state, repeats, reference_repeats,

@@ -123,6 +123,8 @@ class TrainConfig:
     num_workers: int = option(4, "DataLoader worker processes")
     device: str = option("auto", "auto | cpu | cuda | cuda:N (under torchrun, cuda = LOCAL_RANK's GPU)")
     compile: bool | None = option(None, "torch.compile the model (default: on for CUDA, off on the CPU)")
+    preflight: bool = option(True, "estimate a step's memory first and refuse a run that will not fit "
+                             "(harness.preflight)")
     model_builder: str = option("models:build_model", "module:function honouring models.build_model's contract",
                                 hidden=True)
 
@@ -160,7 +162,8 @@ class TrainConfig:
     def hashed(self) -> dict[str, Any]:
         """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
         run is resumed with (lr, precision) may change across a resume; the ledger records each start."""
-        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile"}
+        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile",
+                "preflight"}
         skip |= {"lr", "precision"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 

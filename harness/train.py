@@ -274,6 +274,10 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     # -- data, model, optimizer, EMA
     ds = open_dataset(cfg)
     vae, model_args = _model_inputs(cfg, ds, device)
+    if cfg.preflight and start_step_of(ckpt) < cfg.steps:  # will a step fit? refused before any allocation
+        from harness import preflight
+
+        preflight.check(cfg, model_args, device, vae.downsample if vae is not None else 1)
     model = build_model_from_config(cfg, **model_args).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
@@ -383,6 +387,11 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         )
     barrier(d)
     return rec or {}
+
+
+def start_step_of(ckpt: Path | None) -> int:
+    """The step a checkpoint file is at, from its name (``step-NNNNNNN.pt``); 0 without one."""
+    return int(ckpt.stem.split("-")[1]) if ckpt is not None else 0
 
 
 def _model_inputs(cfg: TrainConfig, ds, device: torch.device):

@@ -96,6 +96,8 @@ def backend_in_use() -> str:
 
 def _note_use(name: str, device: torch.device) -> None:
     global _last_used
+    if device.type == "meta":  # shape-only passes (FLOP counts, the memory preflight) run no backend
+        return
     _last_used = name
     if name not in _logged:
         _logged.add(name)

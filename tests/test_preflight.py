@@ -1,0 +1,73 @@
+"""The memory preflight: refuses a step that will not fit with the options that would, against hand arithmetic,
+and stays within a factor of two of a measured peak."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import preflight
+from harness.config import TrainConfig
+from harness.errors import UserError
+from harness.vae import write_latent_cache
+
+ARGS = {"in_channels": 3, "input_size": 256, "num_classes": 0, "num_frames": 16}
+DEFAULT = TrainConfig(data="d", run_dir="r", family="matten", size="tiny")  # train's defaults: 256 px, patch 2
+
+
+def test_default_training_on_a_cpu_is_refused_with_a_batch_that_fits(monkeypatch):
+    monkeypatch.setattr(preflight, "free_memory", lambda device: 16 * 2**30)
+    est = preflight.estimate(DEFAULT, ARGS)
+    assert est.tokens_per_clip == 16 * 128 * 128 and est.state == 20 * est.params
+    fits = int((0.9 * 16 * 2**30 - est.state) // est.activations_per_clip)  # by hand
+    assert 1 <= fits < DEFAULT.batch
+    with pytest.raises(UserError) as e:
+        preflight.check(DEFAULT, ARGS, torch.device("cpu"))
+    message = str(e.value)
+    assert message.startswith(f"one training step needs about {est.total / 2**30:.1f} GiB")
+    assert f"--batch {fits} would fit" in message and "16.0 GiB free" in message
+    assert preflight.check(replace(DEFAULT, batch=fits), ARGS, torch.device("cpu")).batch == fits  # and it does
+
+
+def test_when_one_clip_is_too_many_a_smaller_image_size_is_named_and_fits(monkeypatch):
+    monkeypatch.setattr(preflight, "free_memory", lambda device: 2 * 2**30)
+    with pytest.raises(UserError, match=r"--batch 1 --image-size (\d+) would fit") as e:
+        preflight.check(DEFAULT, ARGS, torch.device("cpu"))
+    size = int(str(e.value).split("--image-size ")[1].split()[0])
+    small = preflight.estimate(replace(DEFAULT, batch=1), dict(ARGS, input_size=size))
+    assert small.total <= 0.9 * 2 * 2**30 and size % DEFAULT.patch == 0
+
+
+def test_estimate_is_within_a_factor_of_two_of_a_measured_peak(tmp_path):
+    """Two real training steps in a fresh process (its peak resident memory, VmHWM, above its start)."""
+    code = f"""
+import json, numpy as np
+from harness import train as T, preflight
+from harness.machine import peak_memory_gib
+from harness.vae import write_latent_cache
+write_latent_cache({str(tmp_path / 'c')!r}, np.zeros((4, 16, 3, 64, 64), np.float16), np.zeros(4, int), 0)
+cfg = T.TrainConfig(data={str(tmp_path / 'c')!r}, run_dir={str(tmp_path / 'r')!r}, family="matten", size="tiny",
+                    batch=2, steps=2, num_workers=0, device="cpu", precision="fp32", image_size=64, preflight=False)
+base = peak_memory_gib("cpu")[0]
+T.train(cfg)
+est = preflight.estimate(cfg, {{"in_channels": 3, "input_size": 64, "num_classes": 0, "num_frames": 16}})
+print(json.dumps({{"measured": peak_memory_gib("cpu")[0] - base, "estimate": est.total / 2**30}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.5 < got["estimate"] / got["measured"] < 2.0, got
+
+
+@pytest.mark.skipif(preflight.free_memory(torch.device("cpu")) > 30 * 2**30, reason="this machine would fit it")
+def test_train_with_its_defaults_stops_in_seconds_not_minutes(tmp_path):
+    write_latent_cache(tmp_path / "c", np.zeros((6, 16, 3, 256, 256), np.float16), np.zeros(6, int), 0)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "train", "--data", str(tmp_path / "c"), "--run-dir",
+                          str(tmp_path / "r"), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("error: one training step needs about ")
+    assert "would fit" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "checkpoints").exists()

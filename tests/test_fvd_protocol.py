@@ -215,10 +215,10 @@ def test_real_vs_real_floor_uses_the_reference_set_and_a_disjoint_one(tmp_path, 
     source = generate_synthetic(
         tmp_path / "raw", num_classes=2, videos_per_class=3, frames=24, width=32, height=32, fps=8, seed=0
     )
-    prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=8, frame_interval=1, progress=False)
-    kw = dict(num_frames=8, frame_interval=1, size=32, device="cpu", bootstrap=50)
+    prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=9, frame_interval=1, progress=False)
+    kw = dict(num_frames=9, frame_interval=1, size=32, device="cpu", bootstrap=50)
     rec = real_floor(FVDConfig(real=str(tmp_path / "prep"), num=3, **kw))
-    clips = np.concatenate(list(eval_clips(tmp_path / "prep", 6, num_frames=8, frame_interval=1, size=32)))
+    clips = np.concatenate(list(eval_clips(tmp_path / "prep", 6, num_frames=9, frame_interval=1, size=32)))
     extract = Extractor(StandInDetector(), "cpu", "stylegan-v")
     want = fvd_from_stats(stats_of(extract(clips[:3])), stats_of(extract(clips[3:])))
     assert rec["fvd"] == pytest.approx(want, rel=1e-6) and rec["clips"] == {"a": 3, "b": 3}

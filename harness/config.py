@@ -215,6 +215,11 @@ class SampleConfig:
 
 
 FVD_PROTOCOLS = ("stylegan-v", "videogpt")
+FVD_PRECISIONS = ("fp32", "tf32", "tf32x3", "bf16", "fp16")  # harness.fvd.protocol.PRECISIONS
+# I3D's temporal strides (conv 1a, pools 4a and 5a: 2 each) leave ceil(T / 8) steps, and its head averages windows
+# of 2 steps (a VALID pool): T >= 9. tests/test_fvd_i3d.py runs the network on 9 frames and is refused 8.
+I3D_MIN_FRAMES = 9
+MIN_FVD_SIZE = 16  # smaller real clips carry too little to resize to 224 meaningfully
 
 
 @dataclass
@@ -242,8 +247,16 @@ class FVDConfig:
             raise UserError(f"unknown FVD protocol {self.protocol!r}; choose one of {', '.join(FVD_PROTOCOLS)}")
         if self.num < 2:
             raise UserError(f"--num {self.num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
+        if self.precision not in FVD_PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(FVD_PRECISIONS)}")
         for name in ("num_frames", "frame_interval", "size", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.num_frames < I3D_MIN_FRAMES:
+            raise UserError(f"--num-frames {self.num_frames}: I3D needs at least {I3D_MIN_FRAMES} frames (its strides "
+                            "shrink time 8-fold and its head pools 2 steps); FVD's protocol uses 16")
+        if self.size < MIN_FVD_SIZE:
+            raise UserError(f"--size {self.size}: real clips smaller than {MIN_FVD_SIZE}x{MIN_FVD_SIZE} are too small "
+                            "to resize to 224 meaningfully")
         if self.bootstrap < 0:
             raise UserError(f"--bootstrap {self.bootstrap}: must be at least 0")

@@ -350,7 +350,7 @@ def stage_floor(root: Path, preset: Preset, dataset: str, prepared: Path) -> dic
 
         result = real_floor(cfg)
         first = next(eval_clips(prepared, 8, num_frames=cfg.num_frames, frame_interval=cfg.frame_interval,
-                                size=cfg.size, batch_size=8, seed=cfg.seed))
+                                size=cfg.size, batch_size=8, seed=cfg.seed, too_short="skip"))  # as real_floor
         write_contact_sheet(out / "real_contact_sheet.png", first,
                             title=f"real clips: {dataset}, the reference set's first 8 (no flips)")
         return {"fvd": fvd_value(result), "result": result, "contact_sheet": "real_contact_sheet.png"}

@@ -8,6 +8,7 @@ i mod num_classes) and classifier-free guidance (Latte's UCF101 scale 7.0 by def
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,28 @@ def ema_schedule_of(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def trained_clips(state: dict[str, Any]) -> dict[str, Any]:
+    """The clips a checkpoint's model was trained on, what ``fvd`` compares with the real clips' frame rate:
+    ``{"num_frames", "frame_interval", "image_size", "data" (the prepared dataset), "latent_cache" (or None)}``.
+    From a latent cache's own description when the model was trained on one (its clips, its source dataset),
+    else from the training configuration; a value nothing records is None."""
+    config = state.get("config", {})
+    data = config.get("data")
+    out = {"num_frames": state.get("model_args", {}).get("num_frames", config.get("num_frames")),
+           "frame_interval": config.get("frame_interval"), "image_size": config.get("image_size"), "data": data,
+           "latent_cache": None}  # fmt: skip
+    meta_path = Path(str(data or "")) / "latent_cache.json"
+    if meta_path.is_file():  # the cache's clips are what the model saw, whatever the config's clip options say
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        clip = meta.get("clip", {}) if isinstance(meta, dict) else {}
+        out.update(frame_interval=clip.get("frame_interval"), image_size=clip.get("size"),
+                   data=meta.get("source") if isinstance(meta, dict) else None, latent_cache=data)
+    return out
+
+
 def vae_spec_of(identity: dict[str, Any]) -> str:
     if identity.get("kind") == "identity":
         return "identity"
@@ -191,7 +214,8 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
         "sample",
         config,
         protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "spacing": spacing,
-                  "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1]},
+                  "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1],
+                  "clips": trained_clips(state)},
     )  # fmt: skip
     from harness.console import progress
 

@@ -44,6 +44,21 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_user_error_naming_a_path_with_brackets_prints_it_verbatim():
+    """A path like ``clips[/b]`` is no rich markup: it used to end in a MarkupError traceback (or lose ``[red]``)."""
+    code = (
+        "import sys; from harness.cli import main; from harness.cli.app import app\n"
+        "from harness.errors import UserError\n"
+        "@app.command('boom')\n"
+        "def boom():\n"
+        "    raise UserError('samples not found: /data/a[/b]/x[red]y')\n"
+        "sys.argv = ['matten-bench', 'boom']; main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == ["error: samples not found: /data/a[/b]/x[red]y"]
+
+
 def test_device_rule_is_shared_and_refuses_a_missing_gpu(monkeypatch):
     import pytest
     import torch

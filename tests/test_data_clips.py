@@ -213,3 +213,30 @@ def test_decord_frames_come_through_dlpack_unchanged(gray_dataset):
         if ds.kinds[i] == "video":
             copy = decord.VideoReader(str(ds.source / ds.paths[i])).get_batch(indices.tolist()).asnumpy()
             assert np.array_equal(frames.numpy(), copy)
+
+
+def test_videos_shorter_than_the_window_are_counted_and_refused_or_left_out_never_squeezed(gray_dataset):
+    """gray_dataset holds videos of 60, 50 and 55 frames. A window of 13 x 4 = 52 frames fits two of them;
+    the 50-frame one would get its 13 indices spread over 50 frames (a smaller interval) if it were used."""
+    from harness.data.clips import short_mask, short_videos
+    from harness.errors import UserError
+
+    assert short_mask([60, 50, 55, 52], 13, 4).tolist() == [False, True, False, False]  # 52 frames fit exactly
+    assert short_videos(gray_dataset, 16, 3) == {"window": 48, "videos": 3, "too_short": 0, "shortest": 50}
+    assert short_videos(gray_dataset, 13, 4) == {"window": 52, "videos": 3, "too_short": 1, "shortest": 50}
+
+    with pytest.raises(UserError, match=r"1 of 3 usable videos have fewer than 52 frames .*shortest has 50"):
+        ClipDataset(gray_dataset, size=16, num_frames=13, frame_interval=4)  # the default (the trainer's): refused
+    ds = ClipDataset(gray_dataset, size=16, num_frames=13, frame_interval=4, too_short="skip")
+    assert len(ds) == 2 and ds.too_short == 1 and 50 not in ds.totals
+    for i in range(len(ds)):
+        for epoch in range(5):
+            idx, _ = ds.sample_plan(i, epoch)
+            assert idx[-1] - idx[0] == 51  # the whole 52-frame window: the interval kept
+    with pytest.raises(UserError, match="3 of 3 usable videos have fewer than 64 frames"):
+        ClipDataset(gray_dataset, size=16, num_frames=16, frame_interval=4, too_short="skip")  # none left
+    clips = np.concatenate(list(eval_clips(gray_dataset, 4, size=16, num_frames=13, frame_interval=4,
+                                           too_short="skip")))
+    assert clips.shape == (4, 13, 16, 16, 3)
+    with pytest.raises(UserError, match="fewer than 52 frames"):
+        next(eval_clips(gray_dataset, 4, size=16, num_frames=13, frame_interval=4))

@@ -162,3 +162,18 @@ def test_compiled_detector_matches_the_eager_one():
     want = Extractor(eager, "cpu", "stylegan-v").logits(clips)
     got = Extractor(compiled, "cpu", "stylegan-v", compile=True).logits(clips)
     assert np.abs((got - want).numpy()).max() <= 1e-4 * max(1.0, float(want.abs().max()))
+
+
+def test_i3d_takes_nine_frames_and_refuses_eight():
+    """FVDConfig refuses --num-frames below I3D_MIN_FRAMES; this holds the constant to what the network takes."""
+    from harness.config import I3D_MIN_FRAMES, FVDConfig
+    from harness.errors import UserError
+
+    model = InceptionI3d().eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, I3D_MIN_FRAMES, 224, 224)).shape == (1, 400)
+        with pytest.raises(ValueError, match="T >= 9"):
+            model(torch.zeros(1, 3, I3D_MIN_FRAMES - 1, 224, 224))
+    with pytest.raises(UserError, match="--num-frames 8: I3D needs at least 9 frames"):
+        FVDConfig(real="r", fake="f", num_frames=8)
+    assert FVDConfig(real="r", fake="f", num_frames=9).num_frames == 9

@@ -34,6 +34,11 @@ def test_sample_writes_shards_mp4_and_sheet_and_resumes(checkpoint, tmp_path, mo
     out = tmp_path / "samples"
     rec = sample(checkpoint, out, num=5, batch_size=2, steps=4, device="cpu")
     assert rec["status"] == "complete" and rec["shards_written"] == 3 and rec["config"]["cfg_scale"] == 7.0
+    # what fvd compares with the real clips: the clips the model was trained on (from the checkpoint's config)
+    # (a latent cache written without a clip description: its frame interval and source are not known)
+    trained = rec["protocol"]["clips"]
+    assert trained["num_frames"] == 3 and trained["latent_cache"].endswith("data")
+    assert trained["frame_interval"] is None and trained["data"] is None
     clips = np.concatenate(list(iter_shards(out)))
     assert clips.shape == (5, 3, 8, 8, 3) and clips.dtype == np.uint8
     with av.open(str(out / "videos" / "sample-00004.mp4")) as c:
@@ -98,3 +103,17 @@ def test_the_record_says_which_weights_and_timesteps(checkpoint, tmp_path):
 def test_a_checkpoint_from_before_the_warmup_is_described_as_lattes_recipe():
     old = {"config": {"ema_decay": 0.9999}}  # no "ema_schedule": written before the warm-up existed
     assert S.ema_schedule_of(old)["warmup"] is False and S.ema_schedule_of(old)["decay"] == 0.9999
+
+
+def test_trained_clips_come_from_the_latent_cache_when_the_model_saw_one(tmp_path):
+    state = {"config": {"data": str(tmp_path / "prep"), "num_frames": 16, "frame_interval": 3, "image_size": 256},
+             "model_args": {"num_frames": 16}}
+    assert S.trained_clips(state) == {"num_frames": 16, "frame_interval": 3, "image_size": 256,
+                                      "data": str(tmp_path / "prep"), "latent_cache": None}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "latent_cache.json").write_text(json.dumps({"source": "/data/prep", "clip": {"frame_interval": 1,
+                                                                                           "size": 128}}))
+    state["config"]["data"] = str(cache)  # the config's own clip options are not what the cache holds
+    assert S.trained_clips(state) == {"num_frames": 16, "frame_interval": 1, "image_size": 128, "data": "/data/prep",
+                                      "latent_cache": str(cache)}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from harness.cli.app import app, bench_app
 from harness.config import FVDConfig, config_command
@@ -36,7 +37,10 @@ def fvd(cfg: FVDConfig):
     span = f" (95% bootstrap interval {interval['low']:.3f} to {interval['high']:.3f})" if "low" in interval else ""
     if "skipped" in interval:
         span = f" (no interval: {interval['skipped']})"
-    where = f"  record: {cfg.out}" if cfg.out else ""
+    where = f"  record: {escape(str(cfg.out))}" if cfg.out else ""
+    if record["warnings"]:
+        where += f"  ({len(record['warnings'])} warning{'s' if len(record['warnings']) > 1 else ''} above"
+        where += ", kept in the record)" if cfg.out else ")"
     console.print(f"FVD ({cfg.protocol}, {cfg.num} vs {cfg.num} clips): {record['fvd']:.3f}{span}{where}")
     print(f"{record['fvd']:.6f}")
 

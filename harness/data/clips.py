@@ -30,7 +30,7 @@ frame, and does not document its filter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,54 @@ def window_indices(total: int, num_frames: int, frame_interval: int, rng: np.ran
     begin = int(rng.integers(0, rand_end + 1))
     end = min(begin + window, total)
     return np.linspace(begin, end - 1, num_frames).astype(np.int64)
+
+
+def short_mask(totals: Sequence[int] | np.ndarray, num_frames: int, frame_interval: int) -> np.ndarray:
+    """bool (V,): which of the videos (lengths ``totals`` in frames) are shorter than the window of
+    ``num_frames * frame_interval`` frames. Their clips could not keep the interval: :func:`window_indices`
+    would spread the ``num_frames`` indices over the whole video instead (a smaller interval, silently).
+    The same rule as ``prepare``'s "too short" (``harness.data.prepare``)."""
+    return np.asarray(totals, dtype=np.int64) < num_frames * frame_interval
+
+
+def short_videos(prepared_dir: str | Path, num_frames: int, frame_interval: int) -> dict[str, int]:
+    """How the usable videos of a prepared dataset fit a (``num_frames``, ``frame_interval``) window, from the
+    manifest alone (nothing decoded): ``{"window": frames a clip spans, "videos": usable videos, "too_short":
+    how many are shorter than the window, "shortest": the shortest's length in frames (0 without videos)}``.
+
+    What ``fvd`` checks before any detector work and what a trainer can check before it starts; raises
+    ``UserError`` for a folder that is not a prepared dataset.
+    """
+    totals = load_manifest(prepared_dir, ok_only=True)["frames"].astype(int).to_numpy()
+    return {"window": num_frames * frame_interval, "videos": len(totals),
+            "too_short": int(short_mask(totals, num_frames, frame_interval).sum()),
+            "shortest": int(totals.min()) if len(totals) else 0}  # fmt: skip
+
+
+def drop_short_rows(
+    rows: Any, num_frames: int, frame_interval: int, too_short: str, where: str | Path
+) -> tuple[Any, int]:
+    """The manifest rows (a DataFrame) long enough for the window, and how many were dropped.
+
+    ``too_short="refuse"``: any video shorter than ``num_frames * frame_interval`` frames is a ``UserError``
+    (one line: how many, the shortest, how to fix it). ``"skip"``: they are dropped and counted; a
+    ``UserError`` when none is left. Never squeezed into a smaller interval.
+    """
+    if too_short not in ("refuse", "skip"):
+        raise UserError(f"too_short must be 'refuse' or 'skip'; got {too_short!r}")
+    short = short_mask(rows["frames"].astype(int), num_frames, frame_interval)
+    n = int(short.sum())
+    if n == 0:
+        return rows, 0
+    window = num_frames * frame_interval
+    shortest = int(rows["frames"].astype(int).min())
+    what = (f"{where}: {n} of {len(rows)} usable videos have fewer than {window} frames ({num_frames} frames at "
+            f"interval {frame_interval}; the shortest has {shortest})")
+    if too_short == "refuse" or n == len(rows):
+        raise UserError(f"{what}; their clips would not keep the interval. Use a smaller --frame-interval or "
+                        f"--num-frames, or prepare the dataset with --num-frames {num_frames} --frame-interval "
+                        f"{frame_interval} (which skips them)")
+    return rows[~short].reset_index(drop=True), n
 
 
 def resize_center_crop(
@@ -96,6 +144,9 @@ class ClipDataset(torch.utils.data.Dataset):
     ``ds[i]`` is ``{"video": float32 (T, C, H, W) in [-1, 1] (or uint8 (T, H, W, 3) when uint8=True),
     "label": int (-1 if unlabeled), "index": i}``. Videos are the manifest's "ok" rows, in path order.
     ``source`` overrides the source root recorded in ``dataset.json`` (a copy moved elsewhere).
+    Videos shorter than the window (``num_frames * frame_interval`` frames) are refused
+    (``too_short="refuse"``, a ``UserError``) or left out and counted in ``self.too_short``
+    (``too_short="skip"``): :func:`drop_short_rows`; never squeezed into a smaller interval.
     """
 
     def __init__(
@@ -111,11 +162,13 @@ class ClipDataset(torch.utils.data.Dataset):
         crop: str = "center",
         antialias: bool = True,
         source: str | Path | None = None,
+        too_short: str = "refuse",
     ) -> None:
         info = load_info(prepared_dir)
         self.rows = load_manifest(prepared_dir, ok_only=True)
         if len(self.rows) == 0:
             raise UserError(f"no usable videos in {prepared_dir}")
+        self.rows, self.too_short = drop_short_rows(self.rows, num_frames, frame_interval, too_short, prepared_dir)
         self.source = Path(source) if source is not None else Path(info["source"])
         if not self.source.is_dir():
             raise UserError(f"source folder {self.source} (from {prepared_dir}/dataset.json) does not exist")
@@ -211,11 +264,13 @@ def eval_clips(
     batch_size: int = 16,
     num_workers: int = 0,
     antialias: bool = True,
+    too_short: str = "refuse",
 ) -> Iterator[np.ndarray]:
     """``num`` real clips for FVD as uint8 (B, T, H, W, 3) batches: the same clips, in the same order,
-    on every run and machine (windows from (seed, pass, video); no flips)."""
+    on every run and machine (windows from (seed, pass, video); no flips). Videos shorter than the window
+    are refused or left out (``too_short``, as :class:`ClipDataset`)."""
     ds = ClipDataset(prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False,
-                     seed=seed, uint8=True, antialias=antialias)
+                     seed=seed, uint8=True, antialias=antialias, too_short=too_short)
     loader = torch.utils.data.DataLoader(_EvalClips(ds, eval_plan(len(ds), num, seed)), batch_size=batch_size,
                                          shuffle=False, num_workers=num_workers)
     for batch in loader:

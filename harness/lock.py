@@ -1,4 +1,4 @@
-"""One job per output folder: an exclusive lock that a second job meets with one line naming the holder.
+"""One job per output folder (or cache entry): an exclusive lock a second job meets with one line naming the holder.
 
 ``with folder_lock(path, "train"):`` creates ``path`` (an unwritable folder is a one-line error here,
 before any work), then takes an exclusive ``flock`` on ``path/.matten-bench.lock`` and writes who holds it
@@ -23,31 +23,53 @@ from harness.errors import UserError
 LOCK_NAME = ".matten-bench.lock"
 
 
+class LockHeld(UserError):
+    """Another live job holds the folder or entry (the message names it)."""
+
+
 @contextlib.contextmanager
 def folder_lock(path: str | Path, what: str) -> Iterator[Path]:
     """Hold ``path`` for this job (``what``: the stage, for the other job's message) until the block ends.
 
     Raises UserError when ``path`` cannot be created or written, or when another live job holds it.
     """
-    import fcntl  # POSIX; matten-bench runs on Linux (and macOS)
-
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise UserError(f"cannot write to {path}: {e.strerror or e} (choose a writable folder)") from e
+    with _hold(path / LOCK_NAME, what, str(path)):
+        yield path
+
+
+@contextlib.contextmanager
+def entry_lock(entry: str | Path, what: str) -> Iterator[Path]:
+    """Hold one file being written (a cache entry; its lock is ``<entry>.lock`` beside it) until the block ends.
+    Raises UserError as :func:`folder_lock` does."""
+    entry = Path(entry)
+    with _hold(entry.with_name(entry.name + ".lock"), what, str(entry)):
+        yield entry
+
+
+@contextlib.contextmanager
+def _hold(lock_file: Path, what: str, label: str) -> Iterator[None]:
+    import fcntl  # POSIX; matten-bench runs on Linux (and macOS)
+
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UserError(f"cannot write to {lock_file.parent}: {e.strerror or e} (choose a writable folder)") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"{path} is in use by another job ({_holder(fd)}); wait for it to end or use another "
-                            "folder") from None  # fmt: skip
+            raise LockHeld(f"{label} is in use by another job ({_holder(fd)}); wait for it to end or use another "
+                           "folder") from None  # fmt: skip
         holder = {"what": what, "pid": os.getpid(), "host": socket.gethostname(),
                   "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield path
+        yield
     finally:
         os.close(fd)  # releases the flock
 

@@ -84,3 +84,41 @@ def test_unwritable_output_folders_fail_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
                           "--run-dir", str(UNWRITABLE / "runs")], capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/runs: ")
+
+
+def test_a_real_statistics_entry_being_written_is_held(tmp_path, monkeypatch):
+    """Two FVD jobs on the same real clips: the second meets the first's lock on the cache entry."""
+    from fvd_helpers import StandInDetector, moving_square_clips
+
+    from harness.config import FVDConfig
+    from harness.data.prepare import prepare_dataset
+    from harness.data.synthetic import generate_synthetic
+    from harness.fvd import weights
+    from harness.fvd.protocol import compute_fvd
+    from harness.samples import write_shard
+
+    monkeypatch.setenv("MATTEN_BENCH_CACHE", str(tmp_path / "cache"))
+    detector = {"kind": "stand-in", "sha256": "0" * 64}
+    monkeypatch.setattr(weights, "load_i3d", lambda path=None, device="cpu": (StandInDetector(), detector))
+    source = generate_synthetic(tmp_path / "raw", num_classes=2, videos_per_class=2, frames=24, width=32, height=32,
+                                fps=8, seed=0)  # fmt: skip
+    prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=9, frame_interval=1, progress=False)
+    write_shard(tmp_path / "samples", 0, moving_square_clips(4, seed=0, motion="glide", frames=9, size=32))
+    cfg = FVDConfig(real=str(tmp_path / "prep"), fake=str(tmp_path / "samples"), num=4, num_frames=9,
+                    frame_interval=1, size=32, device="cpu", bootstrap=0)  # fmt: skip
+    entry = Path(compute_fvd(cfg)["real"]["real_stats"])
+    entry.unlink()  # as if never cached: the next job computes it again ...
+    code = (f"from harness.lock import entry_lock; import time\n"
+            f"with entry_lock({str(entry)!r}, 'FVD real statistics'):\n    print('held', flush=True); time.sleep(600)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[1])  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == "held"  # ... while another job is writing it
+        held = rf"{entry} is in use by another job \(FVD real statistics, pid {child.pid}"
+        with pytest.raises(UserError, match=held):
+            compute_fvd(cfg)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert compute_fvd(cfg)["real"]["cached"] is False  # the holder is gone: computed and cached again
+    assert entry.exists()

@@ -23,6 +23,7 @@ sides (resolution, aspect ratio, frame rate, pixel range) is a warning, and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -684,22 +685,32 @@ def real_statistics(
         if features is not None:  # a cache entry from before features were kept is computed again
             stats = load_stats_file(cache, fields)
             return stats, features, dict(info, cached=True, pixels=read_stats_meta(cache).get("pixels"))
-    clips = eval_clips(
-        real, key["num"], seed=key["seed"], num_frames=key["num_frames"],
-        frame_interval=key["frame_interval"], size=key["size"], batch_size=batch_size, too_short="skip",
-    )  # fmt: skip
-    pixels = PixelSums()
-    stats, features = accumulate(clips, extractor, key["num"], key["num_frames"], "real", pixels=pixels)
-    info = dict(info, cached=False, pixels=pixels.summary())
-    from harness.io import atomic_write_json
+    from harness.lock import LockHeld, entry_lock
 
-    try:
-        stats.save(cache, features)
-        atomic_write_json(cache.with_suffix(".json"), dict(fields, pixels=info["pixels"], native=native))
-    except OSError as e:
-        warn(warnings, f"the real statistics could not be cached in {cache.parent} ({e.strerror or e}): this "
-                       "measurement is complete, but the next one reads the real clips again")
-        info = dict(info, real_stats=None, cache_error=str(e))
+    with contextlib.ExitStack() as held:
+        try:  # one job computes and writes a cache entry; a second meets one line naming it (LockHeld)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(entry_lock(cache, "FVD real statistics"))
+        except LockHeld:
+            raise
+        except (OSError, UserError):
+            pass  # an unwritable cache: nothing to guard; computed here, not cached (the warning below says so)
+        clips = eval_clips(
+            real, key["num"], seed=key["seed"], num_frames=key["num_frames"],
+            frame_interval=key["frame_interval"], size=key["size"], batch_size=batch_size, too_short="skip",
+        )  # fmt: skip
+        pixels = PixelSums()
+        stats, features = accumulate(clips, extractor, key["num"], key["num_frames"], "real", pixels=pixels)
+        info = dict(info, cached=False, pixels=pixels.summary())
+        from harness.io import atomic_write_json
+
+        try:
+            stats.save(cache, features)
+            atomic_write_json(cache.with_suffix(".json"), dict(fields, pixels=info["pixels"], native=native))
+        except OSError as e:
+            warn(warnings, f"the real statistics could not be cached in {cache.parent} ({e.strerror or e}): this "
+                           "measurement is complete, but the next one reads the real clips again")
+            info = dict(info, real_stats=None, cache_error=str(e))
     return stats, features, info
 
 

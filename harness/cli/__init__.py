@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from harness.cli import bench_train as _bench_train  # noqa: F401  (registers `bench train`)
 from harness.cli import data as _data  # noqa: F401  (registers `prepare`, `bench data`)
 from harness.cli import doctor  # noqa: F401  (registers `doctor`)
@@ -25,5 +27,5 @@ def main() -> None:
     try:
         app()
     except UserError as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)  # paths literally
         sys.exit(2)

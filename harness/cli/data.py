@@ -28,7 +28,8 @@ def parse_frames(text: str) -> int | tuple[int, int]:
 
 
 def summary_tables(df, info: dict, max_listed: int = 20) -> list[Table]:
-    """Counts per split and status, the skip reasons, and the skipped videos (up to ``max_listed``)."""
+    """Counts per split and status, the skip reasons, the skipped videos (up to ``max_listed``), and the other
+    files under the source (not videos, other splits, links not followed) by reason, the unread ones listed."""
     counts = Table(title=f"{info['dataset']}: {len(df)} videos, split {info['split']!r}"
                    + (f" (official list {info['split_list']})" if info.get("split_list") else ""))
     for col in ("split", "ok", "skipped", "frames (ok, median)", "size (ok, median)"):
@@ -54,6 +55,27 @@ def summary_tables(df, info: dict, max_listed: int = 20) -> list[Table]:
         for row in skipped.head(max_listed).itertuples():
             listed.add_row(escape(row.path), escape(row.reason))
         tables += [reasons, listed]
+    other = info.get("other_files", [])
+    if other:
+        kinds: dict[str, int] = {}
+        for item in other:
+            kind = item["reason"].split(":")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        by_kind = Table(title=f"other files under the source, not in the manifest ({len(other)}; all in dataset.json)")
+        by_kind.add_column("what became of them")
+        by_kind.add_column("files", justify="right")
+        for kind in sorted(kinds):
+            by_kind.add_row(escape(kind), str(kinds[kind]))
+        unread = [item for item in other if not item["reason"].startswith("read:")]
+        tables.append(by_kind)
+        if unread:
+            shown = min(len(unread), max_listed)
+            listed = Table(title=f"files not read ({shown} of {len(unread)} listed)")
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for item in unread[:max_listed]:
+                listed.add_row(escape(item["path"]), escape(item["reason"]))
+            tables.append(listed)
     return tables
 
 

@@ -20,7 +20,9 @@ reason          str       why it was skipped ("" when ok)
 ==============  ========  =====================================================================
 
 ``dataset.json`` beside it holds the dataset name, the absolute source root, the split used, the
-clip length the "too short" rule assumed, class names and counts.
+clip length the "too short" rule assumed, class names, counts, and ``other_files``: every other file
+under the source (``{"path", "reason"}``: not a video, another split, hidden, a link not followed, the
+split lists that were read), so that each file is either a row here or listed there.
 """
 
 from __future__ import annotations

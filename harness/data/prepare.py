@@ -160,7 +160,8 @@ def prepare_dataset(
             bar.advance(task)
     df = manifest.to_frame(rows)
     info = dict(config, min_frames=min_frames, classes=layout.classes, num_classes=len(layout.classes),
-                counts=count_table(df), manifest=manifest.MANIFEST)
+                counts=count_table(df), manifest=manifest.MANIFEST,
+                other_files=[{"path": path, "reason": reason} for path, reason in layout.other])
     manifest.write_manifest(out, df, info)
     ledger.finish(out, rec, {"manifest": manifest.MANIFEST, "dataset_json": manifest.DATASET_JSON},
                   counts=info["counts"], probed=how["probed"], reused=how["reused"])

@@ -35,8 +35,9 @@ def natural_key(name: str) -> list:
 
 
 def list_frames(folder: str | Path) -> list[str]:
-    """The image files of a frame folder, in frame order (natural sort of the names)."""
-    names = [p.name for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    """The image files of a frame folder, in frame order (natural sort of the names; hidden files are not frames)."""
+    names = [p.name for p in Path(folder).iterdir()
+             if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()]
     return sorted(names, key=natural_key)
 
 

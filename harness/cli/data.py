@@ -89,6 +89,8 @@ def prepare(
     num_frames: int = typer.Option(16, help="clip length; shorter videos than num_frames x frame_interval are skipped"),
     frame_interval: int = typer.Option(3, help="frame interval of a clip"),
     sha256: bool = typer.Option(False, "--sha256", help="also hash every file's content (slow on big datasets)"),
+    check: str = typer.Option("quick", help="quick: header, first and last frame of each video | full: decode every "
+                              "frame of every video and every image (what the loader will read)"),
     classes: int = typer.Option(4, help="synthetic: number of classes"),
     videos_per_class: int = typer.Option(6, help="synthetic: videos per class"),
     frames: str = typer.Option("48", help="synthetic: frames per video, N or LO-HI"),
@@ -111,9 +113,11 @@ def prepare(
     elif source is None:
         raise UserError(f"prepare {dataset} needs --source DIR (the folder holding the dataset)")
     df = prepare_dataset(dataset, source, out, split=split, split_list=split_list, num_frames=num_frames,
-                         frame_interval=frame_interval, sha256=sha256, synthetic_options=options)
-    for table in summary_tables(df, load_info(out)):
+                         frame_interval=frame_interval, sha256=sha256, check=check, synthetic_options=options)
+    info = load_info(out)
+    for table in summary_tables(df, info):
         console.print(table)
+    console.print(f"check: {escape(info['check_text'])}")
     console.print(f"probed {df.attrs['probed']}, reused {df.attrs['reused']} from the previous manifest; "
                   f"wrote {escape(str(Path(out) / 'manifest.parquet'))}")
 

@@ -18,11 +18,12 @@ frames to RGB), or the needed image files of a frame folder with PIL.
 
 A file that cannot be read: decord's decoder thread reads ahead, so on a file damaged further on it fails now
 and then on a window whose frames decode. When decord fails, the window is read again by FFmpeg through PyAV
-on one thread (``harness.data.probe.pyav_frames``: the same pixels, and no read-ahead), and the item says so
-(``"reread": True``). Only when that fails too is the window unreadable: :class:`UnreadableVideo` (a
-:class:`UserError` naming the file and why) is raised, the same for every run, machine and number of workers.
-The trainer then substitutes another clip (``harness.train.TrainingSamples``); ``eval_clips`` stops with the
-error; ``prepare --check full`` finds such files beforehand.
+on one thread (``harness.data.probe.pyav_frames``: no read-ahead, and the same pixels as decord's in every
+case we test: H.264 with B-frames, MPEG-4 .avi, turned videos), and the item says so (``"reread": True``).
+Only when that fails too is the window unreadable: :class:`UnreadableVideo` (a :class:`UserError` naming the
+file and why) is raised, the same for every run, machine and number of workers. The trainer then substitutes
+another clip (``harness.train.TrainingSamples``); ``eval_clips`` stops with the error; ``prepare --check
+full`` finds such files beforehand.
 
 Resizing: the short side to ``size``, then a centre crop of ``size x size`` (Latte's
 ``UCFCenterCropVideo``), done with ``torch.nn.functional.interpolate(mode="bilinear",

@@ -121,6 +121,10 @@ class TrainConfig:
     keep_checkpoints: int = option(2, "checkpoints kept on disk (the newest)")
     log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
     num_workers: int = option(4, "DataLoader worker processes")
+    max_bad_videos: float = option(0.01, "videos that may turn out unreadable while training, as a fraction of the "
+                                   "dataset's (rounded up; 0 = none): each is named, its samples get a substitute "
+                                   "clip drawn from (seed, position), records/train.json lists it; one more stops "
+                                   "the run")
     device: str = option("auto", "auto | cpu | cuda | cuda:N (under torchrun, cuda = LOCAL_RANK's GPU)")
     compile: bool | None = option(None, "torch.compile the model (default: on for CUDA, off on the CPU)")
     preflight: bool = option(True, "estimate a step's memory first and refuse a run that will not fit "
@@ -150,6 +154,8 @@ class TrainConfig:
             raise UserError(f"--clip-max-norm {self.clip_max_norm}: expected a positive norm")
         if not 0.0 <= self.class_dropout < 1.0:
             raise UserError(f"--class-dropout {self.class_dropout}: expected 0 <= p < 1")
+        if not 0.0 <= self.max_bad_videos < 1.0:
+            raise UserError(f"--max-bad-videos {self.max_bad_videos}: expected a fraction, 0 <= f < 1")
         if not 0 <= self.seed <= MAX_SEED:  # seeds numpy with seed·1000 + rank, which must fit 32 bits
             raise UserError(f"--seed {self.seed}: expected 0..{MAX_SEED:,}")
 
@@ -160,11 +166,12 @@ class TrainConfig:
         return EMASchedule(self.ema_decay, self.ema_warmup)
 
     def hashed(self) -> dict[str, Any]:
-        """What identifies the run. Lengths, intervals, workers, compile, and the two knobs a diverged
-        run is resumed with (lr, precision) may change across a resume; the ledger records each start."""
+        """What identifies the run. Lengths, intervals, workers, compile, the preflight, the two knobs a diverged
+        run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by it is
+        resumed with a larger one) may change across a resume; the ledger records each start."""
         skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile",
                 "preflight"}
-        skip |= {"lr", "precision"}
+        skip |= {"lr", "precision", "max_bad_videos"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 

@@ -11,6 +11,15 @@ batch N·b, and a GPU run draws the same noise as a CPU run. Everything else tha
 random numbers (the model's label dropout) uses the global RNGs, whose states (every
 rank's) are in each checkpoint.
 
+Unreadable videos: a window the loader cannot read (``harness.data.clips.UnreadableVideo``: neither decord
+nor, after it, PyAV on one thread decodes it; the same for every run) does not stop the run. The sample at
+global position p gets a substitute clip: the first readable of up to 16 other videos drawn from (seed, p)
+alone, at the same epoch's window, with its own label; its timestep and noise stay those of p. So the data
+stays a function of (seed, step, position) and the files, whatever the workers and the timing. Each
+unreadable video is named once (a warning) and listed in ``records/train.json`` (``bad_videos``) and in the
+checkpoints; more of them than ``--max-bad-videos`` allows stop the run with one line (with several
+processes, at the next logging interval or checkpoint, where they compare notes).
+
 Speed: the loop only queues work on the device. Metrics are summed on the device and read
 once per logging interval (the one host sync, besides checkpoints); the EMA is two foreach
 kernels; AdamW is fused on CUDA; the model is compiled on CUDA unless ``compile=False``.
@@ -39,9 +48,9 @@ from harness import ledger
 from harness.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, set_rng_state
 from harness.config import TrainConfig
 from harness.console import console, progress
-from harness.data.clips import clips_to_float
+from harness.data.clips import UnreadableVideo, clips_to_float
 from harness.diffusion import create_diffusion
-from harness.distributed import Dist, all_reduce_sum, barrier, init_distributed, wrap
+from harness.distributed import Dist, all_gather_objects, all_reduce_sum, barrier, init_distributed, wrap
 from harness.ema import update_ema
 from harness.errors import UserError
 from harness.lock import folder_lock
@@ -105,9 +114,26 @@ def draw_t_and_noise(position: int, shape: tuple[int, ...], seed: int, num_times
     return t, torch.randn(shape, generator=g)
 
 
+SUBSTITUTE_TRIES = 16  # other videos tried, in a fixed order, in place of an unreadable one
+
+
+def substitutes(n: int, i: int, seed: int, position: int) -> list[int]:
+    """The videos tried, in order, in place of unreadable video ``i`` for the sample at global ``position``:
+    up to ``SUBSTITUTE_TRIES`` others, drawn from (seed, position) alone."""
+    rng = np.random.default_rng((seed, position, 0x5B5717))
+    order = rng.choice(n, size=min(n, SUBSTITUTE_TRIES + 1), replace=False).tolist()
+    return [j for j in order if j != i][:SUBSTITUTE_TRIES]
+
+
 class TrainingSamples(torch.utils.data.Dataset):
     """``ds`` keyed by (index, position, epoch): the clip at that epoch (its window and flip), its label,
-    and the sample's timestep and noise. Runs in the DataLoader's workers."""
+    and the sample's timestep and noise. Runs in the DataLoader's workers.
+
+    An unreadable clip is replaced by the first readable of :func:`substitutes` (same epoch; the substitute's
+    label; the position's timestep and noise). The item says what happened: ``bad`` ((path, reason) of each
+    unreadable window met), ``substituted`` (1 if the clip is a substitute), ``unfilled`` (1 if no substitute
+    could be read either: a blank clip the training loop refuses to train on) and ``reread`` (the path of the
+    video whose window decord failed on and PyAV read, the same pixels; empty list when none)."""
 
     def __init__(self, ds, noise_shape: tuple[int, ...], seed: int, num_timesteps: int):
         self.ds, self.noise_shape, self.seed, self.num_timesteps = ds, noise_shape, seed, num_timesteps
@@ -117,18 +143,131 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         i, position, epoch = key
-        item = self.ds.clip(i, epoch) if hasattr(self.ds, "clip") else self.ds[i]  # a latent cache has no epochs
+        bad: list[tuple[str, str]] = []
+        if not hasattr(self.ds, "clip"):  # a latent cache: in memory, no epochs, nothing to fail
+            item = self.ds[i]
+        else:
+            item = self._readable(i, position, epoch, bad)
         t, noise = draw_t_and_noise(position, self.noise_shape, self.seed, self.num_timesteps)
-        return {"video": torch.as_tensor(item["video"]), "label": int(item["label"]), "t": t, "noise": noise}
+        return {"video": torch.as_tensor(item["video"]), "label": int(item["label"]), "t": t, "noise": noise,
+                "bad": bad, "substituted": int(bool(bad) and not item.get("unfilled")),
+                "unfilled": int(bool(item.get("unfilled"))),
+                "reread": [self.ds.paths[item["index"]]] if item.get("reread") else []}
+
+    def _readable(self, i: int, position: int, epoch: int, bad: list[tuple[str, str]]) -> dict[str, Any]:
+        try:
+            return self.ds.clip(i, epoch)
+        except UnreadableVideo as e:
+            bad.append((e.path, e.reason))
+        for j in substitutes(len(self.ds), i, self.seed, position):
+            try:
+                return self.ds.clip(j, epoch)
+            except UnreadableVideo as e:
+                bad.append((e.path, e.reason))
+        blank = torch.zeros((self.ds.num_frames, self.ds.size, self.ds.size, 3), dtype=torch.uint8)
+        return {"video": blank, "label": 0, "unfilled": True}
 
 
-def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+def collate(items: list[dict]) -> dict[str, Any]:
     return {
         "video": torch.stack([it["video"] for it in items]),
         "label": torch.tensor([it["label"] for it in items]),
         "t": torch.stack([it["t"] for it in items]),
         "noise": torch.stack([it["noise"] for it in items]),
+        "bad": [b for it in items for b in it["bad"]],
+        "substituted": sum(it["substituted"] for it in items),
+        "unfilled": sum(it["unfilled"] for it in items),
+        "reread": [path for it in items for path in it["reread"]],
     }
+
+
+class BadVideos:
+    """The videos the loader could not read during a run, against the budget (``--max-bad-videos``).
+
+    ``videos``: path -> {"reason", "first_step" (1-based, as metrics.jsonl), "reads"}; ``substituted``:
+    samples that got a substitute clip; ``reread``: path -> windows decord failed on and PyAV read (how many
+    depends on decord's timing; the pixels do not; each such video is named once). Batches are noted as they
+    come (:meth:`note`); :meth:`sync` shares the notes of every process (one all-gather, only with several
+    processes), names each new video and stops the run (``UserError``, one line) when more videos than allowed
+    could not be read, or a sample found no readable substitute. Saved in checkpoints: a resume goes on counting.
+    """
+
+    def __init__(self, num_videos: int, fraction: float):
+        self.num_videos, self.fraction = num_videos, fraction
+        self.allowed = math.ceil(fraction * num_videos)
+        self.videos: dict[str, dict[str, Any]] = {}
+        self.substituted = self.unfilled = 0
+        self.reread: dict[str, int] = {}
+        self._pending: list[tuple] = []  # (step, bad, substituted, reread, unfilled) of each batch that met any
+
+    @property
+    def pending(self) -> bool:
+        """Notes not yet synced."""
+        return bool(self._pending)
+
+    def note(self, step: int, batch: dict[str, Any]) -> None:
+        """Keep what batch ``step`` (0-based) met, until the next :meth:`sync`."""
+        if batch["bad"] or batch["reread"] or batch["unfilled"]:
+            self._pending.append((step + 1, list(batch["bad"]), batch["substituted"], batch["reread"],
+                                  batch["unfilled"]))
+
+    def sync(self, d: Dist) -> None:
+        """Merge every process's notes (in step, then rank order), warn about new videos, check the budget."""
+        notes = all_gather_objects(self._pending, d) if d.world > 1 else [self._pending]
+        self._pending = []
+        events = sorted(((step, rank, *rest) for rank, mine in enumerate(notes) for step, *rest in mine),
+                        key=lambda e: (e[0], e[1]))
+        for step, _, bad, substituted, reread, unfilled in events:
+            self.substituted += substituted
+            for path in reread:
+                if path not in self.reread and d.main:
+                    console.print(f"[yellow]warning:[/yellow] step {step}: decord failed on a window of "
+                                  f"{escape(path)}, which FFmpeg (PyAV) then read (the same pixels)",
+                                  soft_wrap=True, highlight=False)
+                self.reread[path] = self.reread.get(path, 0) + 1
+            self.unfilled += unfilled
+            for path, reason in bad:
+                if path in self.videos:
+                    self.videos[path]["reads"] += 1
+                    continue
+                self.videos[path] = {"reason": reason, "first_step": step, "reads": 1}
+                if d.main:
+                    console.print(
+                        f"[yellow]warning:[/yellow] step {step}: cannot read {escape(path)} ({escape(reason)}); its "
+                        f"samples get substitute clips ({len(self.videos)} unreadable video(s), --max-bad-videos "
+                        f"allows {self.allowed})", soft_wrap=True, highlight=False,
+                    )
+        self.check()
+
+    def check(self) -> None:
+        if self.unfilled:
+            raise UserError(f"{self.unfilled} sample(s) found no readable clip among their video and "
+                            f"{SUBSTITUTE_TRIES} substitutes: {self._listed()}; run `matten-bench prepare ... "
+                            "--check full` to find and skip the unreadable videos")
+        if len(self.videos) > self.allowed:
+            raise UserError(
+                f"{len(self.videos)} videos could not be read, more than --max-bad-videos {self.fraction} allows "
+                f"({self.allowed} of {self.num_videos}): {self._listed()}; `matten-bench prepare ... --check full` "
+                "finds and skips them (then train in a new --run-dir), or --resume with a larger --max-bad-videos"
+            )
+
+    def _listed(self, most: int = 3) -> str:
+        shown = [f"{path} ({v['reason']})" for path, v in list(self.videos.items())[:most]]
+        more = len(self.videos) - most
+        return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+    def record(self) -> dict[str, Any]:
+        return {"max_bad_videos": self.fraction, "allowed": self.allowed, "of_videos": self.num_videos,
+                "count": len(self.videos), "videos": [{"path": p, **v} for p, v in self.videos.items()],
+                "samples_substituted": self.substituted, "windows_reread_by_pyav": sum(self.reread.values()),
+                "reread_videos": dict(sorted(self.reread.items()))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"videos": self.videos, "substituted": self.substituted, "reread": dict(self.reread)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.videos = {p: dict(v) for p, v in s["videos"].items()}
+        self.substituted, self.reread = int(s["substituted"]), {p: int(n) for p, n in s["reread"].items()}
 
 
 def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tuple[int, ...], num_timesteps: int,
@@ -284,7 +423,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     schedule = cfg.ema_schedule()
     diffusion = create_diffusion()
     stats = IntervalStats(device)
-    start = _restore(ckpt, cfg, d, model, ema, opt, stats) if ckpt is not None else 0
+    bad = BadVideos(len(ds), cfg.max_bad_videos)
+    start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
@@ -318,7 +458,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         per_epoch = len(ds) // (cfg.batch * d.world)
         return {
             **state, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-            "ema_schedule": schedule.describe(), "interval_stats": stats.state_dict(),
+            "ema_schedule": schedule.describe(), "interval_stats": stats.state_dict(), "bad_videos": bad.state_dict(),
             "data": {"epoch": done // per_epoch, "batch_in_epoch": done % per_epoch, "world_size": d.world},
             "config": dataclasses.asdict(cfg), "config_hash": ledger.config_hash(cfg.hashed()),
             "scan_backend": scan_backend(),
@@ -334,6 +474,9 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         if start == cfg.steps == 0:  # --steps 0: the untrained model's checkpoint (a curve's step-0 point)
             last_ckpt = writer.save(0, checkpoint_state(0))
         for step, batch in zip(range(start, cfg.steps), loader, strict=False):  # the loader is endless
+            bad.note(step, batch)  # unreadable videos (substituted), host-side lists: no device sync
+            if d.world == 1 and bad.pending:
+                bad.sync(d)  # one process: name them and check the budget now
             x = clips_to_float(batch["video"].to(device, non_blocking=True))  # uint8 frames -> [-1, 1] here
             if vae is not None:
                 with torch.no_grad():
@@ -355,6 +498,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
             bar.update(task, completed=done)
 
             if done % cfg.log_every == 0 or done == cfg.steps:  # the interval's host sync
+                bad.sync(d)
                 stats.raise_if_diverged(d, last_ckpt, on_diverge)
                 means = stats.take(d)
                 synchronize(device)
@@ -369,6 +513,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                     bar.update(task, description=f"train loss {means['loss']:.4f}")
                 t_log, n_log = time.perf_counter(), 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:  # never a checkpoint of diverged weights
+                bad.sync(d)  # ... nor of a run past its budget of unreadable videos
                 stats.raise_if_diverged(d, last_ckpt, on_diverge)
                 last_ckpt = writer.save(done, checkpoint_state(done))
 
@@ -384,6 +529,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
             world_size=d.world,
             steps=cfg.steps,
             checkpoint_seconds={"loop_waited": writer.stall_seconds, "written_in_background": writer.write_seconds},
+            bad_videos=bad.record(),
         )
     barrier(d)
     return rec or {}
@@ -397,7 +543,7 @@ def start_step_of(ckpt: Path | None) -> int:
 def _model_inputs(cfg: TrainConfig, ds, device: torch.device):
     """The VAE that encodes batches on the fly (None for a latent cache) and the model's constructor
     arguments, read off the first clip: channels, size, classes, frames (a latent cache fixes T itself)."""
-    first = clips_to_float(torch.as_tensor(ds[0]["video"]))  # (T, C, H, W)
+    first = clips_to_float(torch.as_tensor(_first_readable(ds)["video"]))  # (T, C, H, W)
     vae = None
     if hasattr(ds, "meta"):  # latent cache: the latents go straight in
         in_channels, input_size = first.shape[1], first.shape[-1]
@@ -414,7 +560,17 @@ def _model_inputs(cfg: TrainConfig, ds, device: torch.device):
     }
 
 
-def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: IntervalStats) -> int:
+def _first_readable(ds) -> dict[str, Any]:
+    """The first item of ``ds`` that can be read (an unreadable one is met, named and counted in training)."""
+    for i in range(len(ds)):
+        try:
+            return ds[i]
+        except UnreadableVideo:
+            continue
+    raise UserError(f"none of the {len(ds)} videos can be read (`matten-bench prepare ... --check full` says why)")
+
+
+def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: IntervalStats, bad: BadVideos) -> int:
     """Load a checkpoint into the run's components; returns its step."""
     state = load_checkpoint(ckpt)
     if state["config_hash"] != ledger.config_hash(cfg.hashed()):
@@ -426,6 +582,8 @@ def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: Inte
         group["lr"] = cfg.lr
     if "interval_stats" in state:  # the logging interval a kill interrupted continues where it was
         stats.load_state_dict(state["interval_stats"])
+    if "bad_videos" in state:  # unreadable videos met before the checkpoint still count
+        bad.load_state_dict(state["bad_videos"])
     saved_world = state.get("data", {}).get("world_size", len(state["rng"]))
     if saved_world != d.world and d.main:  # allowed (a cluster job may get other GPUs), never silent
         console.print(

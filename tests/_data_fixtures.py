@@ -45,3 +45,48 @@ def ucf_layout(root: Path, videos: dict[str, list[int]], *, ext: str = "avi", te
         (lists / f"trainlist0{s}.txt").write_text("".join(f"{line}\n" for line in train))
         (lists / f"testlist0{s}.txt").write_text("".join(f"{line}\n" for line in test))
     return root
+
+
+def set_rotation(path: Path, degrees: float) -> Path:
+    """Tag an mp4 as a phone does ("rotate 90"): write the display matrix of a ``degrees`` clockwise turn into
+    its track header (tkhd), leaving the coded frames as they are."""
+    import math
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    version = data[at + 4]
+    # tkhd: version/flags, times and track id (v0: 4-byte fields, v1: 8-byte times), reserved, layer, group, volume
+    offset = at + 4 + 4 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 * 5) + 8 + 2 + 2 + 2 + 2
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    fixed = [round(v * 65536) & 0xFFFFFFFF for v in (c, s, 0, -s, c, 0)]
+    data[offset : offset + 36] = struct.pack(">9I", *fixed[:2], 0, *fixed[3:5], 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def damage_middle(path: Path, fraction: float = 0.15) -> Path:
+    """Zero ``fraction`` of a file's bytes in its middle (the header and the last frames stay intact)."""
+    data = bytearray(path.read_bytes())
+    lo = int(len(data) * (0.5 - fraction / 2))
+    hi = lo + int(len(data) * fraction)
+    data[lo:hi] = bytes(hi - lo)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def marker_video(path: Path, frames: int, *, size: tuple[int, int] = (64, 32)) -> Path:
+    """A dark video with a bright 8x8 square in its top-left corner (where it ends up shows how frames are turned)."""
+    w, h = size
+    pixels = np.full((frames, h, w, 3), 20, dtype=np.uint8)
+    pixels[:, :8, :8] = 235
+    write_video(path, pixels, fps=25)
+    return path
+
+
+def noise_video(path: Path, frames: int, *, size: tuple[int, int] = (96, 64), container: str = "mp4", seed: int = 0):
+    """A video of random pixels (every decoder difference shows)."""
+    w, h = size
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(frames, h, w, 3), dtype=np.uint8)
+    write_video(path, pixels, fps=25, container=container)
+    return path

@@ -207,7 +207,8 @@ def test_decord_frames_come_through_dlpack_unchanged(gray_dataset):
     ds = ClipDataset(gray_dataset, size=32, seed=3)
     for i in range(len(ds)):
         indices, _ = ds.sample_plan(i)
-        frames = ds.read_frames(i, indices)
+        frames, reread = ds.read_frames(i, indices)
+        assert not reread
         gc.collect()
         assert isinstance(frames, torch.Tensor) and frames.dtype == torch.uint8 and frames.shape == (16, 30, 40, 3)
         if ds.kinds[i] == "video":

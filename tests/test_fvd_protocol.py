@@ -55,6 +55,7 @@ def write_prepared(folder, frames, *, width=224, height=224, fps=24.0):
 
     rows = [dict(path=f"v{i:03d}.mp4", kind="video", frames=n, fps=fps, width=width, height=height, label=-1,
                  class_name="", split="none", size=1, mtime_ns=0, fingerprint=f"1-{i}", sha256="", probe_error="",
+                 check="quick", rotation=0,
                  status="ok", reason="") for i, n in enumerate(frames)]  # fmt: skip
     (folder / "source").mkdir(parents=True)
     write_manifest(folder, to_frame(rows), {"dataset": "test", "source": str(folder / "source"), "split": "none"})

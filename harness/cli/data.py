@@ -28,7 +28,8 @@ def parse_frames(text: str) -> int | tuple[int, int]:
 
 
 def summary_tables(df, info: dict, max_listed: int = 20) -> list[Table]:
-    """Counts per split and status, the skip reasons, and the skipped videos (up to ``max_listed``)."""
+    """Counts per split and status, the skip reasons, the skipped videos (up to ``max_listed``), and the other
+    files under the source (not videos, other splits, links not followed) by reason, the unread ones listed."""
     counts = Table(title=f"{info['dataset']}: {len(df)} videos, split {info['split']!r}"
                    + (f" (official list {info['split_list']})" if info.get("split_list") else ""))
     for col in ("split", "ok", "skipped", "frames (ok, median)", "size (ok, median)"):
@@ -54,6 +55,27 @@ def summary_tables(df, info: dict, max_listed: int = 20) -> list[Table]:
         for row in skipped.head(max_listed).itertuples():
             listed.add_row(escape(row.path), escape(row.reason))
         tables += [reasons, listed]
+    other = info.get("other_files", [])
+    if other:
+        kinds: dict[str, int] = {}
+        for item in other:
+            kind = item["reason"].split(":")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        by_kind = Table(title=f"other files under the source, not in the manifest ({len(other)}; all in dataset.json)")
+        by_kind.add_column("what became of them")
+        by_kind.add_column("files", justify="right")
+        for kind in sorted(kinds):
+            by_kind.add_row(escape(kind), str(kinds[kind]))
+        unread = [item for item in other if not item["reason"].startswith("read:")]
+        tables.append(by_kind)
+        if unread:
+            shown = min(len(unread), max_listed)
+            listed = Table(title=f"files not read ({shown} of {len(unread)} listed)")
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for item in unread[:max_listed]:
+                listed.add_row(escape(item["path"]), escape(item["reason"]))
+            tables.append(listed)
     return tables
 
 
@@ -67,6 +89,8 @@ def prepare(
     num_frames: int = typer.Option(16, help="clip length; shorter videos than num_frames x frame_interval are skipped"),
     frame_interval: int = typer.Option(3, help="frame interval of a clip"),
     sha256: bool = typer.Option(False, "--sha256", help="also hash every file's content (slow on big datasets)"),
+    check: str = typer.Option("quick", help="quick: header, first and last frame of each video | full: decode every "
+                              "frame of every video and every image (what the loader will read)"),
     classes: int = typer.Option(4, help="synthetic: number of classes"),
     videos_per_class: int = typer.Option(6, help="synthetic: videos per class"),
     frames: str = typer.Option("48", help="synthetic: frames per video, N or LO-HI"),
@@ -89,9 +113,11 @@ def prepare(
     elif source is None:
         raise UserError(f"prepare {dataset} needs --source DIR (the folder holding the dataset)")
     df = prepare_dataset(dataset, source, out, split=split, split_list=split_list, num_frames=num_frames,
-                         frame_interval=frame_interval, sha256=sha256, synthetic_options=options)
-    for table in summary_tables(df, load_info(out)):
+                         frame_interval=frame_interval, sha256=sha256, check=check, synthetic_options=options)
+    info = load_info(out)
+    for table in summary_tables(df, info):
         console.print(table)
+    console.print(f"check: {escape(info['check_text'])}")
     console.print(f"probed {df.attrs['probed']}, reused {df.attrs['reused']} from the previous manifest; "
                   f"wrote {escape(str(Path(out) / 'manifest.parquet'))}")
 

@@ -26,12 +26,13 @@ from harness.errors import UserError
 class WholeVideoClipDataset(ClipDataset):
     """The reference: decode every frame of the video with PyAV (like torchvision.io.read_video), then slice."""
 
-    def read_frames(self, i: int, indices: np.ndarray) -> np.ndarray:
+    def read_frames(self, i: int, indices: np.ndarray) -> tuple[np.ndarray, bool]:
+        """uint8 (T, H, W, 3) frames ``indices``, and False (ClipDataset's "read by PyAV after decord failed")."""
         import av
 
         with av.open(str(self.source / self.paths[i])) as container:
             frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])  # (N, H, W, 3)
-        return frames[indices]
+        return frames[indices], False
 
 
 def cycled(ds: ClipDataset, clips: int) -> torch.utils.data.Subset:

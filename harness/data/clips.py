@@ -16,6 +16,15 @@ Decoding reads only the frames a clip needs: decord's ``VideoReader.get_batch(in
 decodes from the keyframe before the window up to its last frame and converts only the needed
 frames to RGB), or the needed image files of a frame folder with PIL.
 
+A file that cannot be read: decord's decoder thread reads ahead, so on a file damaged further on it fails now
+and then on a window whose frames decode. When decord fails, the window is read again by FFmpeg through PyAV
+on one thread (``harness.data.probe.pyav_frames``: no read-ahead, and the same pixels as decord's in every
+case we test: H.264 with B-frames, MPEG-4 .avi, turned videos), and the item says so (``"reread": True``).
+Only when that fails too is the window unreadable: :class:`UnreadableVideo` (a :class:`UserError` naming the
+file and why) is raised, the same for every run, machine and number of workers. The trainer then substitutes
+another clip (``harness.train.TrainingSamples``); ``eval_clips`` stops with the error; ``prepare --check
+full`` finds such files beforehand.
+
 Resizing: the short side to ``size``, then a centre crop of ``size x size`` (Latte's
 ``UCFCenterCropVideo``), done with ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False)`` on the T needed frames only. We pass ``antialias=True`` by default: Latte
@@ -39,8 +48,23 @@ import torch
 import torch.nn.functional as F
 
 from harness.data.manifest import load_info, load_manifest
-from harness.data.probe import list_frames
+from harness.data.probe import clean_error, list_frames, pyav_frames
 from harness.errors import UserError
+
+
+class UnreadableVideo(UserError):
+    """A window of a manifest's video (or frame folder) that neither decord nor PyAV could read.
+
+    ``path`` is the manifest's relative path, ``reason`` the decoder's error; the message names both and
+    says how to find every such file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot read {path}: {reason} (`matten-bench prepare ... --check full` finds and skips "
+                         "every unreadable video)")
+
+    def __reduce__(self):  # picklable with its two arguments
+        return (type(self), (self.path, self.reason))
 
 
 def window_indices(total: int, num_frames: int, frame_interval: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,7 +166,9 @@ class ClipDataset(torch.utils.data.Dataset):
     """Clips of ``num_frames`` frames at ``frame_interval`` from the usable videos of a prepared dataset.
 
     ``ds[i]`` is ``{"video": float32 (T, C, H, W) in [-1, 1] (or uint8 (T, H, W, 3) when uint8=True),
-    "label": int (-1 if unlabeled), "index": i}``. Videos are the manifest's "ok" rows, in path order.
+    "label": int (-1 if unlabeled), "index": i, "reread": bool}`` ("reread": decord failed and PyAV read the
+    window, the same pixels). Videos are the manifest's "ok" rows, in path order. A window that cannot be read
+    raises :class:`UnreadableVideo`.
     ``source`` overrides the source root recorded in ``dataset.json`` (a copy moved elsewhere).
     Videos shorter than the window (``num_frames * frame_interval`` frames) are refused
     (``too_short="refuse"``, a ``UserError``) or left out and counted in ``self.too_short``
@@ -197,38 +223,57 @@ class ClipDataset(torch.utils.data.Dataset):
         flip = bool(rng.random() < 0.5) and self.train
         return indices, flip
 
-    def read_frames(self, i: int, indices: np.ndarray) -> torch.Tensor:
-        """uint8 (T, H, W, 3): only the frames at ``indices`` of video ``i``."""
+    def read_frames(self, i: int, indices: np.ndarray) -> tuple[torch.Tensor, bool]:
+        """uint8 (T, H, W, 3): only the frames at ``indices`` of video ``i``, and whether PyAV read them (decord
+        failed). Raises :class:`UnreadableVideo` when the window cannot be read."""
         path = self.source / self.paths[i]
         if self.kinds[i] == "video":
             import decord
             from decord.bridge import to_torch
 
-            reader = decord.VideoReader(str(path), num_threads=1)
-            # decord's torch bridge (DLPack) hands over decord's buffer without a copy; .asnumpy() would copy
-            # 3.7 MB a clip into a fresh numpy array (a quarter of the decode time on our 2-CPU CI VM).
-            return to_torch(reader.get_batch(indices.tolist()))
+            try:
+                reader = decord.VideoReader(str(path), num_threads=1)
+                # decord's torch bridge (DLPack) hands over decord's buffer without a copy; .asnumpy() would copy
+                # 3.7 MB a clip into a fresh numpy array (a quarter of the decode time on our 2-CPU CI VM).
+                return to_torch(reader.get_batch(indices.tolist())), False
+            except Exception:  # DECORDError: damage, or decord's read-ahead meeting damage after the window
+                pass
+            try:
+                return torch.from_numpy(pyav_frames(path, indices.tolist())), True
+            except Exception as e:  # av.error.*, LookupError, OSError: these frames do not decode
+                raise UnreadableVideo(self.paths[i], clean_error(e, path)) from None
         from PIL import Image
 
         if i not in self._frame_lists:
-            self._frame_lists[i] = list_frames(path)
+            try:
+                self._frame_lists[i] = list_frames(path)
+            except OSError as e:  # the folder is gone
+                raise UnreadableVideo(self.paths[i], clean_error(e, path)) from None
         names = self._frame_lists[i]
         frames = []
         for k in indices:
-            with Image.open(path / names[k]) as im:
-                frames.append(np.asarray(im.convert("RGB")))
-        return torch.from_numpy(np.stack(frames))
+            if k >= len(names):
+                raise UnreadableVideo(self.paths[i], f"frame {k + 1} asked for, the folder holds {len(names)} images")
+            try:
+                with Image.open(path / names[k]) as im:
+                    frames.append(np.asarray(im.convert("RGB")))
+            except Exception as e:  # OSError (a truncated image), PIL.UnidentifiedImageError, SyntaxError (bad PNG)
+                raise UnreadableVideo(self.paths[i], f"frame {names[k]}: {clean_error(e, path / names[k])}") from None
+        if len({f.shape for f in frames}) > 1:
+            raise UnreadableVideo(self.paths[i], f"its frames differ in size: {sorted({f.shape for f in frames})}")
+        return torch.from_numpy(np.stack(frames)), False
 
     def clip(self, i: int, epoch: int | None = None) -> dict[str, Any]:
         """Item ``i`` at ``epoch`` (default: the current epoch)."""
         indices, flip = self.sample_plan(i, epoch)
-        x = resize_center_crop(self.read_frames(i, indices), self.size, crop=self.crop, antialias=self.antialias)
+        frames, reread = self.read_frames(i, indices)
+        x = resize_center_crop(frames, self.size, crop=self.crop, antialias=self.antialias)
         video = x.permute(0, 2, 3, 1)  # (T, H, W, 3), a view of the crop
         if flip:
             video = video.flip(2)  # a copy
         # uint8 (T, H, W, 3), or float32 (T, 3, H, W) in [-1, 1]: each one copy of the (flipped) crop
         video = video.contiguous() if self.uint8 else clips_to_float(video)
-        return {"video": video, "label": self.labels[i], "index": i}
+        return {"video": video, "label": self.labels[i], "index": i, "reread": reread}
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.clip(i)
@@ -242,15 +287,23 @@ def eval_plan(num_videos: int, num: int, seed: int) -> list[tuple[int, int]]:
 
 
 class _EvalClips(torch.utils.data.Dataset):
+    """Evaluation clip ``j`` of the plan, or (in a worker, where an exception would cross processes as a
+    traceback) a blank clip with the error, which :func:`eval_clips` raises as one line."""
+
     def __init__(self, ds: ClipDataset, plan: list[tuple[int, int]]) -> None:
         self.ds, self.plan = ds, plan
 
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, j: int) -> torch.Tensor:
+    def __getitem__(self, j: int) -> dict[str, Any]:
         video, passno = self.plan[j]
-        return self.ds.clip(video, epoch=passno)["video"]
+        try:
+            item = self.ds.clip(video, epoch=passno)
+        except UnreadableVideo as e:
+            blank = torch.zeros((self.ds.num_frames, self.ds.size, self.ds.size, 3), dtype=torch.uint8)
+            return {"video": blank, "error": str(e), "reread": ""}
+        return {"video": item["video"], "error": "", "reread": self.ds.paths[video] if item["reread"] else ""}
 
 
 def eval_clips(
@@ -268,10 +321,30 @@ def eval_clips(
 ) -> Iterator[np.ndarray]:
     """``num`` real clips for FVD as uint8 (B, T, H, W, 3) batches: the same clips, in the same order,
     on every run and machine (windows from (seed, pass, video); no flips). Videos shorter than the window
-    are refused or left out (``too_short``, as :class:`ClipDataset`)."""
+    are refused or left out (``too_short``, as :class:`ClipDataset`).
+
+    A clip that cannot be read is an error (:class:`UnreadableVideo`, one line naming the file), not replaced:
+    the reference set is the plan's clips, so a file that cannot be read must leave the manifest
+    (``prepare --check full``), which makes another plan and another real-statistics cache key. Windows that
+    decord failed on and PyAV read (the same pixels) are named in a warning at the end.
+    """
     ds = ClipDataset(prepared_dir, num_frames=num_frames, frame_interval=frame_interval, size=size, train=False,
                      seed=seed, uint8=True, antialias=antialias, too_short=too_short)
     loader = torch.utils.data.DataLoader(_EvalClips(ds, eval_plan(len(ds), num, seed)), batch_size=batch_size,
                                          shuffle=False, num_workers=num_workers)
+    reread: list[str] = []
     for batch in loader:
-        yield batch.numpy()
+        for error in batch["error"]:
+            if error:
+                raise UserError(f"FVD's real clips: {error}")
+        reread += [path for path in batch["reread"] if path]
+        yield batch["video"].numpy()
+    if reread:
+        from rich.markup import escape
+
+        from harness.console import console
+
+        files = sorted(set(reread))
+        console.print(f"[yellow]warning:[/yellow] decord failed on {len(reread)} real clip(s), which FFmpeg (PyAV) "
+                      f"then read (the same pixels): {escape(', '.join(files[:5]))}"
+                      + (f" and {len(files) - 5} more" if len(files) > 5 else ""), soft_wrap=True, highlight=False)

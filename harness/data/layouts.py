@@ -1,8 +1,15 @@
-"""Find the videos of each dataset in the layout its users have on disk.
+"""Find the videos of each dataset in the layout its users have on disk, and account for every other file.
 
 A layout turns a source folder into :class:`Entry` rows (relative path, kind, label, split) and
 the class names; it checks the layout and raises :class:`UserError` naming the file or folder it
 expected. It probes nothing (``probe.py`` does that).
+
+Every layout walks the source the same way (:func:`walk_tree`): symbolic links to folders and files are
+followed (a dataset spread over disks by links is read whole), a link that leads back to a folder above
+it (a loop) or to a folder already walked is not walked twice, and hidden folders (``.git``, ``.cache``)
+are not entered. Whatever is not a video or a frame folder of the chosen split ends in
+``Layout.other`` with the reason (not a video, hidden, another split, a broken link, a loop, ...):
+every file under the source is either an entry or listed there.
 
 - ucf101 (and synthetic): ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi|mp4`` and ``ucfTrainTestlist/``
   with ``classInd.txt`` (``1 ApplyEyeMakeup``, 1-based; 0-based labels here) and the official lists
@@ -18,6 +25,7 @@ expected. It probes nothing (``probe.py`` does that).
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +50,115 @@ class Layout:
     entries: list[Entry]
     classes: list[str] = field(default_factory=list)
     split_list: int | None = None  # UCF101's official split 1/2/3, when used
+    # (path, reason) of everything under the source that is not an entry; folders end with "/"
+    other: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Tree:
+    """What :func:`walk_tree` found: every file (relative POSIX paths through links, sorted) and what it did not
+    walk, with the reason (folders end with "/")."""
+
+    files: list[str]
+    other: list[tuple[str, str]]
+
+
+def walk_tree(root: Path) -> Tree:
+    """Every file under ``root``, following symbolic links, safe against loops.
+
+    Folders reached by a real path are walked before folders reached through a link, so a link to a folder
+    that is also under ``root`` is the one listed ("same folder as ...") and its files keep their real paths.
+    Not walked, each listed in ``Tree.other``: hidden files and folders (names starting with "."), links
+    whose target is missing, links back to a folder above them (loops), a second way into a folder already
+    walked, folders that cannot be listed, and anything that is neither a file nor a folder.
+    """
+    files: list[str] = []
+    other: list[tuple[str, str]] = []
+    seen: dict[tuple[int, int], str] = {}  # (device, inode) of each folder walked -> its path
+    links: list[tuple[str, Path, frozenset]] = []  # folders behind links, walked after the real ones
+
+    def visit(path: Path, rel: str, ancestors: frozenset) -> None:
+        try:
+            st = path.stat()
+        except OSError as e:
+            other.append((f"{rel}/", f"cannot follow: {e.strerror or e}"))
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            where = f"{seen[key]}/" if seen[key] else "the source folder"
+            if key in ancestors:
+                other.append((f"{rel}/", f"symlink loop: leads back to {where} (not followed)"))
+            else:
+                other.append((f"{rel}/", f"same folder as {where} (indexed there)"))
+            return
+        seen[key] = rel
+        inside = ancestors | {key}
+        try:
+            children = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as e:
+            other.append((f"{rel}/" if rel else "./", f"unreadable folder: {e.strerror or e}"))
+            return
+        for child in children:
+            crel = f"{rel}/{child.name}" if rel else child.name
+            try:
+                is_dir, is_file = child.is_dir(), child.is_file()  # both through a link
+            except OSError as e:  # e.g. a link to itself (too many levels of links)
+                other.append((crel, f"cannot follow: {e.strerror or e}"))
+                continue
+            if child.name.startswith("."):
+                other.append((f"{crel}/" if is_dir else crel, f"hidden {'folder' if is_dir else 'file'} (not read)"))
+            elif is_dir:
+                if child.is_symlink():
+                    links.append((crel, Path(child.path), inside))
+                else:
+                    visit(Path(child.path), crel, inside)
+            elif is_file:
+                files.append(crel)
+            elif child.is_symlink() and not os.path.exists(child.path):
+                other.append((crel, f"broken symlink: its target {os.readlink(child.path)} does not exist"))
+            else:
+                other.append((crel, "not a file or folder (a socket, pipe or device): not read"))
+
+    visit(root, "", frozenset())
+    while links:
+        links.sort(key=lambda x: x[0])
+        rel, path, ancestors = links.pop(0)
+        visit(path, rel, ancestors)
+    return Tree(sorted(files), sorted(other))
+
+
+def _suffix(name: str) -> str:
+    return Path(name).suffix.lower()
+
+
+def not_read(path: str) -> tuple[str, str]:
+    """A file that is neither a video nor a frame, with its reason."""
+    ext = _suffix(path)
+    return path, f"not a video or frame: {ext + ' files are' if ext else 'a file without an extension is'} not read"
+
+
+def index_files(files: list[str]) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """Video files and frame folders (a folder holding images) among ``files``, and the other files with why."""
+    by_dir: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        parent, _, name = f.rpartition("/")
+        by_dir[parent].append(name)
+    entries, other = [], []
+    for folder, names in by_dir.items():
+        if any(_suffix(n) in IMAGE_EXTS for n in names):
+            entries.append(Entry(folder or ".", "frames"))
+        for n in names:
+            path = f"{folder}/{n}" if folder else n
+            if _suffix(n) in VIDEO_EXTS:
+                entries.append(Entry(path, "video"))
+            elif _suffix(n) not in IMAGE_EXTS:  # an image is a frame of its folder's entry
+                other.append(not_read(path))
+    return sorted(entries, key=lambda e: e.path), other
+
+
+def as_listed(e: Entry) -> str:
+    """How an entry that is left out is listed: a frame folder with a trailing "/"."""
+    return f"{e.path}/" if e.kind == "frames" else e.path
 
 
 def find_entries(dataset: str, source: Path, split: str, split_list: int = 1) -> Layout:
@@ -103,11 +220,31 @@ def ucf101_layout(source: Path, split: str, split_list: int) -> Layout:
     train = {_key(p): p for p in read_split_list(lists_dir / f"trainlist0{split_list}.txt")}
     test = {_key(p): p for p in read_split_list(lists_dir / f"testlist0{split_list}.txt")}
 
+    tree = walk_tree(source)
+    other = list(tree.other)
+    read = {"classInd.txt": "read: the class names",
+            f"trainlist0{split_list}.txt": f"read: split {split_list}'s train list",
+            f"testlist0{split_list}.txt": f"read: split {split_list}'s test list"}
     on_disk: dict[str, str] = {}
-    for class_dir in sorted(p for p in videos_dir.iterdir() if p.is_dir()):
-        for f in sorted(class_dir.iterdir()):
-            if f.suffix.lower() in VIDEO_EXTS and not f.name.startswith("."):
-                on_disk[_key(f"{class_dir.name}/{f.name}")] = f"UCF-101/{class_dir.name}/{f.name}"
+    for f in tree.files:
+        parts = f.split("/")
+        if parts[0] == "UCF-101" and len(parts) == 3 and _suffix(f) in VIDEO_EXTS:
+            key = _key(f)
+            if key in on_disk:
+                other.append((f, f"duplicate: the same video as {on_disk[key]} (indexed there)"))
+            else:
+                on_disk[key] = f
+        elif parts[0] == "UCF-101":
+            if _suffix(f) in VIDEO_EXTS:
+                other.append((f, "not read: UCF101's videos are UCF-101/<Class>/<video>"))
+            else:
+                other.append(not_read(f))
+        elif parts[0] == "ucfTrainTestlist" and len(parts) == 2 and parts[1] in read:
+            other.append((f, read[parts[1]]))
+        elif parts[0] == "ucfTrainTestlist":
+            other.append((f, f"not read: not classInd.txt or a list of split {split_list} (--split-list)"))
+        else:
+            other.append((f, "not read: outside UCF-101/ and ucfTrainTestlist/"))
 
     wanted = {"train": train.keys(), "test": test.keys(), "all": on_disk.keys() | train.keys() | test.keys()}[split]
     entries = []
@@ -123,25 +260,14 @@ def ucf101_layout(source: Path, split: str, split_list: int) -> Layout:
             listed = f"trainlist0{split_list}.txt" if key in train else f"testlist0{split_list}.txt"
             rel = f"UCF-101/{train.get(key) or test.get(key)}"
             entries.append(Entry(rel, "video", label, name, row_split, f"missing: listed in {listed}, no such file"))
-    return Layout(entries, classes, split_list)
+    for key in sorted(on_disk.keys() - set(wanted)):  # --split train or test: the videos of the other one
+        where = (f"testlist0{split_list}.txt" if key in test else f"trainlist0{split_list}.txt" if key in train
+                 else f"neither list of split {split_list}")
+        other.append((on_disk[key], f"not selected: in {where} (--split {split})"))
+    return Layout(entries, classes, split_list, sorted(other))
 
 
 # ----------------------------------------------------------------------------- ffs, taichi, sky
-
-
-def walk_videos(root: Path, base: Path) -> list[Entry]:
-    """Every video file and every frame folder below ``root``, paths relative to ``base``, sorted."""
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        files = [f for f in sorted(filenames) if not f.startswith(".")]
-        if any(Path(f).suffix.lower() in IMAGE_EXTS for f in files):
-            entries.append(Entry(here.relative_to(base).as_posix(), "frames"))
-        for f in files:
-            if Path(f).suffix.lower() in VIDEO_EXTS:
-                entries.append(Entry((here / f).relative_to(base).as_posix(), "video"))
-    return sorted(entries, key=lambda e: e.path)
 
 
 def split_from_path(rel: str, names: dict[str, str]) -> str:
@@ -151,7 +277,9 @@ def split_from_path(rel: str, names: dict[str, str]) -> str:
     return "none"
 
 
-def _select_split(entries: list[Entry], split: str, source: Path, hint: str) -> list[Entry]:
+def _select_split(entries: list[Entry], split: str, source: Path, hint: str,
+                  other: list[tuple[str, str]]) -> list[Entry]:
+    """The entries of ``split``; the others are added to ``other`` (not selected)."""
     if split == "all":
         return entries
     chosen = [e for e in entries if e.split == split]
@@ -159,37 +287,52 @@ def _select_split(entries: list[Entry], split: str, source: Path, hint: str) -> 
         raise UserError(
             f"no {split} videos in {source}: expected a {hint} folder for --split {split} (or use --split all)"
         )
+    other += [(as_listed(e), f"not selected: in the {e.split} split (--split {split})")
+              for e in entries if e.split != split]
     return chosen
 
 
 def folder_layout(source: Path, split: str, dataset: str) -> Layout:
-    entries = walk_videos(source, source)
+    tree = walk_tree(source)
+    entries, other = index_files(tree.files)
+    other += tree.other
     if not entries:
         exts = " ".join(VIDEO_EXTS + IMAGE_EXTS)
         raise UserError(f"empty dataset: no videos or frame folders ({exts}) under {source}")
     for e in entries:
         e.split = split_from_path(e.path, {"train": "train", "test": "test"})
-    return Layout(_select_split(entries, split, source, f"{split}/"))
+    chosen = _select_split(entries, split, source, f"{split}/", other)
+    return Layout(chosen, other=sorted(other))
 
 
 def sky_layout(source: Path, split: str) -> Layout:
     folders = {"train": source / "sky_train", "test": source / "sky_test"}
     wanted = ["train", "test"] if split == "all" else [split]
-    present = [s for s in wanted if folders[s].is_dir()]
+    present = [s for s in wanted if folders[s].is_dir()]  # a link to a folder elsewhere counts
     if split != "all" and not present:
         raise UserError(f"wrong layout: expected folder sky_{split}/ in {source}")
     if not present:
         raise UserError(f"wrong layout: expected folders sky_train/ and sky_test/ in {source}")
+    tree = walk_tree(source)
+    found, other = index_files(tree.files)
+    other += tree.other
     entries = []
-    for s in present:
-        for e in walk_videos(folders[s], source):
-            depth = len(e.path.split("/")) - 1  # sky_train/<video>/<clip> → 2
-            if e.kind != "frames" or depth != 2:
-                raise UserError(
-                    f"wrong layout: expected sky_{s}/<video>/<clip>/*.jpg (two levels of frame folders), found {e.path}"
-                )
-            e.split = s
-            entries.append(e)
+    for e in found:
+        top = e.path.split("/")[0]
+        s = top.removeprefix("sky_")
+        if top not in ("sky_train", "sky_test"):
+            other.append((as_listed(e), "not read: outside sky_train/ and sky_test/"))
+            continue
+        if s not in present:
+            other.append((as_listed(e), f"not selected: in {top}/ (--split {split})"))
+            continue
+        depth = len(e.path.split("/")) - 1  # sky_train/<video>/<clip> → 2
+        if e.kind != "frames" or depth != 2:
+            raise UserError(
+                f"wrong layout: expected sky_{s}/<video>/<clip>/*.jpg (two levels of frame folders), found {e.path}"
+            )
+        e.split = s
+        entries.append(e)
     if not entries:
         raise UserError(f"empty dataset: no frame folders under {', '.join(f'sky_{s}/' for s in present)} in {source}")
-    return Layout(entries)
+    return Layout(entries, other=sorted(other))

@@ -7,7 +7,8 @@ path            str       relative to the source root (``dataset.json`` names th
 kind            str       "video" (a file decord reads) or "frames" (a folder of images)
 frames          int64     frames decord can index / images in the folder (0 when unreadable)
 fps             float64   from the container header; NaN for frame folders
-width, height   int64     pixels
+width, height   int64     pixels of the frames the loader reads (after ``rotation``)
+rotation        int64     clockwise degrees the file asks for (0, 90, 180, 270); decord applies it
 label           int64     0-based class (UCF101: classInd.txt number - 1); -1 when unlabeled
 class_name      str       "" when unlabeled
 split           str       "train" | "test" | "none" (the source says nothing)
@@ -15,12 +16,16 @@ size, mtime_ns  int64     file size and modification time (folders: total bytes,
 fingerprint     str       ``"<size>-<mtime_ns>"`` (folders: ``"<images>-<bytes>-<newest mtime_ns>"``)
 sha256          str       content hash when ``--sha256`` was given, else ""
 probe_error     str       what the probe found wrong ("" when readable)
+check           str       the probe that filled the row: "quick" | "full" (``harness.data.probe``); "" if none
 status          str       "ok" | "skipped"
 reason          str       why it was skipped ("" when ok)
 ==============  ========  =====================================================================
 
 ``dataset.json`` beside it holds the dataset name, the absolute source root, the split used, the
-clip length the "too short" rule assumed, class names and counts.
+clip length the "too short" rule assumed, the check that ran (``check``, ``check_text``), class names,
+counts, and ``other_files``: every other file under the source (``{"path", "reason"}``: not a video,
+another split, hidden, a link not followed, the split lists that were read), so that each file is either
+a row here or listed there.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ COLUMNS = {
     "fingerprint": "object",
     "sha256": "object",
     "probe_error": "object",
+    "check": "object",
+    "rotation": "int64",
     "status": "object",
     "reason": "object",
 }
@@ -78,7 +85,12 @@ def load_manifest(prepared_dir: str | Path, ok_only: bool = False) -> pd.DataFra
     path = Path(prepared_dir) / MANIFEST
     if not path.is_file():
         raise UserError(f"no {MANIFEST} in {prepared_dir}: run `matten-bench prepare` first")
-    df = pd.read_parquet(path).astype(COLUMNS)  # the same dtypes as written, whatever pandas reads strings as
+    df = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} was written by an older matten-bench (no {', '.join(missing)} column): "
+                        "run `matten-bench prepare` on it again")
+    df = df[list(COLUMNS)].astype(COLUMNS)  # the same dtypes as written, whatever pandas reads strings as
     if ok_only:
         df = df[df["status"] == "ok"].reset_index(drop=True)
     return df

@@ -1,11 +1,12 @@
 """The prepare stage: index a local dataset copy, probe every video, write the manifest.
 
 ``prepare_dataset`` finds the videos with the dataset's layout (``layouts.py``), probes each one
-(``probe.py``) unless the previous manifest in ``out`` already holds it with the same size and
-mtime, decides ``ok`` / ``skipped`` for each, and writes ``manifest.parquet`` and ``dataset.json``
-(``manifest.py``). Bad videos are skipped with their reason, never fatal; a missing source, a
-wrong layout and a dataset with no usable video are :class:`UserError`. The stage is recorded in
-the run ledger of ``out``.
+(``probe.py``, with the ``check`` asked for: "quick" or "full") unless the previous manifest in ``out``
+already holds it with the same size and mtime and a check at least as thorough, decides ``ok`` /
+``skipped`` for each, and writes ``manifest.parquet`` and ``dataset.json`` (``manifest.py``; the check
+that ran and every other file under the source, with its reason). Bad videos are skipped with their
+reason, never fatal; a missing source, a wrong layout and a dataset with no usable video are
+:class:`UserError`. The stage is recorded in the run ledger of ``out``.
 """
 
 from __future__ import annotations
@@ -69,22 +70,28 @@ def decide_status(row: dict[str, Any], skip_reason: str, min_frames: int, num_fr
 
 
 def probe_entry(
-    source: Path, entry: layouts.Entry, old: dict[str, Any] | None, want_sha: bool
+    source: Path, entry: layouts.Entry, old: dict[str, Any] | None, want_sha: bool, check: str = "quick"
 ) -> tuple[dict[str, Any], str]:
-    """The manifest row of one entry and how it was filled: "probed", "reused" (old manifest) or "none" (missing)."""
+    """The manifest row of one entry and how it was filled: "probed", "reused" (old manifest) or "none" (missing).
+
+    An old row is reused when the file's fingerprint is unchanged and its check was at least ``check``
+    (a full check answers a quick one, not the other way round)."""
     row: dict[str, Any] = dict(path=entry.path, kind=entry.kind, label=entry.label, class_name=entry.class_name,
                                split=entry.split, frames=0, fps=math.nan, width=0, height=0, size=0, mtime_ns=0,
-                               fingerprint="", sha256="", probe_error="")
+                               fingerprint="", sha256="", probe_error="", check="", rotation=0)
     if entry.skip_reason:  # e.g. listed in a split file but missing on disk: nothing to probe
         return row, "none"
     path = source / entry.path
     row["size"], row["mtime_ns"], row["fingerprint"] = file_stat(path, entry.kind)
-    if old is not None and old["fingerprint"] == row["fingerprint"] and (old["sha256"] or not want_sha):
-        for k in ("frames", "fps", "width", "height", "probe_error", "sha256"):
+    thorough = (old is not None and old["check"] in probe.CHECKS
+                and probe.CHECKS.index(old["check"]) >= probe.CHECKS.index(check))
+    if thorough and old["fingerprint"] == row["fingerprint"] and (old["sha256"] or not want_sha):
+        for k in ("frames", "fps", "width", "height", "probe_error", "sha256", "check", "rotation"):
             row[k] = old[k]
         return row, "reused"
-    found = probe.probe_video(path) if entry.kind == "video" else probe.probe_frame_folder(path)
-    row.update(frames=found.frames, fps=found.fps, width=found.width, height=found.height, probe_error=found.error)
+    found = probe.probe_video(path, check) if entry.kind == "video" else probe.probe_frame_folder(path, check)
+    row.update(frames=found.frames, fps=found.fps, width=found.width, height=found.height, probe_error=found.error,
+               check=check, rotation=found.rotation)
     if want_sha:
         row["sha256"] = sha256_file(path) if entry.kind == "video" else folder_sha256(path)
     return row, "probed"
@@ -111,13 +118,15 @@ def prepare_dataset(
     num_frames: int = 16,
     frame_interval: int = 3,
     sha256: bool = False,
+    check: str = "quick",
     synthetic_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Index ``source`` as ``dataset``, write ``manifest.parquet`` and ``dataset.json`` in ``out``, return the manifest.
 
     ``split`` selects "train", "test" or "all" videos (UCF101: of official split ``split_list``).
-    Videos shorter than ``num_frames * frame_interval`` frames are skipped as too short. For
+    Videos shorter than ``num_frames * frame_interval`` frames are skipped as too short. ``check`` is the
+    probe (``harness.data.probe``): "quick" (header, first and last frame) or "full" (every frame). For
     ``synthetic``, ``source`` may be None: the videos are generated into ``<out>/source`` first
     (``synthetic_options`` go to :func:`harness.data.synthetic.generate_synthetic`).
     The returned frame's ``attrs["probed"]`` / ``attrs["reused"]`` say how many rows were probed.
@@ -126,6 +135,8 @@ def prepare_dataset(
         raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if num_frames < 1 or frame_interval < 1:
         raise UserError("--num-frames and --frame-interval must be at least 1")
+    if check not in probe.CHECKS:
+        raise UserError(f"--check must be one of {', '.join(probe.CHECKS)}; got {check!r}")
     out = Path(out).resolve()
     if dataset == "synthetic" and source is None:
         from harness.data.synthetic import generate_synthetic
@@ -143,7 +154,7 @@ def prepare_dataset(
         raise UserError(f"empty dataset: no videos found for --split {split} in {source}")
     min_frames = num_frames * frame_interval
     config = dict(dataset=dataset, source=str(source), split=split, split_list=layout.split_list,
-                  num_frames=num_frames, frame_interval=frame_interval, sha256=sha256)
+                  num_frames=num_frames, frame_interval=frame_interval, sha256=sha256, check=check)
     rec = ledger.start(out, "prepare", config)
 
     old = previous_rows(out, source)
@@ -151,16 +162,19 @@ def prepare_dataset(
     from harness.console import progress as progress_bar
 
     with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"probing {dataset}", total=len(layout.entries), visible=progress)
+        what = "decoding every frame of" if check == "full" else "probing"
+        task = bar.add_task(f"{what} {dataset}", total=len(layout.entries), visible=progress)
         for entry in layout.entries:
-            row, filled = probe_entry(source, entry, old.get(entry.path), sha256)
+            row, filled = probe_entry(source, entry, old.get(entry.path), sha256, check)
             decide_status(row, entry.skip_reason, min_frames, num_frames, frame_interval)
             rows.append(row)
             how[filled] += 1
             bar.advance(task)
     df = manifest.to_frame(rows)
-    info = dict(config, min_frames=min_frames, classes=layout.classes, num_classes=len(layout.classes),
-                counts=count_table(df), manifest=manifest.MANIFEST)
+    info = dict(config, check_text=probe.CHECK_TEXT[check], min_frames=min_frames, classes=layout.classes,
+                num_classes=len(layout.classes),
+                counts=count_table(df), manifest=manifest.MANIFEST,
+                other_files=[{"path": path, "reason": reason} for path, reason in layout.other])
     manifest.write_manifest(out, df, info)
     ledger.finish(out, rec, {"manifest": manifest.MANIFEST, "dataset_json": manifest.DATASET_JSON},
                   counts=info["counts"], probed=how["probed"], reused=how["reused"])

@@ -4,8 +4,12 @@ Class ``k`` of ``K`` moves a shape in direction ``2πk/K`` at speed ``1 + k`` pi
 the frame size), so classes differ in motion, not only in appearance: a video model has to learn
 motion to tell them apart, and the FVD between two classes is large. Everything else (shape, colours,
 start position, background) is drawn per video from ``numpy.random.default_rng((seed, k, v))``, so the
-same seed writes the same pixels on every machine; with libx264 on one thread (and mpeg4 for .avi)
-the encoded bytes are the same too.
+same seed gives the same pixels on every machine. The encoded bytes are the same on every write with the
+same PyAV / FFmpeg / x264 build (``tests/test_data_synthetic.py`` writes a dataset several times and compares
+every file's sha256); another build of the encoder may write other bytes. For that, libx264 runs
+on one thread with x264's macroblock tree off (``mbtree=0``): with it
+on, a rewrite now and then encoded a video's first group of pictures differently (up to 6 grey levels
+apart), even on one thread. mpeg4 (.avi) was stable as it is.
 
 Layout under ``<out_dir>/source/`` (what ``prepare ucf101`` reads)::
 
@@ -79,7 +83,8 @@ def render_frames(k: int, num_classes: int, v: int, *, frames: int, width: int, 
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int, container: str = "mp4", gop: int = 12) -> None:
-    """Encode uint8 (T, H, W, 3) frames with PyAV (mp4: libx264, avi: mpeg4) through a temporary file.
+    """Encode uint8 (T, H, W, 3) frames with PyAV (mp4: libx264, avi: mpeg4) through a temporary file; the same
+    frames give the same bytes with the same encoder build (one thread; x264's macroblock tree off).
 
     ``gop`` is the keyframe interval; 12 is close to UCF101's own .avi files, which matters for
     how far a reader must decode to reach a frame.
@@ -96,9 +101,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int, container: str =
         stream = out.add_stream(CODECS[container], rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.gop_size = gop
-        stream.thread_count = 1  # deterministic bytes
-        if container == "mp4":
-            stream.options = {"crf": "18", "preset": "veryfast"}
+        stream.codec_context.thread_count = 1  # deterministic bytes (see the module's docstring) ...
+        if container == "mp4":  # ... and x264's macroblock tree off: with it, rewrites varied now and then
+            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
         else:
             stream.bit_rate = 4_000_000
         for frame in frames:

@@ -84,6 +84,9 @@ def test_unwritable_output_folders_fail_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
                           "--run-dir", str(UNWRITABLE / "runs")], capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/runs: ")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "prepare", "synthetic", "--out", str(UNWRITABLE / "p")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/p: ")
 
 
 def test_a_real_statistics_entry_being_written_is_held(tmp_path, monkeypatch):

@@ -138,6 +138,17 @@ def prepare_dataset(
     if check not in probe.CHECKS:
         raise UserError(f"--check must be one of {', '.join(probe.CHECKS)}; got {check!r}")
     out = Path(out).resolve()
+    from harness.lock import folder_lock
+
+    with folder_lock(out, "prepare"):  # one job per prepared folder; an unwritable --out fails here, before work
+        return _prepare(dataset, source, out, split=split, split_list=split_list, num_frames=num_frames,
+                        frame_interval=frame_interval, sha256=sha256, check=check,
+                        synthetic_options=synthetic_options, progress=progress)  # fmt: skip
+
+
+def _prepare(dataset: str, source: str | Path | None, out: Path, *, split: str, split_list: int, num_frames: int,
+             frame_interval: int, sha256: bool, check: str, synthetic_options: dict[str, Any] | None,
+             progress: bool) -> pd.DataFrame:
     if dataset == "synthetic" and source is None:
         from harness.data.synthetic import generate_synthetic
 

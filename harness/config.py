@@ -233,8 +233,10 @@ MIN_FVD_SIZE = 16  # smaller real clips carry too little to resize to 224 meanin
 class FVDConfig:
     """Every FVD option, once (the ``fvd`` command's flags; a preset's template; the FVD record)."""
 
-    real: str = option("", "prepared dataset folder (manifest.parquet) or a real-statistics .npz", required=True)
-    fake: str = option("", "samples folder (clips/clips-*.npy) or one uint8 (N, T, H, W, 3) .npy", required=True)
+    real: str = option("", "a folder of videos (mp4 avi webm mkv mov gif, or frame folders), a prepared dataset, "
+                       "or a real-statistics .npz", required=True)
+    fake: str = option("", "a folder of videos, a prepared dataset, a samples folder (clips/clips-*.npy) or a "
+                       "uint8 (N, T, H, W, 3) .npy", required=True)
     num: int = option(2048, "clips on each side (the protocol uses 2048)")
     protocol: str = option("stylegan-v", "stylegan-v (Latte's numbers) | videogpt")
     i3d: str | None = option(None, "detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt")
@@ -242,6 +244,8 @@ class FVDConfig:
     precision: str = option("fp32", "fp32 (reference); CUDA: tf32x3 (~fp32), fast tf32, bf16, fp16")
     num_frames: int = option(16, "frames per clip")
     frame_interval: int = option(3, "real clips' frame interval (Latte's realdata_subsample_factor)")
+    fake_frame_interval: int = option(1, "frame interval of a generated side given as videos or a prepared "
+                                      "dataset (a generator's frames are consecutive)")
     seed: int = option(0, "picks the real clips (and seeds the bootstrap)")
     size: int = option(256, "resolution the real clips are read at before the detector's resize")
     batch_size: int = option(16, "clips per detector batch")
@@ -256,7 +260,7 @@ class FVDConfig:
             raise UserError(f"--num {self.num}: FVD needs at least 2 clips on each side (2048 is the protocol)")
         if self.precision not in FVD_PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(FVD_PRECISIONS)}")
-        for name in ("num_frames", "frame_interval", "size", "batch_size"):
+        for name in ("num_frames", "frame_interval", "fake_frame_interval", "size", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.num_frames < I3D_MIN_FRAMES:

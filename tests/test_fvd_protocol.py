@@ -292,7 +292,7 @@ def test_real_videos_too_short_for_the_window_are_refused_before_the_detector_lo
 
 def test_some_real_videos_too_short_are_left_out_counted_and_warned(stand_ins, capsys):
     s = stand_ins
-    mixed = write_prepared(s.tmp / "mixed", [48, 48, 20, 48])
+    mixed = write_prepared(s.tmp / "mixed", [60, 60, 20, 60])  # 60 frames: 12 windows of 48 each
     rec = fvd(mixed, s.samples, num=4, device="cpu", bootstrap=0)
     warning = "1 of 4 real videos in"
     assert warning in folded_err(capsys)

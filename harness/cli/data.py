@@ -81,7 +81,7 @@ def summary_tables(df, info: dict, max_listed: int = 20) -> list[Table]:
 
 @app.command()
 def prepare(
-    dataset: str = typer.Argument(..., help="ucf101 | ffs | sky | taichi | synthetic"),
+    dataset: str = typer.Argument(..., help="ucf101 | ffs | sky | taichi | folder (any folder of videos) | synthetic"),
     out: Path = typer.Option(..., "--out", help="folder for manifest.parquet and dataset.json (and synthetic videos)"),
     source: Path | None = typer.Option(None, "--source", help="the dataset's local copy (not for synthetic)"),
     split: str = typer.Option("all", help="train | test | all (Latte trains on all UCF101 videos)"),

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.data.manifest import load_info, load_manifest
-from harness.data.probe import clean_error, list_frames, pyav_frames
+from harness.data.probe import PYAV_ONLY_EXTS, clean_error, list_frames, pyav_frames
 from harness.errors import UserError
 
 
@@ -231,6 +231,11 @@ class ClipDataset(torch.utils.data.Dataset):
             import decord
             from decord.bridge import to_torch
 
+            if path.suffix.lower() in PYAV_ONLY_EXTS:  # decord cannot open these at all: PyAV is their reader
+                try:
+                    return torch.from_numpy(pyav_frames(path, indices.tolist())), False
+                except Exception as e:  # av.error.*, LookupError, OSError
+                    raise UnreadableVideo(self.paths[i], clean_error(e, path)) from None
             try:
                 reader = decord.VideoReader(str(path), num_threads=1)
                 # decord's torch bridge (DLPack) hands over decord's buffer without a copy; .asnumpy() would copy

@@ -16,7 +16,8 @@ every file under the source is either an entry or listed there.
   ``trainlist0{1,2,3}.txt`` (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1``) and
   ``testlist0{1,2,3}.txt`` (path only). Videos are matched to list lines by class folder and file
   stem, case-insensitively (so .mp4 copies of the .avi files match too).
-- ffs, taichi: any mix of video files and frame folders (a folder holding images) below the source;
+- ffs, taichi, folder (any folder of videos, e.g. a model's generated mp4s): any mix of video files and
+  frame folders (a folder holding images) below the source;
   a ``train``/``test`` folder on the way sets the split (StyleGAN-V / Latte keep Taichi-HD as
   ``train/`` and ``test/``).
 - sky: ``sky_train/<video>/<clip>/*.jpg`` and ``sky_test/...``: each clip folder is one video.
@@ -169,9 +170,9 @@ def find_entries(dataset: str, source: Path, split: str, split_list: int = 1) ->
         return ucf101_layout(source, split, split_list)
     if dataset == "sky":
         return sky_layout(source, split)
-    if dataset in ("ffs", "taichi"):
+    if dataset in ("ffs", "taichi", "folder"):
         return folder_layout(source, split, dataset)
-    raise UserError(f"unknown dataset {dataset!r}; expected ucf101, ffs, sky, taichi or synthetic")
+    raise UserError(f"unknown dataset {dataset!r}; expected ucf101, ffs, sky, taichi, folder or synthetic")
 
 
 # ----------------------------------------------------------------------------- ucf101

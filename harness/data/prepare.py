@@ -22,7 +22,7 @@ from harness.data import layouts, manifest, probe
 from harness.errors import UserError
 from harness.io import sha256_file
 
-DATASETS = ("ucf101", "ffs", "sky", "taichi", "synthetic")
+DATASETS = ("ucf101", "ffs", "sky", "taichi", "folder", "synthetic")  # folder: any folder of videos, unlabeled
 
 
 def file_stat(path: Path, kind: str) -> tuple[int, int, str]:

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".gif")
+PYAV_ONLY_EXTS = (".gif",)  # decord cannot open these (no duration to measure): PyAV reads them, probe and loader
 CHECKS = ("quick", "full")
 CHECK_TEXT = {
     "quick": "quick (header, first frame by FFmpeg, first and last frame by decord; damage in the middle of a "
@@ -178,6 +179,8 @@ def probe_video(path: str | Path, check: str = "quick") -> Probe:
     turned = f" after its {rotation}° rotation" if rotation in (90, 270) else ""
     n, decoded = 0, None
     try:
+        if path.suffix.lower() in PYAV_ONLY_EXTS:
+            raise RuntimeError("read by PyAV")  # to the PyAV reader below, as the loader does
         reader = decord.VideoReader(str(path), num_threads=1)
         n = len(reader)
         decoded = reader.get_batch([0, n - 1]).asnumpy() if n > 0 else None

@@ -25,3 +25,12 @@ def real_floor(*args, **kwargs):  # noqa: D103  (lazy re-export, as compute_fvd)
 
 
 real_floor.__doc__ = "See :func:`harness.fvd.protocol.real_floor`."
+
+
+def fvd_of_clips(*args, **kwargs):  # noqa: D103  (lazy re-export, as compute_fvd)
+    from harness.fvd.protocol import fvd_of_clips as _fvd_of_clips
+
+    return _fvd_of_clips(*args, **kwargs)
+
+
+fvd_of_clips.__doc__ = "See :func:`harness.fvd.protocol.fvd_of_clips` (FVD of clips in memory)."

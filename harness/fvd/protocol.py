@@ -718,7 +718,9 @@ def real_statistics(
 
 
 def compute_fvd(cfg: FVDConfig) -> dict[str, Any]:
-    """FVD between real clips (prepared dataset or statistics file) and generated clips (samples folder).
+    """FVD between real clips and generated clips, each side a folder of videos, a prepared dataset, a samples
+    folder or a statistics file as :mod:`harness.fvd.inputs` resolves them (the record's ``inputs`` says what
+    each side was given as and read from).
 
     Every argument and input is checked first (:func:`check_inputs`), before the detector loads. Both sides get
     the same preprocessing (generated clips not ``size`` x ``size`` get the real clips' short-side resize and
@@ -728,6 +730,15 @@ def compute_fvd(cfg: FVDConfig) -> dict[str, Any]:
     pixel summaries, seeds, detector sha256, manifest fingerprint, the warnings issued, versions, device.
     """
     warnings: list[str] = []
+    for name in ("real", "fake"):
+        if not getattr(cfg, name):
+            raise UserError(f"--{name} is required")
+    if cfg.out is not None:  # the cheap checks first: a folder of videos is probed before check_inputs
+        check_out(cfg.out)
+    check_detector_args(cfg.precision, str(resolve_device(cfg.device)), cfg.i3d)
+    from harness.fvd.inputs import resolve
+
+    cfg, inputs = resolve(cfg, cfg.fake_frame_interval, lambda message: warn(warnings, message))
     plan = check_inputs(cfg, warnings)
     real, fake, num, protocol, precision, seed = cfg.real, cfg.fake, cfg.num, cfg.protocol, cfg.precision, cfg.seed
     num_frames, frame_interval, size, batch_size = cfg.num_frames, cfg.frame_interval, cfg.size, cfg.batch_size
@@ -777,6 +788,7 @@ def compute_fvd(cfg: FVDConfig) -> dict[str, Any]:
         "generated": str(fake),
         "generated_clips": {"clips": gen["clips"], "shape": list(gen["shape"]), "pixels": gen["pixels"],
                             "range": gen["range"], "trained_on": gen["trained_on"]},
+        "inputs": inputs,
         "warnings": warnings,
         "environment": dict(environment(), scipy=scipy.__version__, fvd_device=str(extractor.device)),
     }
@@ -848,4 +860,101 @@ def real_floor(cfg: FVDConfig) -> dict[str, Any]:
         "real": dict(info, source=str(real), **{k: v for k, v in real_side.items() if k != "kind"}),
         "warnings": warnings,
         "environment": dict(environment(), fvd_device=str(extractor.device)),
+    }
+
+
+# ----------------------------------------------------------------------------- clips in memory (a training loop)
+
+
+def _as_uint8_nthwc(clips: Any, layout: str, value_range: tuple[float, float] | None, what: str) -> np.ndarray:
+    """uint8 (N, T, H, W, 3) from a numpy array or torch tensor in ``layout``; float input mapped from
+    ``value_range`` to 0..255 (rounded), values outside it refused."""
+    if isinstance(clips, torch.Tensor):
+        clips = clips.detach().cpu().numpy()
+    clips = np.asarray(clips)
+    if layout not in ("NTHWC", "NTCHW"):
+        raise UserError(f"layout must be 'NTHWC' or 'NTCHW' (say which your {what} clips are), not {layout!r}")
+    if clips.ndim != 5:
+        raise UserError(f"{what} clips have shape {clips.shape}; expected 5 dimensions ({layout})")
+    if layout == "NTCHW":
+        clips = clips.transpose(0, 1, 3, 4, 2)
+    if clips.shape[-1] != 3:
+        raise UserError(f"{what} clips have {clips.shape[-1]} channels as {layout} says; expected 3 (RGB)")
+    if clips.dtype == np.uint8:
+        if value_range not in (None, (0, 255)):
+            raise UserError(f"{what} clips are uint8 (0..255); value_range {value_range} does not apply")
+        return np.ascontiguousarray(clips)
+    if not np.issubdtype(clips.dtype, np.floating):
+        raise UserError(f"{what} clips are {clips.dtype}; expected uint8, or floats with value_range")
+    if value_range is None:
+        raise UserError(f"{what} clips are {clips.dtype}: say their range, e.g. value_range=(-1, 1) or (0, 1)")
+    lo, hi = value_range
+    bad = int(np.count_nonzero((clips < lo) | (clips > hi) | ~np.isfinite(clips)))
+    if bad:
+        raise UserError(f"{bad} {what} values lie outside value_range {value_range} (or are not finite); clamp them "
+                        "first if that is what your pipeline does")
+    return np.rint((clips.astype(np.float64) - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def fvd_of_clips(
+    real: Any,
+    fake: Any,
+    *,
+    layout: str,
+    value_range: tuple[float, float] | None = None,
+    size: int | None = None,
+    protocol: str = "stylegan-v",
+    device: str | None = None,
+    precision: str = "fp32",
+    batch_size: int = 16,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    i3d: str | Path | None = None,
+) -> dict[str, Any]:
+    """FVD between two sets of clips in memory, the way the FVD toolkits are called inside a training loop.
+
+    ``real``, ``fake``: numpy arrays or torch tensors of the same number of frames T (at least 9, I3D's),
+    laid out as ``layout`` says, ``"NTHWC"`` (N, T, H, W, C) or ``"NTCHW"`` (N, T, C, H, W) — stated, never
+    guessed; uint8 (0..255), or floats with ``value_range`` stated (``(-1, 1)`` for a diffusion model's
+    output, ``(0, 1)``), mapped to 0..255. Both sides get the same preprocessing: short side to ``size`` and a
+    centre crop (:func:`harness.data.clips.resize_center_crop`, the real clips' own; ``size`` defaults to the
+    smaller short side of the two), then the protocol's resize to 224 and I3D. Returns ``{"fvd", "interval"
+    (95 %, ``bootstrap`` resamples; None for 0), "clips", "num_frames", "size", "protocol", "detector",
+    "warnings"}``. Raises UserError (one line) for anything that does not fit.
+    """
+    from harness.fvd.weights import load_i3d
+
+    warnings: list[str] = []
+    a = _as_uint8_nthwc(real, layout, value_range, "real")
+    b = _as_uint8_nthwc(fake, layout, value_range, "generated")
+    if a.shape[1] != b.shape[1]:
+        raise UserError(f"real clips have {a.shape[1]} frames, generated {b.shape[1]}: FVD compares equal lengths")
+    if a.shape[1] < 9:
+        raise UserError(f"clips of {a.shape[1]} frames: I3D needs at least 9 (FVD's protocol uses 16)")
+    if min(len(a), len(b)) < 2:
+        raise UserError("FVD needs at least 2 clips on each side (the protocol uses 2048)")
+    size = size or min(min(a.shape[2:4]), min(b.shape[2:4]))
+    if size < MIN_FVD_SIZE:
+        raise UserError(f"clips of {size} pixels: too small to resize to 224 meaningfully")
+    if a.shape[2:4] != b.shape[2:4]:
+        warn(warnings, f"the sides differ in size (real {a.shape[2]}x{a.shape[3]}, generated {b.shape[2]}x"
+                       f"{b.shape[3]}, H x W): both are brought to {size}x{size} the same way")
+    if len(a) != len(b):
+        warn(warnings, f"{len(a)} real and {len(b)} generated clips: FVD is biased by N; compare at equal N")
+    device = str(resolve_device(device))
+    check_detector_args(precision, device, str(i3d) if i3d else None)
+    model, weights = load_i3d(i3d, device)
+    extractor = Extractor(model, device, protocol, precision, batch_size)
+    unbiased = protocol == "videogpt"
+    real_stats, real_features = accumulate(fit_to_size([a], size), extractor, len(a), a.shape[1], "real")
+    fake_stats, fake_features = accumulate(fit_to_size([b], size), extractor, len(b), b.shape[1], "generated")
+    return {
+        "fvd": fvd_from_stats(real_stats, fake_stats, unbiased=unbiased),
+        "interval": fvd_interval(real_features, fake_features, bootstrap, seed, unbiased=unbiased),
+        "clips": {"real": len(a), "generated": len(b)},
+        "num_frames": int(a.shape[1]),
+        "size": size,
+        "protocol": protocol_spec(protocol),
+        "detector": weights,
+        "warnings": warnings,
     }

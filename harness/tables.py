@@ -100,6 +100,10 @@ def sota_reported(baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
         j = gflops_by_method.get(method)
         row["GFLOPs (as printed)"] = cell_text(gflops, j, "gflops") if j is not None else MISSING
         row["Source"] = fvd.loc[i, "source"]
+        checked = str(fvd.loc[i, "checked"])
+        if j is not None and str(gflops.loc[j, "checked"]) != checked:
+            checked += f"; GFLOPs: {gflops.loc[j, 'checked']}"
+        row["Checked"] = checked  # how far each number was verified against the paper, beside the number
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -197,8 +201,10 @@ def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame])
         if i is not None and ours is not None and ours.value is not None:
             diff = f"{100 * (ours.value - sizes.loc[i, 'params_m']) / sizes.loc[i, 'params_m']:+.1f}%"
         out.append({"Model": r["model"], "Blocks": r.get("blocks", MISSING), "Params (M), ours": fmt(ours),
-                    "Params (M), paper": paper, "Ours vs paper": diff})
-    return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper"])
+                    "Params (M), paper": paper, "Ours vs paper": diff,
+                    "Paper number checked": str(sizes.loc[i, "checked"]) if i is not None else MISSING})
+    return pd.DataFrame(out, columns=["Model", "Blocks", "Params (M), ours", "Params (M), paper", "Ours vs paper",
+                                      "Paper number checked"])
 
 
 # ----------------------------------------------------------------------------- learning, noise, verdicts

@@ -85,6 +85,9 @@ def test_sota_reported_is_the_papers_table_with_sources():
     assert lvdm["FaceForensics FVD"] == "–" and lvdm["GFLOPs (as printed)"] == "5718"
     assert df[df["Method"] == "DIGAN"].iloc[0]["GFLOPs (as printed)"] == "–"
     assert df["Source"].str.contains("arXiv").all()
+    # how far each row was verified, beside the numbers (the GFLOPs' own state where it differs)
+    assert df[df["Method"] == "MoCoGAN"].iloc[0]["Checked"].startswith("not verified against the paper text")
+    assert "GFLOPs: procedure checked by the project" in df[df["Method"] == "Latte"].iloc[0]["Checked"]
 
 
 def test_sota_ours_never_uses_a_paper_column():
@@ -133,8 +136,9 @@ def test_report_from_fixture_records(tmp_path, monkeypatch):
     assert flops["Latte-XL/2"][1] == "5,572"
     assert set(flops["Matten-S/2 v3"]) == {"–"}  # no record, and the paper prints no GFLOPs for S
     params = md_rows((report_dir / "params.md").read_text())
-    assert params["Matten-S/2-v3"] == ["6 x (S, T, M)", "[41.50](records/params.json)", "35", "+18.6%"]
-    assert params["Matten-S/2-v1"] == ["27 x (M)", "[40.10](records/params.json)", "–", "–"]  # no paper number
+    assert params["Matten-S/2-v3"][:4] == ["6 x (S, T, M)", "[41.50](records/params.json)", "35", "+18.6%"]
+    assert params["Matten-S/2-v3"][4].startswith("not verified against the paper text")  # checked, beside it
+    assert params["Matten-S/2-v1"] == ["27 x (M)", "[40.10](records/params.json)", "–", "–", "–"]  # no paper number
     assert params["Latte-S/2"][1:3] == ["[32.48](records/params.json)", "–"]
     sota = md_rows((report_dir / "sota.md").read_text())
     latte = "[110.00](records/latte-tiny-synthetic/fvd-0000010.json)"

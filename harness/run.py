@@ -133,8 +133,8 @@ PRESETS = {
                           keep_checkpoints=100, precision="bf16", num_workers=8, device="cuda", compile=False),
         sample=SampleConfig(num=256, batch_size=64, sampler="ddim", steps=50, device="cuda", mp4=False),
         fvd=FVDConfig(num=256, num_frames=16, frame_interval=1, size=32, bootstrap=500, device="cuda"),
-        synthetic={"num_classes": 10, "videos_per_class": 60, "frames": 48, "width": 48, "height": 48, "fps": 16,
-                   "seed": 0},
+        synthetic={"num_classes": 10, "videos_per_class": 60, "frames": 48, "width": 64, "height": 64, "fps": 16,
+                   "seed": 0},  # 64, not 48: decord cannot decode frames 48 pixels wide
     ),
     # Paper: Latte's recipe (SD v1-4 latents, batch 5 per GPU, EMA 0.9999 from the first step, DDPM-250), the
     # FVD protocol's 2048 clips; no step-0 point (2048 DDPM-250 samples cost as much as any other point).

@@ -67,7 +67,7 @@ def test_same_seed_same_bytes_on_every_write(tmp_path, container, writes):
 
 
 def test_an_unchanged_request_is_not_written_again(tmp_path):
-    opts = dict(num_classes=2, videos_per_class=1, frames=6, width=16, height=16, progress=False)
+    opts = dict(num_classes=2, videos_per_class=1, frames=6, width=32, height=32, progress=False)
     a = generate_synthetic(tmp_path / "a", seed=1, **opts)
     name = "UCF-101/MoveB/v_MoveB_g01_c01.mp4"
     mtime = (a / name).stat().st_mtime_ns
@@ -90,3 +90,20 @@ def test_class_k_moves_in_direction_k():
         assert 10 < masks[0].sum() < 64 * 64 / 4
         assert np.array_equal(masks[1], np.roll(masks[0], shift=(dy, dx), axis=(0, 1)))
     assert class_names(28)[:2] == ["MoveA", "MoveB"] and class_names(28)[26:] == ["MoveAA", "MoveAB"]
+
+
+def test_a_width_decord_cannot_decode_is_refused_before_writing(tmp_path):
+    from harness.data.synthetic import generate_synthetic
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match="synthetic width 48: decord, the loader's reader, cannot decode"):
+        generate_synthetic(tmp_path / "s", num_classes=1, videos_per_class=1, frames=16, width=48, height=48)
+    assert not (tmp_path / "s").exists()
+
+
+def test_every_preset_writes_videos_the_loader_reads():
+    """The mini preset once asked for 48-pixel-wide videos, which prepare skips, every one."""
+    from harness.data.probe import DECORD_BAD_WIDTHS
+    from harness.run import PRESETS
+
+    assert all(p.synthetic.get("width", 64) not in DECORD_BAD_WIDTHS for p in PRESETS.values())

@@ -154,6 +154,11 @@ def generate_synthetic(
         raise UserError("synthetic data needs at least 1 class and 1 video per class")
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise UserError(f"synthetic frames must be even and at least 16 pixels; got {width}x{height}")
+    from harness.data.probe import DECORD_BAD_WIDTHS
+
+    if width in DECORD_BAD_WIDTHS:  # prepare would skip every video it writes
+        raise UserError(f"synthetic width {width}: decord, the loader's reader, cannot decode frames "
+                        f"{', '.join(map(str, DECORD_BAD_WIDTHS))} pixels wide; choose another (e.g. {width + 16})")
     lo, hi = (frames, frames) if isinstance(frames, int) else frames
     if lo < 1 or hi < lo:
         raise UserError(f"bad frame count {frames!r}")

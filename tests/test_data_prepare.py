@@ -197,8 +197,8 @@ def test_missing_source_exit_2(tmp_path):
     [
         ("ucf101", lambda s: (s / "ucfTrainTestlist").mkdir(parents=True),
          "wrong layout: expected folder UCF-101/ (from UCF101.rar) in"),
-        ("ucf101", lambda s: (s / "UCF-101").mkdir(parents=True),
-         "wrong layout: expected file ucfTrainTestlist/classInd.txt (from UCF101TrainTestSplits) in"),
+        ("ucf101", lambda s: (s / "UCF-101").mkdir(parents=True),  # no lists: --split all reads the class folders
+         "empty dataset: no videos found for --split all in"),
         ("sky", lambda s: (s / "other").mkdir(parents=True),
          "wrong layout: expected folders sky_train/ and sky_test/ in"),
         ("sky", lambda s: frame_folder(s / "sky_train" / "flat", 3, ext="jpg"),
@@ -258,3 +258,26 @@ def test_corrupt_frame_folder_is_skipped(tmp_path):
     df = prepare_dataset("ffs", src, tmp_path / "out", progress=False, **SMALL).set_index("path")
     assert df.loc["good", "status"] == "ok"
     assert df.loc["bad", "status"] == "skipped" and df.loc["bad", "reason"].startswith("corrupt frame img_10.png:")
+
+
+def test_a_ucf101_style_folder_of_ones_own_needs_no_split_files_with_split_all(tmp_path):
+    import shutil
+
+    src = ucf_layout(tmp_path / "src", {"Walk": [60, 60], "Jump": [60, 60]})
+    shutil.rmtree(src / "ucfTrainTestlist")
+    df = prepare_dataset("ucf101", src, tmp_path / "out", progress=False)
+    labels = sorted(zip(df["class_name"], df["label"], strict=True))
+    assert labels == [("Jump", 0), ("Jump", 0), ("Walk", 1), ("Walk", 1)]  # classes: the folders, sorted
+    with pytest.raises(UserError) as e:  # a split needs the lists: all three named at once, and the way out
+        prepare_dataset("ucf101", src, tmp_path / "out2", split="train", progress=False)
+    assert ("ucfTrainTestlist/classInd.txt, ucfTrainTestlist/trainlist01.txt, ucfTrainTestlist/testlist01.txt"
+            in str(e.value)) and "--split all" in str(e.value)
+
+
+def test_a_class_without_a_usable_video_fails_naming_it(tmp_path):
+    src = ucf_layout(tmp_path / "src", {"Walk": [60, 60], "Jump": [60, 60]})
+    for video in (src / "UCF-101" / "Jump").iterdir():
+        video.write_bytes(b"")  # every Jump video unreadable
+    with pytest.raises(UserError, match=r"1 class\(es\) without a usable video: Jump; their videos' reasons are in"):
+        prepare_dataset("ucf101", src, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "manifest.parquet").exists()  # written, for the reasons

@@ -211,15 +211,22 @@ def ucf101_layout(source: Path, split: str, split_list: int) -> Layout:
     if not videos_dir.is_dir():
         raise UserError(f"wrong layout: expected folder UCF-101/ (from UCF101.rar) in {source}")
     needed = ["classInd.txt", f"trainlist0{split_list}.txt", f"testlist0{split_list}.txt"]
-    for name in needed:
-        if not (lists_dir / name).is_file():
-            raise UserError(
-                f"wrong layout: expected file ucfTrainTestlist/{name} (from UCF101TrainTestSplits) in {source}"
-            )
-    classes = read_class_index(lists_dir / "classInd.txt")
+    missing = [name for name in needed if not (lists_dir / name).is_file()]
+    if missing and (split != "all" or len(missing) < len(needed)):
+        raise UserError(
+            "wrong layout: expected " + ", ".join(f"ucfTrainTestlist/{n}" for n in missing) + f" in {source} "
+            "(from UCF101TrainTestSplits); a folder of your own needs none of them with --split all (classes from "
+            "the class folders' names)"
+        )
+    if missing:  # --split all on a UCF101-style folder of one's own: classes are the class folders, sorted
+        classes = sorted({p.name for p in videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")},
+                         key=str.lower)  # fmt: skip
+        train, test = {}, {}
+    else:
+        classes = read_class_index(lists_dir / "classInd.txt")
+        train = {_key(p): p for p in read_split_list(lists_dir / f"trainlist0{split_list}.txt")}
+        test = {_key(p): p for p in read_split_list(lists_dir / f"testlist0{split_list}.txt")}
     label_of = {c.lower(): i for i, c in enumerate(classes)}
-    train = {_key(p): p for p in read_split_list(lists_dir / f"trainlist0{split_list}.txt")}
-    test = {_key(p): p for p in read_split_list(lists_dir / f"testlist0{split_list}.txt")}
 
     tree = walk_tree(source)
     other = list(tree.other)
@@ -255,7 +262,7 @@ def ucf101_layout(source: Path, split: str, split_list: int) -> Layout:
         name = classes[label] if label >= 0 else cls
         row_split = "train" if key in train else "test" if key in test else "none"
         if key in on_disk:
-            reason = "" if label >= 0 else f"class folder {cls!r} is not in classInd.txt"
+            reason = "" if label >= 0 else f"class folder {cls!r} is not in classInd.txt"  # (lists given)
             entries.append(Entry(on_disk[key], "video", label, name, row_split, reason))
         else:
             listed = f"trainlist0{split_list}.txt" if key in train else f"testlist0{split_list}.txt"

@@ -194,4 +194,28 @@ def _prepare(dataset: str, source: str | Path | None, out: Path, *, split: str, 
         raise UserError(
             f"empty dataset: none of the {len(df)} videos in {source} is usable (reasons in {out / manifest.MANIFEST})"
         )
+    empty, unselected = empty_classes(layout.classes, df)
+    if empty:  # a class-conditional model would be trained (and sampled) on a class it never sees
+        raise UserError(
+            f"{len(empty)} class(es) without a usable video: {', '.join(empty[:10])}" + (" ..." if len(empty) > 10
+            else "") + f"; their videos' reasons are in {out / manifest.MANIFEST} (the manifest is written)"
+        )
+    if unselected and progress:
+        from rich.markup import escape
+
+        from harness.console import console
+
+        console.print(f"[yellow]warning:[/yellow] {len(unselected)} class(es) have no video in --split {split}: "
+                      f"{escape(', '.join(unselected[:10]))}" + (" ..." if len(unselected) > 10 else ""))
     return df
+
+
+def empty_classes(classes: list[str], df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Of a labeled layout's classes: (those whose videos were all found unusable, those with no video in the
+    selection at all, e.g. not in the chosen split's list)."""
+    if not classes:
+        return [], []
+    listed = set(df["label"].astype(int))
+    ok = set(df.loc[df["status"] == "ok", "label"].astype(int))
+    empty = [name for i, name in enumerate(classes) if i in listed and i not in ok]
+    return empty, [name for i, name in enumerate(classes) if i not in listed]

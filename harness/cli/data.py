@@ -136,6 +136,7 @@ def bench_data(
     from harness.data.bench import run_data_bench, verdict
 
     # run_data_bench checks the counts (one-line error, exit code 2)
+    console.print("with the defaults this takes about 3.5 minutes on 2 CPUs (results/benchmarks.md)")
     rows = run_data_bench(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size, workdir=workdir)
     table = Table(title="data loading (medians of repeats; speed-ups: medians of paired repeats)")
     for col in ("loader", "output", "clips/s, wall", "speed-up, wall", "CPU ms/clip", "speed-up, CPU", "same pixels"):

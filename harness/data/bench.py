@@ -127,9 +127,12 @@ def run_data_bench(
                                ("workers", workers, 0), ("size", size, 1)):
         if value < least:
             raise UserError(f"--{name} must be at least {least}; got {value}")
-    with tempfile.TemporaryDirectory(prefix="matten-bench-data-") as tmp:
+    from harness.console import progress
+
+    with tempfile.TemporaryDirectory(prefix="matten-bench-data-") as tmp, progress() as bar:
         prepared = make_ucf_like(Path(workdir) if workdir else Path(tmp), videos)
         rows = []
+        task = bar.add_task("bench data (repeats x loaders x outputs)", total=len(MODES) * repeats * 2)
         for mode in MODES:
             decode_only, convert = mode == "decode only", mode == MODES[3]
             kw = dict(size=size, seed=0, uint8=mode in ("uint8 clips", MODES[3]))
@@ -147,6 +150,7 @@ def run_data_bench(
                     else:
                         wall[k].append(clips_per_second(ds, clips, workers, convert=convert))
                     cpu[k].append(cpu_ms_per_clip(ds, clips, decode_only=decode_only, convert=convert))
+                    bar.advance(task)
             for k, name in enumerate(LOADERS):
                 wall_ratios = [a / b for a, b in zip(wall[k], wall[1], strict=True)]
                 cpu_ratios = [b / a for a, b in zip(cpu[k], cpu[1], strict=True)]

@@ -310,3 +310,23 @@ def test_latte_xl_paper_procedure_reproduces_5572():
     assert record["batch"] == 3 and record["input_shape"] == [3, 16, 4, 32, 32]
     assert abs(record["printed_gflops"] - 5572) / 5572 < 0.005
     assert record["fma"] == 5_572_695_048_192  # Latte's public code prints 5572.695 G
+
+
+def test_the_flops_report_is_computed_from_its_records():
+    """results/flops.md's numbers come from the records it is given (made-up records here), never typed in."""
+    from harness.flops import flops_report
+
+    def rec(model, protocol, fma, scan=0.0):
+        r = {"model": model, "protocol": protocol, "fma": fma, "batch": 3 if protocol == "paper" else 1,
+             "params": 1e6, "paper_gflops": None}
+        if protocol == "fvcore":
+            r["by_category"] = {"attention products": 1e9, "selective scan": scan}
+        return r
+
+    text = flops_report([rec("latte-xl", "fvcore", 1000e9), rec("latte-xl", "paper", 3000e9),
+                         rec("matten-xl", "fvcore", 1500e9, scan=30e9), rec("matten-xl", "paper", 3600e9)],
+                        command="matten-bench flops --report x.md")
+    assert "3,000.000 G by Latte's procedure" in text and "-46.16 % from the printed number" in text
+    assert "3,600.000 G by the same procedure" in text and "It is 600.000 G above" in text
+    assert "1,500.00 GFMA (3.00 TFLOP), 1.50× Latte-XL/2's 1,000.00" in text and "30.00 GFMA of it (2.0 %)" in text
+    assert "`matten-bench flops --report x.md`" in text

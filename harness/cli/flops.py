@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
+from pathlib import Path
 
 import typer
 
@@ -19,9 +22,15 @@ def flops(
     frames: int = typer.Option(16, "--frames", help="Frames per clip."),
     size: int = typer.Option(256, "--size", help="Pixel size; latents are size/8 (SD VAE), 256 -> 32x32x4."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON on stdout."),
+    report: Path = typer.Option(None, "--report", help="Count Latte-XL and Matten-XL under both protocols and write "
+                                "this Markdown report (results/flops.md), the records beside it in flops/."),
 ) -> None:
     """Count FLOPs on the meta device (no weights in memory): fvcore with attention/scan handles, or thop."""
     from harness.flops import count_flops
+
+    if report is not None:
+        write_report(report)
+        return
 
     record = count_flops(model, protocol=protocol, variant=variant, batch=batch, frames=frames, size=size)
     if as_json:
@@ -62,3 +71,22 @@ def print_record(record: dict) -> None:
         console.print(f"per clip: {total / b / 1e9:,.2f} GFMA = {2 * total / b / 1e9:,.2f} GFLOP")
     ops = ", ".join(f"{k.split('::')[-1]} x{v}" for k, v in sorted(record["unsupported_ops"].items()))
     console.print(f"not counted (element-wise ops fvcore has no handle for; name x calls): {ops or 'none'}")
+
+
+def write_report(path: Path) -> None:
+    """The four counts, their JSON records (``<path's folder>/flops/``) and the Markdown report at ``path``."""
+    from rich.markup import escape
+
+    from harness.flops import count_flops, flops_report
+    from harness.io import atomic_write_json, atomic_write_text
+
+    records = []
+    for model in ("latte-xl", "matten-xl"):
+        for protocol in ("fvcore", "paper"):
+            console.print(f"counting {model} ({protocol}) on the meta device ...")
+            record = count_flops(model, protocol=protocol)
+            atomic_write_json(path.parent / "flops" / f"{model}-{protocol}.json", record)
+            records.append(record)
+    command = "matten-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    atomic_write_text(path, flops_report(records, command))
+    console.print(f"wrote {escape(str(path))} and {escape(str(path.parent / 'flops'))}/")

@@ -73,17 +73,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     runs). Raises UserError for anything else: a checkpoint written before matten-bench stored its RNG
     states as tensors (convert it once with ``matten-bench checkpoint convert``) or a file that is not ours."""
     import pickle
+    import re
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"{path} holds more than tensors and plain values ({first[:160]}); loading it could run code, so it "
-            "is refused. A checkpoint of an older matten-bench: `matten-bench checkpoint convert "
-            f"{path} --trust` rewrites it safely (only for files you made yourself)"
-        ) from e
-    except (RuntimeError, OSError, EOFError) as e:  # not a torch file, truncated, unreadable
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch's message carries terminal colour codes
+        if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:")[-1]:
+            # an object to build by calling code: an old checkpoint of ours (numpy RNG states) or a payload
+            raise UserError(
+                f"{path} holds more than tensors and plain values (it names a Python object to build); loading it "
+                "could run code, so it is refused. A checkpoint of an older matten-bench: `matten-bench checkpoint "
+                f"convert {path} --trust` rewrites it safely (only for files you made yourself)"
+            ) from e
+        raise UserError(f"{path} is not a readable checkpoint (not a torch file, or damaged)") from e
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError) as e:  # not torch, cut short
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:160]})") from e
 
 
@@ -91,12 +95,21 @@ def convert_legacy_checkpoint(path: str | Path, out: str | Path | None = None) -
     """Rewrite a checkpoint of an older matten-bench (numpy and Python RNG states pickled as objects) in the
     ``weights_only`` format. It unpickles the file fully: call it only on files you made yourself."""
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the caller (--trust)
-    if not isinstance(state, dict) or "model" not in state or "rng" not in state:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the caller (--trust)
+    except Exception as e:  # any unpickling failure: not a checkpoint (or damaged)
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:160]})") from e
+    if not isinstance(state, dict) or "model" not in state or not isinstance(state.get("rng"), list):
         raise UserError(f"{path} is not a matten-bench training checkpoint (no model / rng entries)")
-    state["rng"] = [_plain_rng(r) for r in state["rng"]]
+    try:
+        state["rng"] = [_plain_rng(r) for r in state["rng"]]
+    except (TypeError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: its RNG states are not what matten-bench wrote ({e})") from e
     target = Path(out) if out else path
-    atomic_save_torch(target, state)
+    try:
+        atomic_save_torch(target, state)
+    except OSError as e:
+        raise UserError(f"cannot write {target}: {e.strerror or e}") from e
     load_checkpoint(target)  # the rewritten file loads safely
     return target
 

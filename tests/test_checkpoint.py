@@ -81,3 +81,23 @@ def test_an_old_checkpoint_is_refused_with_the_fix_then_converted(tmp_path):
     assert done.returncode == 0, done.stderr
     T.train(config(data, run, steps=3, ckpt_every=1), resume=True)  # the converted checkpoint resumes
     assert C.load_checkpoint(T.latest_checkpoint(run))["step"] == 3
+
+
+def test_junk_and_truncated_files_are_not_called_payloads(tmp_path):
+    """A file that is not a checkpoint at all gets "not a readable checkpoint", not the advice to convert it."""
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is a text file, not a checkpoint\n" * 10)
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.ones(3)}, "step": 1}, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:40])
+    for bad in (junk, cut):
+        with pytest.raises(UserError, match="not a readable checkpoint") as e:
+            C.load_checkpoint(bad)
+        assert "convert" not in str(e.value)
+    assert torch.equal(C.load_checkpoint(good)["model"]["w"], torch.ones(3))
+    # convert --trust on junk: one line, exit 2
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "checkpoint", "convert", str(junk), "--trust"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    assert "not a readable checkpoint" in out.stderr and len(out.stderr.strip().splitlines()) == 1

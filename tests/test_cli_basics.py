@@ -96,3 +96,20 @@ def test_a_path_with_markup_characters_is_printed_literally(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.cli", "sample", "--checkpoint", str(missing), "--out",
                           str(tmp_path / "o"), "--device", "cpu"], capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 2 and out.stderr.strip() == f"error: checkpoint not found: {missing}"
+
+
+def test_usage_errors_are_one_line_naming_the_help_and_exit_2(tmp_path):
+    """A misspelt option or a bad value is one line (not click's framed box) that says where the options are."""
+    cases = [
+        (["train", "--stepz", "3"], "No such option: --stepz", "(matten-bench train --help)"),
+        (["sample", "--num", "many"], "Invalid value for '--num'", "(matten-bench sample --help)"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'", "(matten-bench --help)"),
+    ]
+    for args, says, where in cases:
+        out = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert out.returncode == 2 and len(lines) == 1, out.stderr
+        assert lines[0].startswith("error: ") and says in lines[0] and lines[0].endswith(where), lines[0]
+    # no arguments at all: the help, exit 0
+    out = subprocess.run([sys.executable, "-m", "harness.cli"], capture_output=True, text=True)
+    assert out.returncode == 0 and "prepare" in out.stdout and "train" in out.stdout

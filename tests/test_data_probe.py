@@ -107,3 +107,19 @@ def test_older_manifests_are_refused_with_the_fix(tmp_path):
     df.to_parquet(tmp_path / "out" / "manifest.parquet")
     with pytest.raises(Exception, match=r"older matten-bench \(no check, rotation column\): run `matten-bench "):
         load_manifest(tmp_path / "out")
+
+
+def test_a_damaged_manifest_or_description_is_one_error_with_the_fix(tmp_path):
+    from harness.data.manifest import load_info
+    from harness.errors import UserError
+
+    gray_video(tmp_path / "src" / "a.mp4", 9)
+    prepare_dataset("ffs", tmp_path / "src", tmp_path / "out", progress=False, **SMALL)
+    manifest = tmp_path / "out" / "manifest.parquet"
+    manifest.write_bytes(manifest.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(UserError, match=r"manifest.parquet cannot be read .*run `matten-bench prepare` on it again"):
+        load_manifest(tmp_path / "out")
+    for text in ("{not json", "[1, 2]"):
+        (tmp_path / "out" / "dataset.json").write_text(text)
+        with pytest.raises(UserError, match="run `matten-bench prepare` on it again"):
+            load_info(tmp_path / "out")

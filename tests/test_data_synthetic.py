@@ -107,3 +107,23 @@ def test_every_preset_writes_videos_the_loader_reads():
     from harness.run import PRESETS
 
     assert all(p.synthetic.get("width", 64) not in DECORD_BAD_WIDTHS for p in PRESETS.values())
+
+
+def test_a_changed_request_leaves_nothing_of_the_old_one(tmp_path):
+    """Four classes then two: the folder holds two classes' videos and lists, as if written fresh."""
+    opts = dict(videos_per_class=1, frames=6, width=32, height=32, progress=False)
+    generate_synthetic(tmp_path, num_classes=4, **opts)
+    src = generate_synthetic(tmp_path, num_classes=2, **opts)
+    assert sorted(p.name for p in (src / "UCF-101").iterdir()) == ["MoveA", "MoveB"]
+    assert read_class_index(src / "ucfTrainTestlist" / "classInd.txt") == ["MoveA", "MoveB"]
+    assert sha256_tree(src) == sha256_tree(generate_synthetic(tmp_path / "fresh", num_classes=2, **opts))
+
+
+@pytest.mark.parametrize("bad, says", [(dict(fps=0), "--fps 0"), (dict(seed=-1), "--seed -1"),
+                                       (dict(width=8192), "at most 4096 pixels")])
+def test_bad_requests_are_refused(tmp_path, bad, says):
+    from harness.errors import UserError
+
+    opts = dict(num_classes=1, videos_per_class=1, frames=6, width=32, height=32, progress=False) | bad
+    with pytest.raises(UserError, match=says):
+        generate_synthetic(tmp_path, **opts)

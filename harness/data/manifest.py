@@ -85,7 +85,10 @@ def load_manifest(prepared_dir: str | Path, ok_only: bool = False) -> pd.DataFra
     path = Path(prepared_dir) / MANIFEST
     if not path.is_file():
         raise UserError(f"no {MANIFEST} in {prepared_dir}: run `matten-bench prepare` first")
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's ArrowInvalid and OSError family: a damaged or partial file
+        raise UserError(f"{path} cannot be read ({type(e).__name__}); run `matten-bench prepare` on it again") from e
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path} was written by an older matten-bench (no {', '.join(missing)} column): "
@@ -101,7 +104,13 @@ def load_info(prepared_dir: str | Path) -> dict[str, Any]:
     path = Path(prepared_dir) / DATASET_JSON
     if not path.is_file():
         raise UserError(f"no {DATASET_JSON} in {prepared_dir}: run `matten-bench prepare` first")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read ({type(e).__name__}); run `matten-bench prepare` on it again") from e
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is not a dataset description; run `matten-bench prepare` on it again")
+    return info
 
 
 def manifest_fingerprint(prepared_dir: str | Path) -> str:

@@ -164,6 +164,12 @@ def generate_synthetic(
         raise UserError(f"bad frame count {frames!r}")
     if container not in CODECS:
         raise UserError(f"container must be one of {sorted(CODECS)}; got {container!r}")
+    if width > 4096 or height > 4096:
+        raise UserError(f"synthetic frames of {width}x{height}: at most 4096 pixels a side")
+    if not 1 <= fps <= 240:
+        raise UserError(f"--fps {fps}: expected 1 to 240 frames per second")
+    if not 0 <= seed < 2**31:
+        raise UserError(f"--seed {seed}: expected 0 to {2**31 - 1}")
     source = Path(out_dir) / "source"
     params = dict(num_classes=num_classes, videos_per_class=videos_per_class, frames=[lo, hi], width=width,
                   height=height, fps=fps, seed=seed, container=container, gop=gop, clips_per_group=CLIPS_PER_GROUP)
@@ -171,6 +177,10 @@ def generate_synthetic(
     if meta_path.exists() and json.loads(meta_path.read_text()) == params:
         return source
     meta_path.unlink(missing_ok=True)  # written last: its presence means the folder is complete
+    import shutil
+
+    for folder in (source / "UCF-101", source / "ucfTrainTestlist"):  # another request: nothing of the old one stays
+        shutil.rmtree(folder, ignore_errors=True)
 
     names = class_names(num_classes)
     jobs = [(k, v) for k in range(num_classes) for v in range(videos_per_class)]

@@ -22,6 +22,21 @@ from harness.errors import UserError
 
 LOCK_NAME = ".matten-bench.lock"
 
+# The lock descriptors this process holds. A forked child (a DataLoader worker) closes its copies at once: a
+# flock belongs to the open file, so a worker that outlives its killed parent for a few seconds would otherwise
+# keep the folder locked against the rerun. Closing a copy leaves the parent's lock in place.
+_HELD: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
 
 class LockHeld(UserError):
     """Another live job holds the folder or entry (the message names it)."""
@@ -56,9 +71,10 @@ def _hold(lock_file: Path, what: str, label: str) -> Iterator[None]:
     import fcntl  # POSIX; matten-bench runs on Linux (and macOS)
 
     try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # not kept by exec'ed children
     except OSError as e:
         raise UserError(f"cannot write to {lock_file.parent}: {e.strerror or e} (choose a writable folder)") from e
+    _HELD.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,6 +87,7 @@ def _hold(lock_file: Path, what: str, label: str) -> Iterator[None]:
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # releases the flock
 
 

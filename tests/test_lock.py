@@ -125,3 +125,21 @@ def test_a_real_statistics_entry_being_written_is_held(tmp_path, monkeypatch):
         child.wait()
     assert compute_fvd(cfg)["real"]["cached"] is False  # the holder is gone: computed and cached again
     assert entry.exists()
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path):
+    """A DataLoader worker is a fork: it must not keep the folder locked once its parent lets go (or is killed)."""
+    ready, tell = os.pipe()
+    with folder_lock(tmp_path, "train"):
+        pid = os.fork()
+        if pid == 0:  # the child: outlives the parent's block, as a worker outlives a SIGKILLed trainer
+            os.write(tell, b"started")  # the fork hooks have run
+            time.sleep(3)
+            os._exit(0)
+        assert os.read(ready, 7) == b"started"
+    try:
+        with folder_lock(tmp_path, "rerun"):  # at once, while the child still lives
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(ready), os.close(tell)

@@ -77,6 +77,28 @@ def test_loops_and_second_ways_in_are_walked_once_and_listed(tmp_path):
     assert other_files(tmp_path / "out") == dict(tree.other)
 
 
+def test_a_video_linked_in_twice_is_read_once(tmp_path):
+    """train/b.mp4 is a link to all/b.mp4 (also under the source): one video, listed once, at its real path;
+    links to a frame in the same folder (padding a clip) stay."""
+    src = tmp_path / "ffs"
+    gray_video(src / "all" / "a.mp4", 9)
+    gray_video(src / "all" / "b.mp4", 9)
+    gray_video(tmp_path / "elsewhere" / "c.mp4", 9)
+    (src / "train").mkdir()
+    os.symlink(src / "all" / "b.mp4", src / "train" / "b.mp4")  # sorts before nothing: the real path still wins
+    os.symlink(src / "all" / "b.mp4", src / "a_b_again.mp4")
+    os.symlink(tmp_path / "elsewhere" / "c.mp4", src / "train" / "c.mp4")  # outside the source: kept
+    os.symlink(tmp_path / "elsewhere" / "c.mp4", src / "zz_c.mp4")  # the same outside file again
+    frame_folder(src / "clip", 9)
+    os.symlink(src / "clip" / "img_9.png", src / "clip" / "img_10.png")  # padding, same folder
+    tree = walk_tree(src)
+    assert "clip/img_10.png" in tree.files
+    assert [f for f in tree.files if not f.startswith("clip/")] == ["all/a.mp4", "all/b.mp4", "train/c.mp4"]
+    assert dict(tree.other) == {"a_b_again.mp4": "same file as all/b.mp4 (listed there)",
+                                "train/b.mp4": "same file as all/b.mp4 (listed there)",
+                                "zz_c.mp4": "same file as train/c.mp4 (listed there)"}  # fmt: skip
+
+
 def test_ucf101_accounts_for_every_file(tmp_path):
     src = ucf_layout(tmp_path / "src", {"Archery": [9, 9], "Bowling": [9, 9]}, ext="avi")
     bowling = src / "UCF-101" / "Bowling"

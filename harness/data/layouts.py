@@ -6,7 +6,8 @@ expected. It probes nothing (``probe.py`` does that).
 
 Every layout walks the source the same way (:func:`walk_tree`): symbolic links to folders and files are
 followed (a dataset spread over disks by links is read whole), a link that leads back to a folder above
-it (a loop) or to a folder already walked is not walked twice, and hidden folders (``.git``, ``.cache``)
+it (a loop) or to a folder already walked is not walked twice, a link to a video already found in another
+folder is not read twice, and hidden folders (``.git``, ``.cache``)
 are not entered. Whatever is not a video or a frame folder of the chosen split ends in
 ``Layout.other`` with the reason (not a video, hidden, another split, a broken link, a loop, ...):
 every file under the source is either an entry or listed there.
@@ -71,9 +72,14 @@ def walk_tree(root: Path) -> Tree:
     that is also under ``root`` is the one listed ("same folder as ...") and its files keep their real paths.
     Not walked, each listed in ``Tree.other``: hidden files and folders (names starting with "."), links
     whose target is missing, links back to a folder above them (loops), a second way into a folder already
-    walked, folders that cannot be listed, and anything that is neither a file nor a folder.
+    walked, folders that cannot be listed, anything that is neither a file nor a folder, and a link to a file
+    already listed from another folder (a video reached twice would count twice in FVD's statistics). Links
+    to a file in the same folder stay (a frame folder may pad a short clip with links to its last frame), and
+    so do hard links (they are files in their own right).
     """
     files: list[str] = []
+    file_links: list[tuple[str, tuple[int, int]]] = []  # (path, target's (device, inode)) of links to files
+    real_files: dict[tuple[int, int], str] = {}  # (device, inode) -> the first path it is listed under
     other: list[tuple[str, str]] = []
     seen: dict[tuple[int, int], str] = {}  # (device, inode) of each folder walked -> its path
     links: list[tuple[str, Path, frozenset]] = []  # folders behind links, walked after the real ones
@@ -114,7 +120,12 @@ def walk_tree(root: Path) -> Tree:
                 else:
                     visit(Path(child.path), crel, inside)
             elif is_file:
-                files.append(crel)
+                if child.is_symlink():
+                    target = child.stat()
+                    file_links.append((crel, (target.st_dev, target.st_ino)))
+                else:
+                    files.append(crel)
+                    real_files.setdefault((child.stat().st_dev, child.stat().st_ino), crel)
             elif child.is_symlink() and not os.path.exists(child.path):
                 other.append((crel, f"broken symlink: its target {os.readlink(child.path)} does not exist"))
             else:
@@ -125,6 +136,12 @@ def walk_tree(root: Path) -> Tree:
         links.sort(key=lambda x: x[0])
         rel, path, ancestors = links.pop(0)
         visit(path, rel, ancestors)
+    for rel, key in sorted(file_links):  # after every real file, so a link never hides the real path
+        first = real_files.setdefault(key, rel)
+        if first != rel and os.path.dirname(first) != os.path.dirname(rel):
+            other.append((rel, f"same file as {first} (listed there)"))
+        else:
+            files.append(rel)
     return Tree(sorted(files), sorted(other))
 
 

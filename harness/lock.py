@@ -49,6 +49,8 @@ def folder_lock(path: str | Path, what: str) -> Iterator[Path]:
     Raises UserError when ``path`` cannot be created or written, or when another live job holds it.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder (choose a folder for the output)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -69,3 +69,23 @@ def test_covariance_needs_two_samples():
     s.update(np.ones((1, 2)))
     with pytest.raises(UserError, match="at least 2"):
         s.cov()
+
+
+def test_a_singular_but_exact_root_is_not_warned_and_an_inaccurate_one_is(monkeypatch):
+    """All generated clips alike (Σ = 0): scipy calls Σ1·Σ2 singular, yet its root 0 is exact and the distance is
+    the closed form ‖μ1−μ2‖² + Tr Σ1, with no warning. A root that does not square back is warned."""
+    import warnings
+
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(16, 40))
+    mu1, s1 = a.mean(0), np.cov(a, rowvar=False, bias=True)
+    mu2, s2 = np.ones(40), np.zeros((40, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = frechet_distance(mu1, s1, mu2, s2)
+    assert d == pytest.approx(np.square(mu1 - mu2).sum() + np.trace(s1), rel=1e-12)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda m: m + 1.0)  # a root that is wrong
+    with pytest.warns(RuntimeWarning, match=r"sqrtm\(Σ1·Σ2\) is inaccurate"):
+        frechet_distance(mu1, s1, mu1, s1)

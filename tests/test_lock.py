@@ -143,3 +143,14 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     finally:
         os.waitpid(pid, 0)
         os.close(ready), os.close(tell)
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(UserError, match=rf"^{tmp_path / 'out'} is a file, not a folder"):
+        with folder_lock(tmp_path / "out", "sample"):
+            pass
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "prepare", "synthetic", "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True)  # fmt: skip
+    want = f"error: {tmp_path / 'out'} is a file, not a folder (choose a folder for the output)"
+    assert out.returncode == 2 and out.stderr.strip() == want

@@ -42,6 +42,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``. Raises UserError (ending in ``fix``, what the user should do) when the file
+    cannot be read, is not JSON (a copy cut short) or holds something other than an object."""
+    from harness.errors import UserError
+
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read as JSON ({type(e).__name__}); {fix}") from e
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds JSON but not an object; {fix}")
+    return obj
+
+
 def atomic_save_torch(path: str | Path, obj: Any) -> None:
     """``torch.save`` streamed into a temporary file, fsync and rename (checkpoints; no second copy in memory)."""
     import torch

@@ -138,17 +138,9 @@ def test_videogpt_protocol_uses_the_unbiased_covariance(stand_ins):
 
 
 def run_cli(args, capsys):
-    from harness.cli import main
-
-    old = sys.argv
-    sys.argv = ["matten-bench", *args]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = old
-    err = capsys.readouterr().err
-    return exc.value.code, " ".join(err.split())
+    """The CLI's exit code and its stderr (whitespace folded)."""
+    code, err, _ = run_cli_out(args, capsys)
+    return code, err
 
 
 def test_cli_prints_the_fvd_and_writes_the_record(stand_ins, capsys):

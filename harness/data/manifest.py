@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.errors import UserError
-from harness.io import atomic_write_bytes, atomic_write_json
+from harness.io import atomic_write_bytes, atomic_write_json, read_json_object
 
 COLUMNS = {
     "path": "object",
@@ -104,13 +103,7 @@ def load_info(prepared_dir: str | Path) -> dict[str, Any]:
     path = Path(prepared_dir) / DATASET_JSON
     if not path.is_file():
         raise UserError(f"no {DATASET_JSON} in {prepared_dir}: run `matten-bench prepare` first")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} cannot be read ({type(e).__name__}); run `matten-bench prepare` on it again") from e
-    if not isinstance(info, dict):
-        raise UserError(f"{path} is not a dataset description; run `matten-bench prepare` on it again")
-    return info
+    return read_json_object(path, "run `matten-bench prepare` on it again")
 
 
 def manifest_fingerprint(prepared_dir: str | Path) -> str:

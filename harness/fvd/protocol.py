@@ -41,6 +41,7 @@ from harness.config import FVD_PRECISIONS, MIN_FVD_SIZE, FVDConfig
 from harness.console import console, progress
 from harness.errors import UserError
 from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats, load_features
+from harness.io import read_json_object
 from harness.machine import resolve_device
 
 PROTOCOLS = ("stylegan-v", "videogpt")
@@ -336,13 +337,7 @@ def read_stats_meta(path: Path) -> dict[str, Any]:
     meta_path = path.with_suffix(".json")
     if not meta_path.exists():
         raise UserError(f"{path}: no {meta_path.name} beside it saying how these statistics were made")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{meta_path}: not readable JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise UserError(f"{meta_path}: expected a JSON object")
-    return meta
+    return read_json_object(meta_path, "it says how the statistics were made: save them again")
 
 
 def load_stats_file(path: Path, expect: dict[str, Any]) -> FeatureStats:

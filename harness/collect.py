@@ -142,8 +142,9 @@ def collect_params(root: Path, report_dir: Path) -> list[dict]:
 
 
 def build_report(root: Path, report_dir: Path, preset, table_names: list[str], experiments, *,
-                 command: str | None = None) -> Path:
-    """Collect every number from the records under ``root`` and write ``report_dir``/REPORT.md."""
+                 command: str | None = None, wall_seconds: float | None = None) -> Path:
+    """Collect every number from the records under ``root`` and write ``report_dir``/REPORT.md
+    (``wall_seconds``: the running command's wall time so far, seconds)."""
     root, report_dir = Path(root), Path(report_dir)
     baselines = load_all()
     flops_by_model, flops_entries, params_rows = collect_flops(root, report_dir, preset)
@@ -213,14 +214,18 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
             "tables": [("", tables.params_table(params_rows, baselines))],
         })
     records = _all_records(root)
-    return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command)
+    return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command,
+                        wall_seconds=wall_seconds)
 
 
 CLAIMS_NOTE = (
     "What the paper claims, judged at this scale against the gap between two training seeds of the main model "
     "(Matten variant 3, M-AdaN) at the last step: **holds** when the claimed-better model's FVD is lower than "
     "every other's by more than the seed gap and their 95 % intervals do not overlap, **does not hold** when "
-    "another's is lower in the same way, **cannot tell apart** otherwise (harness.verdict). One seed gap is one "
+    "another's is lower in the same way, **cannot tell apart** otherwise, and **not measured** when a model in "
+    "the claim has not learned (its FVD at the last step is not below its untrained FVD beyond both intervals: "
+    "its samples are still the untrained pipeline's, so an ordering says nothing about the architectures) "
+    "(harness.verdict). One seed gap is one "
     "draw of the training noise, so a difference just beyond it is weak evidence; read the numbers beside each "
     "verdict. Nothing was tuned toward the paper's answer. The data "
     "are synthetic moving shapes at a small size, not the paper's datasets: a verdict says what these models do "
@@ -232,7 +237,7 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     """The paper's orderings (harness.verdict) on this run's experiments at the last step all were measured:
     (verdicts naming models by their report labels, that step)."""
     from harness.run import Experiment
-    from harness.verdict import Claim, judge, seed_gap
+    from harness.verdict import Claim, has_learned, judge, seed_gap
 
     ds = experiments[0].dataset
     main = Experiment("matten", preset.main_size, ds)
@@ -256,6 +261,11 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         p = point(k)
         return p.value if p is not None else None
 
+    def interval(k: str, step: int | None) -> tuple[float, float] | None:
+        e = key.get(k)
+        curve = exps.get(e.name, {}).get("fvd") or {} if e is not None else {}
+        return interval_of(curve.get(step)) if step is not None else None
+
     gap = seed_gap(fvd("v3"), fvd("seed1"))
     # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
     label = {k: tables.model_label(exps[e.name]) if e.name in exps else e.name for k, e in key.items() if e}
@@ -270,8 +280,14 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     ]  # fmt: skip
     fvds = {label[k]: fvd(k) for k in label}
     intervals = {label[k]: (p.low, p.high) for k in label if (p := point(k)) is not None and p.low is not None}
+    learned = {label[k]: has_learned(interval(k, 0), interval(k, at)) for k in label}
     named = [replace(c, better=label[c.better], others=tuple(label[o] for o in c.others)) for c in claims]
-    return [judge(c, fvds, gap, intervals) for c in named], at
+    return [judge(c, fvds, gap, intervals, learned) for c in named], at
+
+
+def interval_of(p: Point | None) -> tuple[float, float] | None:
+    """A point's 95 % interval (low, high), or None."""
+    return (p.low, p.high) if p is not None and p.low is not None and p.high is not None else None
 
 
 def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> dict:

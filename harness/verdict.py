@@ -10,7 +10,11 @@ seed 1)| (the main model is Matten variant 3 with M-AdaN, trained twice):
 * **does not hold**: some other model's FVD is below the claimed-better one's by more than g, with
   intervals that do not overlap;
 * **cannot tell apart**: otherwise (a difference within what a second seed moves, or within the clips'
-  sampling noise), or no seed gap was measured, or a model has no FVD.
+  sampling noise), or no seed gap was measured, or a model has no FVD;
+* **not measured**: a model in the claim has not learned (:func:`has_learned`): its FVD at the step judged is
+  not below its untrained (step-0) FVD beyond both 95 % intervals. Its samples are still what the untrained
+  pipeline makes, so an ordering between it and another model says nothing about the architectures (the
+  first mini run on the H200 had such models: results/mini/REPORT.md).
 
 Both tests are needed: the seed gap is one draw of training noise (it can be small by chance), the
 intervals are the noise of the clips at this N (they say nothing about training).
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 HOLDS = "holds"
 FAILS = "does not hold"
 UNCLEAR = "cannot tell apart"
+NOT_MEASURED = "not measured"
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,19 @@ def judge(
     fvd: dict[str, float | None],
     seed_gap: float | None,
     intervals: dict[str, tuple[float, float]] | None = None,
+    learned: dict[str, bool | None] | None = None,
 ) -> Verdict:
     """The verdict on ``claim`` given each model's FVD (same step, same N), the seed gap and, optionally,
-    each FVD's 95 % interval (low, high)."""
+    each FVD's 95 % interval (low, high) and whether each model has learned (:func:`has_learned`; None or
+    absent: not known, judged on the numbers)."""
     values = {k: fvd.get(k) for k in (claim.better, *claim.others)}
     missing = [k for k, v in values.items() if v is None]
     if missing:
         return Verdict(claim, UNCLEAR, f"no FVD for {', '.join(missing)}", values, seed_gap)
+    untrained = [k for k in values if (learned or {}).get(k) is False]
+    if untrained:
+        return Verdict(claim, NOT_MEASURED, f"{', '.join(untrained)} {'has' if len(untrained) == 1 else 'have'} not "
+                       "learned: FVD not below the untrained model's beyond both 95 % intervals", values, seed_gap)
     if seed_gap is None:
         return Verdict(claim, UNCLEAR, "no seed gap was measured (the main model was trained once)", values, seed_gap)
     intervals = intervals or {}
@@ -86,6 +97,14 @@ def judge(
     k = min((k for k in diffs if overlap(k)), key=lambda k: abs(diffs[k]))
     return Verdict(claim, UNCLEAR, f"{k} differs by {diffs[k]:+,.1f}, beyond the seed gap {seed_gap:,.1f} but within "
                    "the FVDs' overlapping 95 % intervals", values, seed_gap)  # fmt: skip
+
+
+def has_learned(untrained: tuple[float, float] | None, trained: tuple[float, float] | None) -> bool | None:
+    """Whether a model has learned: the 95 % interval (low, high) of its FVD at a trained step lies wholly
+    below that of its untrained (step-0) FVD. None when either interval is missing (not known)."""
+    if untrained is None or trained is None:
+        return None
+    return trained[1] < untrained[0]
 
 
 def seed_gap(fvd_seed0: float | None, fvd_seed1: float | None) -> float | None:

@@ -1,8 +1,8 @@
-"""The verdict on the paper's orderings, on made-up numbers: holds, does not hold, cannot tell apart."""
+"""The verdict on the paper's orderings, on made-up numbers: holds, does not hold, cannot tell apart, not measured."""
 
 import pytest
 
-from harness.verdict import FAILS, HOLDS, UNCLEAR, Claim, judge, seed_gap
+from harness.verdict import FAILS, HOLDS, NOT_MEASURED, UNCLEAR, Claim, has_learned, judge, seed_gap
 
 VARIANTS = Claim("variant 3 is the best of the four", "Fig. 8a", "v3", ("v1", "v2", "v4"))
 
@@ -47,3 +47,21 @@ def test_overlapping_intervals_keep_a_difference_beyond_the_seed_gap_undecided()
     v = judge(VARIANTS, {**fvd, "v2": 250}, 10, {**apart, "v2": (240, 295)})
     assert v.verdict == UNCLEAR
     assert judge(VARIANTS, {**fvd, "v2": 250}, 10, {**apart, "v2": (240, 260)}).verdict == FAILS
+
+
+def test_has_learned_needs_the_trained_interval_wholly_below_the_untrained_one():
+    assert has_learned((10_247.3, 10_708.1), (6_033.1, 6_848.7)) is True  # the H200 mini run's Matten-S v1
+    assert has_learned((10_247.3, 10_708.1), (10_497.9, 11_317.3)) is False  # ... and its v3: above step 0
+    assert has_learned((10_247.3, 10_708.1), (9_000.0, 10_247.3)) is False  # touching is not below
+    assert has_learned(None, (6_033.1, 6_848.7)) is None and has_learned((1.0, 2.0), None) is None
+
+
+def test_a_model_that_has_not_learned_makes_the_claim_not_measured():
+    """The first mini run on the H200: v1 learned, v3 did not; v1's lower FVD is not evidence against v3's
+    architecture but against 400 steps. Not learned wins over every numeric verdict."""
+    fvd = {"v3": 10_903.3, "v1": 6_465.1, "v2": 11_534.0, "v4": 10_960.0}
+    learned = {"v3": False, "v1": True, "v2": False, "v4": None}
+    v = judge(VARIANTS, fvd, 74.5, learned=learned)
+    assert v.verdict == NOT_MEASURED and v.reason.startswith("v3, v2 have not learned")
+    assert judge(VARIANTS, fvd, 74.5, learned={"v3": True, "v1": True}).verdict == FAILS  # None: judged on numbers
+    assert judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned=learned).verdict == UNCLEAR  # a missing FVD first

@@ -107,11 +107,13 @@ def write_report(
     records: list[dict[str, Any]],
     notes: list[str] | None = None,
     command: str | None = None,
+    wall_seconds: float | None = None,
 ) -> Path:
     """Write each section's table (``<name>.md``) and figure, and REPORT.md gathering them all.
 
     ``sections``: ``{"name", "title", "caption", "tables": [(subtitle, DataFrame)], "figure": Path | None}``.
     ``records``: the ledger records behind the numbers (for device, versions and time spent).
+    ``wall_seconds``: the wall time of the command that ran the stages (``matten-bench run``), seconds.
     """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,7 @@ def write_report(
     if setups:
         lines += ["The generated clips were sampled with (as recorded by the sample stage):", ""]
         lines += [f"- {s}" for s in setups] + [""]
-    lines += environment_section(records)
+    lines += environment_section(records, wall_seconds)
     path = report_dir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -198,20 +200,45 @@ def recorded_sampling(records: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def environment_section(records: list[dict[str, Any]]) -> list[str]:
+def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Per device, the first start and the last finish (UTC datetimes) among the records that ran there."""
+    from datetime import datetime, timezone
+
+    spans: dict[str, tuple[Any, Any]] = {}
+    for r in records:
+        try:
+            a, b = (datetime.strptime(r[k], "%Y-%m-%dT%H:%M:%S%z").astimezone(timezone.utc)
+                    for k in ("started", "finished"))
+        except (KeyError, TypeError, ValueError):  # a record left running, or from before timestamps
+            continue
+        device = str(r.get("environment", {}).get("device", "?"))
+        first, last = spans.get(device, (a, b))
+        spans[device] = (min(first, a), max(last, b))
+    return spans
+
+
+def environment_section(records: list[dict[str, Any]], wall_seconds: float | None = None) -> list[str]:
     lines = ["## Environment and time spent", ""]
     devices = sorted({r.get("environment", {}).get("device", "?") for r in records}) or ["(no stage records)"]
     commits = sorted({str(r.get("environment", {}).get("git_commit")) for r in records})
     lines += [f"- device: {', '.join(devices)}", f"- git commit(s) of the stages: {', '.join(commits) or '–'}"]
     by_stage: dict[str, float] = {}
+    where: dict[str, set[str]] = {}  # the devices each kind of stage ran on (a run may span machines)
     # the orchestrator's run.<stage> records wrap the stages' own: count time once
     timed = [r for r in records if str(r.get("stage", "")).startswith("run.")] or records
     for r in timed:
         kind = str(r.get("stage", "?")).removeprefix("run.").split("-")[0]
         by_stage[kind] = by_stage.get(kind, 0.0) + float(r.get("seconds") or 0.0)
+        where.setdefault(kind, set()).add(str(r.get("environment", {}).get("device", "?")))
     total = sum(by_stage.values())
+    for device, (first, last) in sorted(wall_spans(timed).items()):
+        lines += [f"- stages on {device}: from {first:%Y-%m-%d %H:%M:%S} to {last:%H:%M:%S} UTC, "
+                  f"{(last - first).total_seconds() / 60:.1f} min of wall time (the records' start and finish)"]
+    if wall_seconds is not None:
+        lines += [f"- wall time of the command that wrote this report: {wall_seconds / 60:.1f} min (stages it "
+                  "reused from an earlier command are not in it; their recorded time is below)"]
     lines += [f"- compute time recorded by the stages: {total / 60:.1f} min in all"]
-    lines += [f"  - {k}: {v / 60:.2f} min" for k, v in sorted(by_stage.items())]
+    lines += [f"  - {k}: {v / 60:.2f} min, on {', '.join(sorted(where[k]))}" for k, v in sorted(by_stage.items())]
     lines += ["", "| package | version (this report's process) |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in versions().items()]
     return [*lines, ""]

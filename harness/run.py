@@ -122,16 +122,19 @@ PRESETS = {
         synthetic={"num_classes": 2, "videos_per_class": 8, "frames": 24, "width": 64, "height": 64, "fps": 8,
                    "seed": 0},
     ),
-    # Mini: sized from the H200 measurements of 2026-11-30 (results/benchmarks.md) but NOT yet run end to end
-    # on the GPU: 16 frames of 32x32 pixels at patch 8 (256 tokens a clip, a quarter of the 1,024 at which
-    # Matten-S steps in 107 ms at batch 32), eager (a compile costs minutes per model and Matten runs as fast
-    # eager), 600 videos so the real-vs-real floor's two sets of 256 clips share none.
+    # Mini: one H200, every stage in about 20 minutes (results/mini/REPORT.md has the run). 16 frames of 32x32
+    # pixels at patch 8 (256 tokens a clip), batch 64, bf16, eager (a compile costs minutes per model), 600
+    # videos so the real-vs-real floor's two sets of 256 clips share none. Two choices differ from Latte's recipe,
+    # for every model alike: a learning rate above Latte's 1e-4 (a run of a few thousand steps, not 150k), and
+    # sampling without guidance (scale 1: one model call per step).
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
-        eval_steps=(0, 500, 1000, 2000), train_scaling=True, extra_seeds=(1,),
-        train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, ckpt_every=250,
-                          keep_checkpoints=100, precision="bf16", num_workers=8, device="cuda", compile=False),
-        sample=SampleConfig(num=256, batch_size=64, sampler="ddim", steps=50, device="cuda", mp4=False),
+        eval_steps=(0, 100, 200, 400), train_scaling=True, extra_seeds=(1,),
+        train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
+                          ckpt_every=100, keep_checkpoints=100, precision="bf16", num_workers=8, device="cuda",
+                          compile=False),
+        sample=SampleConfig(num=256, batch_size=256, sampler="ddim", steps=50, cfg_scale=1.0, precision="bf16",
+                            device="cuda", mp4=False),
         fvd=FVDConfig(num=256, num_frames=16, frame_interval=1, size=32, bootstrap=500, device="cuda"),
         synthetic={"num_classes": 10, "videos_per_class": 60, "frames": 48, "width": 64, "height": 64, "fps": 16,
                    "seed": 0},  # 64, not 48: decord cannot decode frames 48 pixels wide
@@ -426,8 +429,12 @@ def run(
     vae: str | None = None,
     yes: bool = False,
     preset: Preset | None = None,
+    report_only: bool = False,
 ) -> Path:
-    """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path."""
+    """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path.
+
+    ``report_only``: run no stage and check no input; write the report from the records already under
+    ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times)."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
     tables = list(TABLES) if "all" in tables else tables
@@ -441,6 +448,15 @@ def run(
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
     experiments = plan_experiments(preset, tables)
+    command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
+    if report_only:
+        if not (root / "records").is_dir() and not any(root.glob("*/*/records")):
+            raise UserError(f"--report-only: {root} holds no run records (pass the run's --run-dir)")
+        from harness.collect import build_report
+        from harness.lock import folder_lock
+
+        with folder_lock(report_dir, "report"):
+            return build_report(root, report_dir, preset, tables, experiments, command=command + " --report-only")
     check_inputs(preset, experiments, data)
 
     count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
@@ -488,8 +504,8 @@ def run(
 
         from harness.collect import build_report
 
-        command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
-        return build_report(root, report_dir, preset, tables, experiments, command=command)
+        return build_report(root, report_dir, preset, tables, experiments, command=command,
+                            wall_seconds=time.time() - t0)
 
 
 def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path]) -> None:

@@ -39,6 +39,7 @@ class Stages:
         self.calls: dict[str, int] = {}
         self.kill_train_once = False
         self.offsets: dict[str, float] = {}  # experiment name -> added to its FVDs
+        self.slope = 1.0  # FVD = 100 - slope x step (+ offset): with 1 the intervals of steps 0 and 4 overlap
 
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -85,7 +86,7 @@ class Stages:
             self.count("fvd")
             fake, num = Path(cfg.fake), cfg.num
             step = int(fake.name.split("-")[1])
-            value = 100.0 - step + self.offsets.get(fake.parent.name, 0.0)
+            value = 100.0 - self.slope * step + self.offsets.get(fake.parent.name, 0.0)
             return {"fvd": value, "interval": {"low": value - 2, "high": value + 3},
                     "protocol": {"name": "stylegan-v"}, "clips": {"real": num, "generated": num},
                     "detector": {"kind": "i3d", "sha256": "ab", "path": "/somewhere/i3d.safetensors"}}
@@ -248,8 +249,9 @@ def test_bad_options_exit_2():
 
 def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
     """Step-0 points, the floor, a second seed of the main model, and the verdicts from made-up FVDs (intervals
-    -2/+3 around each): v4 beats v3 by 8 > the seed gap 1 with intervals apart (does not hold), tokens within the
-    gap (cannot tell), Latte worse by 20 (holds)."""
+    -2/+3 around each, every model learning 10 a step): v4 beats v3 by 8 > the seed gap 1 with intervals apart
+    (does not hold), tokens within the gap (cannot tell), Latte worse by 20 (holds)."""
+    stages.slope = 10.0
     names = {e: Experiment("matten", "tiny", "synthetic", **kw).name for e, kw in {
         "seed1": {"seed": 1}, "v1": {"variant": 1}, "v2": {"variant": 2}, "v4": {"variant": 4},
         "tokens": {"conditioning": "tokens"}}.items()}
@@ -275,3 +277,36 @@ def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
         "variant 3 (attention + global Mamba) is the best of the four"]
     assert "real clips](sheets/real-synthetic.png)" in text
     assert (tmp_path / "results" / "sheets" / "real-synthetic.png").exists()
+
+
+def test_models_that_have_not_learned_get_no_verdict(tmp_path, stages):
+    """FVD 100 at step 0 (98-103) and 96 at step 4 (94-99): the intervals overlap, so no model has learned
+    (the first H200 mini run): every claim is "not measured" and the learning table says "no"."""
+    names = {e: Experiment("matten", "tiny", "synthetic", **kw).name for e, kw in {
+        "seed1": {"seed": 1}, "v4": {"variant": 4}}.items()}
+    stages.offsets = {names["seed1"]: 1.0, names["v4"]: -8.0}
+    preset = replace(PRESET, eval_steps=(0, 2, 4), extra_seeds=(1,))
+    text = do_run(tmp_path, preset=preset, tables=("sota", "variants", "conditioning")).read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| variant 3 (", "| M-AdaN", "| Matten beats"))]
+    assert len(rows) == 3 and all("**not measured**" in r and "not learned" in r for r in rows)
+    v3 = next(line for line in text.splitlines() if line.startswith("| Matten-TINY v3 "))
+    assert "| **no**" in v3
+
+
+def test_report_only_writes_the_same_numbers_from_the_records_and_runs_nothing(tmp_path, stages, monkeypatch):
+    """A run made elsewhere (its run folder copied back): --report-only runs no stage and checks no input (here
+    the stand-ins would fail any call, and torch "sees no GPU"), and its report holds the run's numbers."""
+    first = do_run(tmp_path).read_text()
+    stages.calls.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    again = run(["variants", "flops"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again",
+                preset=PRESET, report_only=True).read_text()
+    assert stages.calls == {}
+    numbers = re.compile(r"\[[\d,.]+\]\(records/[^)]+\)")
+    assert numbers.findall(again) == numbers.findall(first) and len(numbers.findall(first)) > 10
+    assert "--scale smoke --report-only`" in again
+    span = r"- stages on cpu[^\n]*: from \d{4}-\d\d-\d\d [\d:]+ to [\d:]+ UTC, [\d.]+ min of wall time"
+    assert re.search(span, again)
+    with pytest.raises(UserError, match="holds no run records"):
+        run(["variants"], "smoke", run_dir=tmp_path / "nothing", results_dir=tmp_path / "r3", preset=PRESET,
+            report_only=True)

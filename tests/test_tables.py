@@ -190,3 +190,25 @@ def test_report_says_how_the_samples_were_made():
         "DDIM-50 (timesteps: iddpm), guidance scale 7.0, EMA weights, decay 0.9999, min(decay, (1 + n) / (10 + n))",
         "DDPM-250 (timesteps: not recorded), guidance scale 1.0, raw model weights",
     }
+
+
+def test_wall_spans_per_device_by_hand():
+    """First start to last finish per device, in UTC whatever offset a record was written with; records left
+    running (no finish) are not counted."""
+    from datetime import datetime, timezone
+
+    from harness.report import wall_spans
+
+    cpu, gpu = {"device": "cpu: x86_64"}, {"device": "cuda: NVIDIA H200 x1"}
+    records = [
+        {"started": "2026-11-30T05:55:11+0000", "finished": "2026-11-30T05:55:28+0000", "environment": cpu},
+        {"started": "2026-11-30T07:00:58+0100", "finished": "2026-11-30T07:10:00+0100", "environment": gpu},
+        {"started": "2026-11-30T06:10:00+0000", "finished": "2026-11-30T06:22:14+0000", "environment": gpu},
+        {"started": "2026-11-30T06:30:00+0000", "environment": gpu},  # left running
+    ]
+    utc = timezone.utc
+    assert wall_spans(records) == {
+        "cpu: x86_64": (datetime(2026, 11, 30, 5, 55, 11, tzinfo=utc), datetime(2026, 11, 30, 5, 55, 28, tzinfo=utc)),
+        "cuda: NVIDIA H200 x1": (datetime(2026, 11, 30, 6, 0, 58, tzinfo=utc),
+                                 datetime(2026, 11, 30, 6, 22, 14, tzinfo=utc)),
+    }

@@ -19,12 +19,15 @@ def run_command(
     run_dir: Path = typer.Option(None, "--run-dir", help="where stages write (default runs/<scale>)"),
     results_dir: Path = typer.Option(None, "--results-dir", help="where the report goes (default results/<scale>)"),
     yes: bool = typer.Option(False, "--yes", help="start a paper-scale run after its compute estimate"),
+    report_only: bool = typer.Option(False, "--report-only", help="run no stage: write the report from the records "
+                                     "already in --run-dir (e.g. a run copied back from a GPU machine)"),
 ) -> None:
     """Run (or reuse, via the run ledger) every stage the tables need, then write results/<scale>/REPORT.md."""
     from harness.console import console
     from harness.run import parse_data, run
 
-    report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes)
+    report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes,
+                 report_only=report_only)
     console.print(f"report: {escape(str(report))}")
 
 

@@ -59,7 +59,8 @@ def test_smoke_run_end_to_end_then_reuse(tmp_path, i3d_weights):
     assert floor["outputs"]["result"]["videos_shared"] == 0 and floor["outputs"]["fvd"] > 0
     assert "## Learning, noise and the paper's orderings" in text and "(records/floor/synthetic.json)" in text
     assert (results / "sheets" / "real-synthetic.png").read_bytes()[:4] == b"\x89PNG"
-    assert "M-AdaN beats condition tokens" in text and "no seed gap was measured" in text
+    row = next(line for line in text.splitlines() if line.startswith("| M-AdaN beats condition tokens"))
+    assert "have not learned" in row or "has not learned" in row or "no seed gap was measured" in row
 
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("records/run.*.json")}
     run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY)

@@ -1,6 +1,9 @@
-"""The terminal: one rich console on stderr (stdout stays clean for --json) and a standard progress bar."""
+"""The terminal: one rich console on stderr (stdout stays clean for --json), a standard progress bar, and
+the ``models`` package's INFO lines (which selective-scan backend ran) shown there."""
 
 from __future__ import annotations
+
+import logging
 
 from rich.console import Console
 from rich.progress import (
@@ -13,6 +16,19 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+
+
+class _ConsoleHandler(logging.Handler):
+    """A log record's message as one plain line on the console (the models package logs, never prints)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(record.getMessage(), highlight=False, markup=False)
+
+
+_models_log = logging.getLogger("models")
+if not any(isinstance(h, _ConsoleHandler) for h in _models_log.handlers):
+    _models_log.addHandler(_ConsoleHandler(level=logging.INFO))
+    _models_log.setLevel(logging.INFO)
 
 
 def progress(transient: bool = False) -> Progress:

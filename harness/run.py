@@ -7,7 +7,7 @@ The run directory (default ``runs/<scale>``) holds::
     flops/<model>/             FLOP counts
     records of this orchestrator: <dir>/records/run.<stage>.json
 
-Each stage is called as a library function (the contracts in BRIEF.md). Around each call
+Each stage is called as a library function (ARCHITECTURE.md). Around each call
 this module keeps its own ledger record ``run.<stage>`` holding the stage's configuration:
 complete with the same configuration → reused; configuration changed → run again; left
 ``running`` by a killed job → called again, and the stage resumes from its own partial
@@ -17,7 +17,6 @@ what the report links to.
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,17 +30,6 @@ from harness.errors import UserError
 TABLES = ("sota", "variants", "conditioning", "scaling", "flops", "params")
 SCALES = ("smoke", "mini", "paper")
 PAPER_DATASETS = ("ffs", "sky", "ucf101", "taichi")
-# which library module each stage needs (checked before anything runs)
-STAGE_MODULES = {
-    "prepare": "harness.data.prepare",
-    "synthetic": "harness.data.synthetic",
-    "encode": "harness.vae",
-    "train": "harness.train",
-    "sample": "harness.sample",
-    "fvd": "harness.fvd",
-    "flops": "harness.flops",
-    "models": "models",
-}
 
 
 @dataclass(frozen=True)
@@ -179,17 +167,6 @@ def parse_data(items: list[str]) -> dict[str, Path]:
     if problems:
         raise UserError("; ".join(problems))
     return out
-
-
-def missing_stages(needed: list[str]) -> list[str]:
-    """The stages whose library module is not importable in this checkout."""
-    missing = []
-    for stage in needed:
-        try:
-            importlib.import_module(STAGE_MODULES[stage])
-        except ImportError:
-            missing.append(f"{stage} ({STAGE_MODULES[stage]})")
-    return missing
 
 
 # ----------------------------------------------------------------------------- one ledgered step
@@ -463,16 +440,6 @@ def run(
 
     count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
     count_params = bool(set(tables) & {"params", "scaling"})
-    needed = ["models"] + (["flops"] if count_flops else [])
-    if experiments:
-        needed += ["prepare", "train", "sample", "fvd"] + (["synthetic"] if "synthetic" in preset.datasets else [])
-        needed += ["encode"] if preset.latent_cache and preset.train.vae != "identity" else []
-    missing = missing_stages(needed)
-    if missing:
-        raise UserError(
-            f"these stages are not in this checkout yet: {', '.join(missing)}; "
-            "`matten-bench run` needs every stage its tables use"
-        )
     if preset.scale == "paper":
         estimate = paper_estimate(preset, experiments)
         if not yes:

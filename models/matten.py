@@ -1,4 +1,4 @@
-"""Matten (Gao et al. 2024, arXiv 2405.03025), reconstructed: the paper released no code (see DESIGN.md).
+"""Matten (Gao et al. 2024, arXiv 2405.03025), reconstructed: the paper released no code (this docstring says how).
 
 A Latte-style video backbone whose blocks come from three parts:
   S-attn  spatial attention block   (adaLN-Zero attention + MLP over the H·W tokens of each frame)

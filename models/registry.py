@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from harness.errors import UserError
+from models.errors import ModelConfigError
 
 FAMILIES = ("matten", "latte")
 SIZES = ("s", "b", "l", "xl", "tiny")
@@ -81,20 +81,20 @@ def build_model(
     """Build Latte or Matten. `depth` counts blocks (attention or Mamba); None takes the registry's value."""
     family, size = family.lower(), size.lower()
     if family not in FAMILIES:
-        raise UserError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise ModelConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
     if size not in SIZES:
-        raise UserError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+        raise ModelConfigError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
     if conditioning not in ("madan", "tokens"):
-        raise UserError(f"conditioning must be 'madan' or 'tokens', got {conditioning!r}")
+        raise ModelConfigError(f"conditioning must be 'madan' or 'tokens', got {conditioning!r}")
     if patch < 1 or input_size % patch:
-        raise UserError(f"patch {patch} must divide the latent size {input_size} (Latte uses 2, 4 or 8)")
+        raise ModelConfigError(f"patch {patch} must divide the latent size {input_size} (Latte uses 2, 4 or 8)")
     if num_classes < 0:
-        raise UserError(f"num_classes must be ≥ 0 (0 = unconditional), got {num_classes}")
+        raise ModelConfigError(f"num_classes must be ≥ 0 (0 = unconditional), got {num_classes}")
     cfg = SIZE_CONFIGS[size]
     hidden = hidden or cfg.hidden
     heads = heads or cfg.heads
     if hidden % heads:
-        raise UserError(f"hidden size {hidden} is not divisible by {heads} heads")
+        raise ModelConfigError(f"hidden size {hidden} is not divisible by {heads} heads")
     common = dict(
         hidden=hidden,
         heads=heads,
@@ -110,16 +110,18 @@ def build_model(
 
         depth = depth or cfg.latte_depth
         if depth % 2:
-            raise UserError(f"Latte's depth counts spatial+temporal pairs of blocks; got odd depth {depth}")
+            raise ModelConfigError(f"Latte's depth counts spatial+temporal pairs of blocks; got odd depth {depth}")
         return Latte(depth=depth, **common)
     from models.matten import VARIANT_UNITS, Matten
 
     if variant not in VARIANT_UNITS:
-        raise UserError(f"Matten variant must be 1, 2, 3 or 4; got {variant}")
+        raise ModelConfigError(f"Matten variant must be 1, 2, 3 or 4; got {variant}")
     depth = depth or MATTEN_DEPTH[variant][size]
     unit = len(VARIANT_UNITS[variant])
     if depth % unit:
-        raise UserError(f"Matten variant {variant} repeats units of {unit} blocks; depth {depth} is not a multiple")
+        raise ModelConfigError(
+            f"Matten variant {variant} repeats units of {unit} blocks; depth {depth} is not a multiple"
+        )
     return Matten(variant=variant, depth=depth, conditioning=conditioning, fused_scan=fused_scan, **common)
 
 

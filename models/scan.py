@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
-log = logging.getLogger("matten.scan")
+from models.errors import ModelConfigError
+
+log = logging.getLogger("models.scan")  # the harness shows the models' INFO lines on its console
 
 BACKENDS = ("auto", "cuda", "torch", "reference")
 _backend = "auto"
@@ -61,14 +63,16 @@ def cuda_available() -> bool:
 
 
 def set_backend(name: str) -> None:
-    """Choose the backend for every later call: 'auto' | 'cuda' | 'torch' | 'reference'."""
-    from harness.errors import UserError
+    """Choose the backend for every later call: 'auto' | 'cuda' | 'torch' | 'reference'.
 
+    Raises ModelConfigError for an unknown name, or 'cuda' without mamba-ssm."""
     global _backend
     if name not in BACKENDS:
-        raise UserError(f"unknown selective-scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ModelConfigError(f"unknown selective-scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "cuda" and _import_cuda_kernel() is None:
-        raise UserError(f"selective-scan backend 'cuda' needs mamba-ssm ({_cuda_import_error}); pip install mamba-ssm")
+        raise ModelConfigError(
+            f"selective-scan backend 'cuda' needs mamba-ssm ({_cuda_import_error}); pip install mamba-ssm"
+        )
     _backend = name
 
 
@@ -106,9 +110,6 @@ def _note_use(name: str, device: torch.device) -> None:
             why = f" (CUDA tensors, but mamba_ssm is not importable: {_cuda_import_error})" if _cuda_import_error \
                 else " (set explicitly)"
         log.info("selective scan backend: %s on %s%s", name, device.type, why)
-        from harness.console import console
-
-        console.print(f"selective scan backend: {name} on {device.type}{why}", highlight=False, markup=False)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):

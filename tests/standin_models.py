@@ -1,4 +1,4 @@
-"""A tiny network honouring models.build_model's contract (BRIEF.md), for tests that must not depend on its speed."""
+"""A tiny network honouring models.build_model's contract, for tests that must not depend on its speed."""
 
 import math
 

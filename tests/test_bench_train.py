@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import bench_train as B
+from harness.bench import train as B
 from harness.errors import UserError
 
 

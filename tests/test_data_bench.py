@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from harness.data import bench
+from harness.bench import data as bench
 from harness.errors import UserError
 
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import UserError
 from models import build_model, list_models
+from models.errors import ModelConfigError
 from models.registry import MATTEN_DEPTH, count_params_meta, matched_depth
 
 # Latte's public code (Vchitect/Latte models/latte.py) at 16×4×32×32, trainable (its sin-cos tables are frozen)
@@ -41,7 +41,7 @@ def test_matten_variant3_within_one_percent_of_paper(size, paper):
 def test_matten_s_deviation_is_shown_not_hidden():
     row = next(r for r in list_models() if r["name"] == "Matten-S/2-v3")
     assert row["paper_params"] == 35_000_000
-    assert 0.15 < row["deviation"] < 0.20  # ≈ 41.4M against the paper's 35M (DESIGN.md)
+    assert 0.15 < row["deviation"] < 0.20  # ≈ 41.4M against the paper's 35M (baselines/model_sizes.csv)
 
 
 def test_variant_depths_match_variant3_within_five_percent():
@@ -104,8 +104,8 @@ def test_models_table_is_readable_at_80_columns(monkeypatch):
         ({"family": "matten", "size": "s", "variant": 3, "depth": 4}, "multiple"),
     ],
 )
-def test_bad_choices_are_user_errors(kwargs, match):
-    with pytest.raises(UserError, match=match):
+def test_bad_choices_are_model_config_errors(kwargs, match):
+    with pytest.raises(ModelConfigError, match=match):
         build_model(**kwargs)
 
 

@@ -4,8 +4,8 @@ gradients, and backend selection never falls back silently."""
 import pytest
 import torch
 
-from harness.errors import UserError
 from models import scan
+from models.errors import ModelConfigError
 
 
 def make_inputs(b, d, L, N, groups=None, c_groups="same", seed=0):
@@ -112,14 +112,14 @@ def test_backend_selection_is_explicit():
         scan.selective_scan(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"])
         assert scan.backend_in_use() == "torch"  # CPU tensors: never the CUDA kernel
         assert scan.resolve_backend("cpu") == "torch"
-        with pytest.raises(UserError, match="unknown selective-scan backend"):
+        with pytest.raises(ModelConfigError, match="unknown selective-scan backend"):
             scan.set_backend("triton")
         if not scan.cuda_available():
             assert scan.resolve_backend("cuda") in ("torch", "cuda")
         try:
             import mamba_ssm  # noqa: F401
         except Exception:
-            with pytest.raises(UserError, match="mamba-ssm"):
+            with pytest.raises(ModelConfigError, match="mamba-ssm"):
                 scan.set_backend("cuda")
     finally:
         scan.set_backend("auto")
@@ -133,7 +133,7 @@ def test_complex_A_is_refused():
 
 
 def test_agreement_benchmark_table_on_cpu():
-    from models.bench import markdown_table, scan_agreement
+    from harness.bench.models import markdown_table, scan_agreement
 
     rows = scan_agreement("cpu", shapes=((1, 8, 20, 4, None), (1, 8, 20, 4, 2)), dtypes=(torch.float32,))
     assert all(r["out"] < 1e-5 and r["worst grad"] < 1e-5 for r in rows)

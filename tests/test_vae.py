@@ -86,7 +86,7 @@ def test_identity_vae():
 
 
 class _StandinClips(torch.utils.data.Dataset):
-    """Stand-in for harness.data.clips.ClipDataset (contract in BRIEF.md) until the data branch lands."""
+    """Stand-in for harness.data.clips.ClipDataset (its contract, without video decoding)."""
 
     def __init__(self, prepared_dir, *, num_frames=16, frame_interval=3, size=256, train=True, seed=0, uint8=False):
         self.n, self.t, self.size, self.num_classes = 5, num_frames, size, 2

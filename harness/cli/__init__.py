@@ -1,7 +1,8 @@
 """`matten-bench`: a thin Typer layer over the stage modules; each module below registers its commands.
 
 Command functions parse options and call library functions that tests call directly.
-A :class:`harness.errors.UserError` becomes one line on stderr and exit code 2.
+A :class:`harness.errors.UserError`, or a model option the ``models`` package refuses
+(:class:`models.errors.ModelConfigError`), becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness.cli import train as _train  # noqa: F401  (registers `encode`, `tra
 from harness.cli.app import app
 from harness.console import console
 from harness.errors import UserError
+from models.errors import ModelConfigError
 
 
 def _click_exceptions():
@@ -37,7 +39,7 @@ def main() -> None:
     errors = _click_exceptions()
     try:
         code = app(standalone_mode=False)  # click's usage errors come here too, to be printed on one line
-    except UserError as e:
+    except (UserError, ModelConfigError) as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)  # paths literally
         sys.exit(2)
     except errors.UsageError as e:

@@ -1,4 +1,4 @@
-"""`matten-bench bench train`: the training step and the training loop of Matten vs Latte (see harness.bench_train)."""
+"""`matten-bench bench train`: the training step and the training loop of Matten vs Latte (see harness.bench.train)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def bench_train(
     """Pure training step (median ms, samples/s, memory, MFU) and the real `train` loop's samples/s, side by side."""
     from rich.table import Table
 
-    from harness import bench_train as B
+    from harness.bench import train as B
 
     fams = [m.strip() for m in models.split(",") if m.strip()]
     shape = B.Shape(size=size, patch=patch, batch=batch, frames=frames, channels=channels, latent=latent,

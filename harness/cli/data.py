@@ -133,7 +133,7 @@ def bench_data(
     json_out: Path | None = typer.Option(None, "--json", help="also write every run's numbers here"),
 ) -> None:
     """Clips/s of our loader (decord, only the needed frames) against decode-whole-video-then-slice (Latte's path)."""
-    from harness.data.bench import run_data_bench, verdict
+    from harness.bench.data import run_data_bench, verdict
 
     # run_data_bench checks the counts (one-line error, exit code 2)
     console.print("with the defaults this takes about 3.5 minutes on 2 CPUs (results/benchmarks.md)")

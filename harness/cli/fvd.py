@@ -56,7 +56,7 @@ def bench_fvd(
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
 ):
     """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
-    from harness.fvd import bench
+    from harness.bench import fvd as bench
     from harness.machine import resolve_device
 
     dev = resolve_device(device)  # cuda:1 runs on GPU 1; cuda without a GPU is a one-line error

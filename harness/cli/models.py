@@ -78,7 +78,7 @@ def bench_scan_cmd(
     reference: bool = typer.Option(True, help="Run the --compare lengths (--no-reference: the torch-only rows)."),
 ) -> None:
     """Selective scan on CPU: `torch` vs `reference` fwd+bwd, and `torch` alone (fwd, fwd+bwd, peak memory)."""
-    from models.bench import bench_scan, markdown_table
+    from harness.bench.models import bench_scan, markdown_table
 
     compare = compare if reference else []
     header = _header("cpu")
@@ -97,7 +97,7 @@ def bench_scan_cmd(
 @bench_app.command("scan-check")
 def bench_scan_check_cmd(device: str = typer.Option("cuda", help="cuda: cuda vs torch; cpu: reference vs torch.")):
     """Backend agreement on random inputs (fp32 and bf16): max relative error of outputs and gradients."""
-    from models.bench import markdown_table, scan_agreement
+    from harness.bench.models import markdown_table, scan_agreement
 
     _check_device(device)
     shapes = None if device.startswith("cuda") else ((2, 16, 64, 16, None), (1, 32, 96, 16, 2))
@@ -118,7 +118,7 @@ def bench_models_cmd(
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32 (no autocast)."),
 ) -> None:
     """Latte vs Matten (variant 3) forward+backward step time and peak memory, same inputs, one run."""
-    from models.bench import bench_models, markdown_table
+    from harness.bench.models import bench_models, markdown_table
 
     _check_device(device)
     header = _header(device)
@@ -139,7 +139,7 @@ def bench_mixer_cmd(
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32."),
 ) -> None:
     """The bidirectional Mamba's cost (fused / two calls / two mamba_ssm.Mamba) vs one Latte attention pair."""
-    from models.bench import bench_mixer, markdown_table
+    from harness.bench.models import bench_mixer, markdown_table
 
     _check_device(device)
     if tokens % frames:
@@ -154,7 +154,7 @@ def bench_mixer_cmd(
 def bench_gpu_cmd(device: str = typer.Option("cuda", help="cuda (or cpu with --tiny for a dry run)."),
                   tiny: bool = typer.Option(False, help="Tiny sizes (a dry run that works on CPU).")) -> None:
     """All three GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost."""
-    from models.bench import gpu_report
+    from harness.bench.models import gpu_report
 
     _check_device(device)
     print(gpu_report(device, tiny, command="matten-bench " + " ".join(sys.argv[1:])))

@@ -6,5 +6,4 @@
     manifest.py   manifest.parquet + dataset.json: write, load, fingerprint
     prepare.py    the prepare stage (ledger, fingerprint reuse, skipped videos)
     clips.py      ClipDataset (Latte's sampling) and eval_clips (fixed real clips for FVD)
-    bench.py      `bench data`: our loader against decoding whole videos
 """

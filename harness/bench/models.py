@@ -47,7 +47,7 @@ def peak_scan_memory_mib(batch: int, d: int, L: int, N: int, backward: bool) -> 
     import subprocess
     import sys
 
-    code = f"from models.bench import _peak_child; _peak_child({batch}, {d}, {L}, {N}, {backward})"
+    code = f"from harness.bench.models import _peak_child; _peak_child({batch}, {d}, {L}, {N}, {backward})"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     return out["peak"] - out["base"], out["inputs"]
@@ -336,7 +336,7 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
 
 
 # ------------------------------------------------------------------------------------------------
-# all three GPU tables in one run; also `python -m models.bench --device cuda` (no harness.cli imports)
+# all three GPU tables in one run; also `python -m harness.bench.models --device cuda` (no harness.cli imports)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -367,4 +367,4 @@ if __name__ == "__main__":
 
     args = sys.argv[1:]
     dev = args[args.index("--device") + 1] if "--device" in args else "cuda"
-    print(gpu_report(dev, tiny="--tiny" in args, command="python -m models.bench " + " ".join(args)))
+    print(gpu_report(dev, tiny="--tiny" in args, command="python -m harness.bench.models " + " ".join(args)))

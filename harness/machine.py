@@ -9,12 +9,13 @@ Imports torch and the standard library only (the GPU benchmarks run where nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -60,6 +61,18 @@ def _index(spec: str) -> int:
 
 
 # ------------------------------------------------------------------ time
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN convolutions on (or off) inside the block; the process's flags as they
+    were afterwards (they are global: a stage must not leave them changed for the next)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def synchronize(device: str | torch.device) -> None:

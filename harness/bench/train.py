@@ -55,6 +55,7 @@ from harness.machine import (
     peak_memory_gib,
     reset_peak_memory,
     resolve_device,
+    tf32,
     time_calls,
 )
 
@@ -99,16 +100,6 @@ def explicit_attention():
         yield
     finally:
         F.scaled_dot_product_attention = orig
-
-
-@contextlib.contextmanager
-def tf32(enabled: bool):
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def build(builder: str, family: str, size: str, **kw) -> torch.nn.Module:

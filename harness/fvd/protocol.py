@@ -197,10 +197,12 @@ class Extractor:
     @torch.inference_mode()
     def logits(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 (B, T, H, W, 3) tensor on the device -> float32 logits (B, 400) on the device."""
-        if self.device.type == "cuda":
-            torch.backends.cudnn.allow_tf32 = self.precision in CUDA_ONLY
-            torch.backends.cuda.matmul.allow_tf32 = self.precision in CUDA_ONLY
-        return torch.cat([self.detect(clips[i : i + self.batch_size]) for i in range(0, len(clips), self.batch_size)])
+        from harness.machine import tf32
+
+        # the TF32 flags are the process's: set for this pass only (a training in the same process keeps its own)
+        with tf32(self.precision in CUDA_ONLY) if self.device.type == "cuda" else contextlib.nullcontext():
+            return torch.cat([self.detect(clips[i : i + self.batch_size])
+                              for i in range(0, len(clips), self.batch_size)])
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """uint8 (B, T, H, W, 3) numpy -> float32 logits (B, 400) numpy."""

@@ -1,0 +1,53 @@
+"""Global torch flags a stage sets are the process's: harness.machine.tf32 sets them for one block only, and the
+FVD's extractor leaves them as it found them."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness.machine import tf32
+
+
+@pytest.fixture
+def flags():
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def state():
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("before", [(False, True), (True, False)])
+def test_tf32_sets_both_flags_in_the_block_and_restores_them(flags, before):
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    for enabled in (True, False):
+        with tf32(enabled):
+            assert state() == (enabled, enabled)
+        assert state() == before
+    with pytest.raises(RuntimeError), tf32(True):  # an error inside the block restores them too
+        raise RuntimeError("boom")
+    assert state() == before
+
+
+def test_the_fvd_extractor_sets_the_flags_for_its_pass_only(flags):
+    """On CUDA the extractor runs fp32 with TF32 off (the reference numbers) and puts the flags back; the CUDA
+    branch is taken here on CPU tensors by marking the extractor's device as CUDA after it is built."""
+    from harness.fvd.protocol import Extractor
+
+    seen = []
+
+    class Tiny(torch.nn.Module):  # stands in for the I3D: (B, 3, T, 224, 224) -> (B, 400)
+        def fuse_batchnorm(self):
+            return self
+
+        def forward(self, x):
+            seen.append(state())
+            return x.mean(dim=(1, 2, 3, 4))[:, None].repeat(1, 400)
+
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, True  # as a training sets them
+    extractor = Extractor(Tiny(), "cpu", "stylegan-v")
+    extractor.device = torch.device("cuda")
+    logits = extractor.logits(torch.full((2, 16, 32, 32, 3), 128, dtype=torch.uint8))
+    assert logits.shape == (2, 400) and seen == [(False, False)] and state() == (True, True)

@@ -25,7 +25,7 @@ from typing import Any
 from harness import ledger
 from harness.config import FVDConfig, SampleConfig, TrainConfig
 from harness.console import console
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 
 TABLES = ("sota", "variants", "conditioning", "scaling", "flops", "params")
 SCALES = ("smoke", "mini", "paper")
@@ -415,11 +415,11 @@ def run(
     ``report_only``: run no stage and check no input; write the report from the records already under
     ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times)."""
     if scale not in PRESETS and preset is None:
-        raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
+        raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
     tables = list(TABLES) if "all" in tables else tables
     for t in tables:
         if t not in TABLES:
-            raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all")
+            raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all{did_you_mean(t, (*TABLES, 'all'))}")
     preset = preset or PRESETS[scale]
     if vae:
         preset = replace(preset, train=replace(preset.train, vae=vae))

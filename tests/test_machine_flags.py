@@ -1,7 +1,6 @@
 """Global torch flags a stage sets are the process's: harness.machine.tf32 sets them for one block only, and the
 FVD's extractor leaves them as it found them."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -304,3 +304,13 @@ def test_report_only_writes_the_same_numbers_from_the_records_and_runs_nothing(t
     with pytest.raises(UserError, match="holds no run records"):
         run(["variants"], "smoke", run_dir=tmp_path / "nothing", results_dir=tmp_path / "r3", preset=PRESET,
             report_only=True)
+
+
+def test_a_mistyped_table_or_scale_gets_a_did_you_mean(tmp_path):
+    with pytest.raises(UserError, match=r"--table 'variant': one of .*, all \(did you mean 'variants'\?\)"):
+        run(["variant"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    with pytest.raises(UserError, match=r"--scale 'smok'.* \(did you mean 'smoke'\?\)"):
+        run(["variants"], "smok", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    with pytest.raises(UserError) as e:
+        run(["xyzzy"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    assert "did you mean" not in str(e.value)

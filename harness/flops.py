@@ -224,32 +224,12 @@ def _quiet_kernel_override_warning() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _scan_as_one_op() -> Iterator[None]:
-    """Route every ``models.*`` module's ``selective_scan`` through :class:`CountedSelectiveScan` (restored on exit).
+def _scan_as_one_op() -> contextlib.AbstractContextManager:
+    """Every ``selective_scan`` call of the models goes through :class:`CountedSelectiveScan` inside the block
+    (``models.scan.routed_through``: a setting of the scan module, not a rebinding of names in loaded modules)."""
+    from models.scan import routed_through
 
-    The model modules import the function by name (``from models.scan import selective_scan``), so the name is
-    swapped in each loaded ``models`` module that holds it. Without ``models`` (tests with stand-ins) this is a no-op.
-    """
-    import sys
-
-    try:
-        import models.scan as scan_module
-    except ImportError:
-        yield
-        return
-    original = scan_module.selective_scan
-    swapped = [
-        m for name, m in list(sys.modules.items())
-        if (name == "models" or name.startswith("models.")) and getattr(m, "selective_scan", None) is original
-    ]
-    for m in swapped:
-        m.selective_scan = counted_selective_scan
-    try:
-        yield
-    finally:
-        for m in swapped:
-            m.selective_scan = original
+    return routed_through(counted_selective_scan)
 
 
 @dataclass

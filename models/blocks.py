@@ -7,6 +7,7 @@ from there maps onto ours; the fixed sin-cos tables are buffers here (frozen par
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -101,6 +102,22 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+_attention_fn = None  # replaces F.scaled_dot_product_attention inside attention_through (None: SDPA itself)
+
+
+@contextlib.contextmanager
+def attention_through(fn):
+    """Every ``Attention`` inside the block computes ``fn(q, k, v)`` (F.scaled_dot_product_attention's signature)
+    instead of SDPA, e.g. the explicit softmax(QKᵀ)V of Latte's public code for a comparison (harness.bench.train);
+    the previous setting is back afterwards. Nothing outside the models is rebound."""
+    global _attention_fn
+    before, _attention_fn = _attention_fn, fn
+    try:
+        yield
+    finally:
+        _attention_fn = before
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through F.scaled_dot_product_attention (flash/memory-efficient kernels on GPU)."""
 
@@ -113,7 +130,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "n l (three h e) -> three n h l e", three=3, h=self.heads)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = (_attention_fn or F.scaled_dot_product_attention)(q, k, v)  # (N, heads, L, head dim)
         return self.proj(rearrange(x, "n h l e -> n l (h e)"))
 
 

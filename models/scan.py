@@ -112,8 +112,26 @@ def _note_use(name: str, device: torch.device) -> None:
         log.info("selective scan backend: %s on %s%s", name, device.type, why)
 
 
+_routed_to = None  # a function with selective_scan's signature that takes every call (routed_through)
+
+
+@contextlib.contextmanager
+def routed_through(fn):
+    """Send every ``selective_scan`` call inside the block to ``fn`` (same signature), e.g. one op a FLOP counter
+    can see (harness.flops); the previous routing is back afterwards. Callers never rebind names in modules."""
+    global _routed_to
+    before, _routed_to = _routed_to, fn
+    try:
+        yield
+    finally:
+        _routed_to = before
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """Mamba's selective scan; see the module docstring for shapes. Dispatches to the chosen backend."""
+    """Mamba's selective scan; see the module docstring for shapes. Dispatches to the chosen backend (or to the
+    function of an enclosing ``routed_through``)."""
+    if _routed_to is not None:
+        return _routed_to(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     name = resolve_backend(u.device)
     _note_use(name, u.device)
     if name == "cuda":

@@ -8,13 +8,27 @@ from harness.bench import train as B
 from harness.errors import UserError
 
 
-def test_explicit_attention_equals_sdpa():
+def test_explicit_attention_equals_sdpa_and_rebinds_nothing():
+    """The explicit form equals SDPA; inside explicit_attention() the models' Attention uses it (counted), and
+    F.scaled_dot_product_attention itself is never rebound."""
+    from models.blocks import Attention
+
     q, k, v = (torch.randn(2, 3, 7, 8, dtype=torch.float64) for _ in range(3))
-    ref = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(B.explicit_attention_sdpa(q, k, v), F.scaled_dot_product_attention(q, k, v))
+    attn, x = Attention(16, 2).double(), torch.randn(2, 5, 16, dtype=torch.float64)
+    calls = []
+    counted = lambda *a: calls.append(1) or B.explicit_attention_sdpa(*a)  # noqa: E731
+    sdpa = F.scaled_dot_product_attention
+    ref = attn(x)
     with B.explicit_attention():
-        assert F.scaled_dot_product_attention is B.explicit_attention_sdpa
-        got = F.scaled_dot_product_attention(q, k, v)
-    assert F.scaled_dot_product_attention is not B.explicit_attention_sdpa
+        assert F.scaled_dot_product_attention is sdpa
+        got = attn(x)
+    from models.blocks import attention_through
+
+    with attention_through(counted):
+        attn(x)
+    attn(x)
+    assert calls == [1] and F.scaled_dot_product_attention is sdpa
     torch.testing.assert_close(got, ref)
 
 

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from harness.diffusion import create_diffusion
 from harness.errors import UserError
@@ -91,15 +90,11 @@ def explicit_attention_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=Fa
     return attn.softmax(dim=-1) @ v
 
 
-@contextlib.contextmanager
-def explicit_attention():
-    """Route every F.scaled_dot_product_attention call through the explicit (unfused) form."""
-    orig = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = explicit_attention_sdpa
-    try:
-        yield
-    finally:
-        F.scaled_dot_product_attention = orig
+def explicit_attention() -> contextlib.AbstractContextManager:
+    """The models' attention as the explicit (unfused) form inside the block (models.blocks.attention_through)."""
+    from models.blocks import attention_through
+
+    return attention_through(explicit_attention_sdpa)
 
 
 def build(builder: str, family: str, size: str, **kw) -> torch.nn.Module:

@@ -21,32 +21,13 @@ from harness.config import SampleConfig
 from harness.diffusion import create_diffusion, sample_video, sampling_respacing
 from harness.errors import UserError
 from harness.samples import shard_path, write_shard
+from harness.video import write_video
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """(B, T, 3, H, W) in [-1, 1] → uint8 (B, T, H, W, 3)."""
     x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 1, 3, 4, 2).cpu().numpy()
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 8) -> None:
-    """uint8 (T, H, W, 3) → an H.264 mp4 (yuv420p, so H and W must be even), written atomically."""
-    import av  # PyAV: only when videos are written
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    t, h, w, _ = frames.shape
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
 
 
 def write_contact_sheet(
@@ -252,7 +233,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
                 for j in range(hi - lo):
                     path = out_dir / "videos" / f"sample-{lo + j:05d}.mp4"
                     if not path.exists():
-                        write_mp4(path, clips[j], cfg.fps)
+                        write_video(path, clips[j], cfg.fps)
             if cfg.contact_sheet and sum(len(c) for c in sheet) < cfg.contact_sheet:  # the first clips, any shard
                 sheet.append(clips[: cfg.contact_sheet - sum(len(c) for c in sheet)])
             bar.advance(task, hi - lo)

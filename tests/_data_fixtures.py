@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.data.synthetic import write_video
+from harness.video import write_video
 
 
 def gray_video(path: Path, frames: int, *, size: tuple[int, int] = (32, 24), step: int = 4, container: str = "mp4"):

@@ -15,8 +15,8 @@ from harness.cli import main
 from harness.data import prepare as prepare_mod
 from harness.data.manifest import COLUMNS, load_info, load_manifest, manifest_fingerprint
 from harness.data.prepare import prepare_dataset
-from harness.data.synthetic import write_video
 from harness.errors import UserError
+from harness.video import write_video
 
 SMALL = dict(num_frames=4, frame_interval=2)  # "too short" means fewer than 8 frames in these tests
 

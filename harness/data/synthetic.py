@@ -25,18 +25,15 @@ official split ``s`` puts whole groups into the test list: group ``g`` is test i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import UserError
 from harness.io import atomic_write_text
+from harness.video import CODECS, write_video
 
 CLIPS_PER_GROUP = 2
-CODECS = {"mp4": "libx264", "avi": "mpeg4"}
-
-
 def class_names(num_classes: int) -> list[str]:
     """``MoveA, MoveB, ...``: letters only, so ``v_<Class>_g01_c01`` parses like UCF101's names."""
     names = []
@@ -80,38 +77,6 @@ def render_frames(k: int, num_classes: int, v: int, *, frames: int, width: int, 
         frame[inside] = fg
         out[t] = frame
     return out
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: int, container: str = "mp4", gop: int = 12) -> None:
-    """Encode uint8 (T, H, W, 3) frames with PyAV (mp4: libx264, avi: mpeg4) through a temporary file; the same
-    frames give the same bytes with the same encoder build (one thread; x264's macroblock tree off).
-
-    ``gop`` is the keyframe interval; 12 is close to UCF101's own .avi files, which matters for
-    how far a reader must decode to reach a frame.
-    """
-    import av
-
-    if container not in CODECS:
-        raise UserError(f"container must be one of {sorted(CODECS)}; got {container!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    t, h, w, _ = frames.shape
-    with av.open(str(tmp), "w", format=container) as out:
-        stream = out.add_stream(CODECS[container], rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.gop_size = gop
-        stream.codec_context.thread_count = 1  # deterministic bytes (see the module's docstring) ...
-        if container == "mp4":  # ... and x264's macroblock tree off: with it, rewrites varied now and then
-            stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
-        else:
-            stream.bit_rate = 4_000_000
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    os.replace(tmp, path)
 
 
 def write_split_lists(lists_dir: Path, names: list[str], videos_per_class: int, ext: str) -> None:

@@ -115,3 +115,29 @@ def cell_text(df: pd.DataFrame, index: int, col: str) -> str:
         return "–" if value in MISSING else value
     value = df.iloc[index][col]
     return "–" if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def paper_params(
+    family: str, size: str, variant: int | None, sizes: pd.DataFrame | None = None
+) -> tuple[int | None, str | None]:
+    """The published parameter count of one model from ``baselines/model_sizes.csv`` and its source: Matten
+    variant 3 (the paper's table) and Latte (its public code); (None, None) for anything else."""
+    if not (family == "latte" or (family == "matten" and variant == 3)):
+        return None, None
+    sizes = load_baseline(BASELINES_DIR / "model_sizes.csv") if sizes is None else sizes
+    hit = sizes[(sizes["model"].str.lower() == family) & (sizes["size"].str.lower() == size.lower())]
+    if hit.empty:
+        return None, None
+    return round(float(hit.iloc[0]["params_m"]) * 1e6), str(hit.iloc[0]["source"])
+
+
+def with_paper_params(rows: list[dict]) -> list[dict]:
+    """``models.list_models`` rows with ``paper_params``, ``deviation`` (ours / paper − 1) and ``paper_source``."""
+    sizes = load_baseline(BASELINES_DIR / "model_sizes.csv")
+    out = []
+    for r in rows:
+        paper, source = paper_params(r["family"], r["size"], r.get("variant"), sizes)
+        deviation = None if paper is None else (r["params"] - paper) / paper
+        out.append({**r, "paper_params": paper, "deviation": deviation, "paper_source": source})
+    return out
+

@@ -364,9 +364,10 @@ def stage_params(root: Path) -> dict[str, Any]:
     """Every model's parameter count from the models' registry (counted on the meta device: seconds)."""
 
     def fn():
+        from harness.baselines import with_paper_params
         from models import list_models
 
-        return {"models": list_models(include_tiny=True)}
+        return {"models": with_paper_params(list_models(include_tiny=True))}
 
     return step(root / "params", "params", {"include_tiny": True}, fn, label="parameter counts")
 

@@ -170,11 +170,21 @@ def conditioning_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
 SIZE_ORDER = {"tiny": 0, "s": 1, "b": 2, "l": 3, "xl": 4}
 
 
+def matten_sizes(baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The Matten rows of ``baselines/model_sizes.csv`` (it also holds Latte's counts), their printed text kept."""
+    sizes = baselines["model_sizes"]
+    keep = [i for i, m in enumerate(sizes["model"]) if str(m).lower() == "matten"]
+    out = sizes.iloc[keep].reset_index(drop=True)
+    text = sizes.attrs.get("text")
+    out.attrs["text"] = [text[i] for i in keep] if text is not None else None
+    return out
+
+
 def scaling_table(experiments: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Paper Fig. 9: S, B, L, XL — the paper's parameter count beside ours, GFLOPs and FVD by training step."""
     chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: SIZE_ORDER.get(e["size"], 9))
     table = curve_table(chosen, lambda e: f"Matten-{e['size'].upper()}")
-    sizes = baselines["model_sizes"]
+    sizes = matten_sizes(baselines)
     by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
     paper = [cell_text(sizes, by_size[e["size"]], "params_m") if e["size"] in by_size else MISSING for e in chosen]
     table.insert(1, "Params (M), paper", paper)
@@ -190,7 +200,7 @@ def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame])
 
     ``rows``: ``{"model", "family", "size", "variant" (optional), "blocks" (optional), "params": Point}``.
     """
-    sizes = baselines["model_sizes"]
+    sizes = matten_sizes(baselines)
     by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
     out = []
     for r in rows:

@@ -1,4 +1,5 @@
-"""Every model by name: sizes, depths, parameter counts (counted on the meta device), the paper's counts.
+"""Every model by name: sizes, depths, parameter counts (counted on the meta device; the published counts they
+are compared with live in the harness's baselines/model_sizes.csv).
 
 Sizes follow Latte (S 12×384, B 12×768, L 24×1024, XL 28×1152; heads 6/12/16/16). Matten variant 3 keeps
 Latte's attention blocks and adds one global Mamba per spatial+temporal pair, so its depth (blocks) is
@@ -45,21 +46,6 @@ MATTEN_DEPTH = {
     3: {"s": 18, "b": 18, "l": 36, "xl": 42, "tiny": 6},
     4: {"s": 20, "b": 20, "l": 40, "xl": 46, "tiny": 6},
 }
-
-# The paper's model sizes (Matten, Sec. 4: S 35M, B 164M, L 579M, XL 853M: variant 3);
-# Latte's are the counts of Latte's public code (Vchitect/Latte models/latte.py) for the same configs.
-PAPER_PARAMS = {
-    ("matten", 3, "s"): 35_000_000,
-    ("matten", 3, "b"): 164_000_000,
-    ("matten", 3, "l"): 579_000_000,
-    ("matten", 3, "xl"): 853_000_000,
-    ("latte", None, "s"): 32_480_672,
-    ("latte", None, "b"): 129_547_040,
-    ("latte", None, "l"): 456_815_648,
-    ("latte", None, "xl"): 673_681_568,
-}
-PAPER_SOURCE = {"matten": "Matten paper (arXiv 2405.03025)", "latte": "Latte public code (Vchitect/Latte)"}
-
 
 def build_model(
     family: str,
@@ -168,7 +154,6 @@ def list_models(include_tiny: bool = False) -> list[dict]:
         for family, variant, depth in entries:
             kw = {} if family == "latte" else {"variant": variant}
             params = count_params_meta(family, size, **kw)
-            paper = PAPER_PARAMS.get((family, variant, size))
             label = size.upper() if size != "tiny" else "tiny"
             name = f"Latte-{label}/2" if family == "latte" else f"Matten-{label}/2-v{variant}"
             rows.append(
@@ -184,10 +169,7 @@ def list_models(include_tiny: bool = False) -> list[dict]:
                     "heads": cfg.heads,
                     "d_state": None if family == "latte" else 16,
                     "params": params,
-                    "paper_params": paper,
-                    "deviation": None if paper is None else (params - paper) / paper,
                     "vs_variant3": None,
-                    "paper_source": None if paper is None else PAPER_SOURCE[family],
                     "counted_at": "unconditional, M-AdaN, 16x4x32x32, trainable (sin-cos tables are buffers)",
                 }
             )

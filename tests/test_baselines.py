@@ -25,8 +25,23 @@ def test_committed_baselines_hold_the_papers_numbers():
     assert all(s.strip() for s in tables["fvd_sota"]["source"])
     gflops = tables["gflops"].set_index("method")["gflops"].to_dict()
     assert gflops == {"Matten": 4008, "Latte": 5572, "LVDM": 5718}
-    sizes = tables["model_sizes"].set_index("size")["params_m"].to_dict()
-    assert sizes == {"S": 35, "B": 164, "L": 579, "XL": 853}
+    sizes = tables["model_sizes"]
+    by = {(m, s): p for m, s, p in zip(sizes["model"], sizes["size"], sizes["params_m"], strict=True)}
+    assert {s: by["Matten", s] for s in ("S", "B", "L", "XL")} == {"S": 35, "B": 164, "L": 579, "XL": 853}
+    # Latte's counts from its public code (they lived in models/registry.py before)
+    assert {s: by["Latte", s] for s in ("S", "B", "L", "XL")} == {
+        "S": 32.480672, "B": 129.54704, "L": 456.815648, "XL": 673.681568}
+
+
+def test_paper_params_by_model():
+    from harness.baselines import paper_params, with_paper_params
+
+    assert paper_params("matten", "s", 3) == (35_000_000, paper_params("matten", "s", 3)[1])
+    assert paper_params("latte", "xl", None)[0] == 673_681_568 and "Latte public code" in paper_params(
+        "latte", "xl", None)[1]
+    assert paper_params("matten", "s", 2) == (None, None) and paper_params("matten", "tiny", 3) == (None, None)
+    row = with_paper_params([{"family": "matten", "size": "s", "variant": 3, "params": 42_000_000}])[0]
+    assert row["paper_params"] == 35_000_000 and row["deviation"] == (42_000_000 - 35_000_000) / 35_000_000
 
 
 def test_cells_keep_the_papers_digits():

@@ -24,9 +24,10 @@ def models_cmd(
     include_tiny: bool = typer.Option(False, "--tiny", help="Also list the smoke-scale 'tiny' preset."),
 ) -> None:
     """Every model: name, blocks, parameters, the paper's parameters and the deviation, the match to variant 3."""
+    from harness.baselines import with_paper_params
     from models.registry import list_models
 
-    rows = list_models(include_tiny=include_tiny and not as_json)
+    rows = with_paper_params(list_models(include_tiny=include_tiny and not as_json))
     if as_json:
         print(json.dumps(rows, indent=2))
         return

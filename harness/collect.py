@@ -7,20 +7,26 @@ records already on disk (nothing is re-run here).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from harness import ledger, tables
 from harness.baselines import load_all
+from harness.errors import UserError
 from harness.report import publish_record, write_report
 from harness.tables import Point
 
 
-def fvd_point(rec: dict[str, Any], link: str) -> Point:
-    """An FVD stage's number with its bootstrap interval (when the record has one)."""
-    interval = ((rec.get("outputs") or {}).get("result") or {}).get("interval") or {}
-    return Point(float(rec["outputs"]["fvd"]), link, interval.get("low"), interval.get("high"))
+def fvd_point(rec: dict[str, Any], link: str, source: Path | None = None) -> Point:
+    """An FVD stage's number with its bootstrap interval (when the record has one); a complete record without
+    an FVD number is a one-line UserError (an edited or foreign record)."""
+    outputs = rec.get("outputs") if isinstance(rec.get("outputs"), dict) else {}
+    if not isinstance(outputs.get("fvd"), (int, float)):
+        raise UserError(f"{source or link} is a complete record without an FVD number (outputs.fvd); delete it "
+                        "to measure that point again")
+    interval = (outputs.get("result") or {}).get("interval") or {}
+    return Point(float(outputs["fvd"]), link, interval.get("low"), interval.get("high"))
 
 
 def collect_floor(root: Path, report_dir: Path, dataset: str) -> dict[str, Any] | None:
@@ -31,7 +37,8 @@ def collect_floor(root: Path, report_dir: Path, dataset: str) -> dict[str, Any] 
         return None
     link = publish_record(ledger.record_path(run_dir, "run.floor"), report_dir, f"floor/{dataset}", root)
     sheet = _publish_sheet(run_dir / rec["outputs"].get("contact_sheet", ""), report_dir, f"real-{dataset}")
-    return {"fvd": fvd_point(rec, link), "videos_shared": rec["outputs"]["result"].get("videos_shared"),
+    point = fvd_point(rec, link, ledger.record_path(run_dir, "run.floor"))
+    return {"fvd": point, "videos_shared": rec["outputs"]["result"].get("videos_shared"),
             "clips": rec["outputs"]["result"].get("clips"), "sheet": sheet, "dataset": dataset}
 
 
@@ -59,7 +66,7 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         if not rec or rec.get("status") != "complete":
             continue
         link = publish_record(ledger.record_path(exp_dir, f"run.{stage}"), report_dir, f"{exp.name}/{stage}", root)
-        curve[s] = fvd_point(rec, link)
+        curve[s] = fvd_point(rec, link, ledger.record_path(exp_dir, f"run.{stage}"))
         sheet = _publish_sheet(exp_dir / f"samples-{s:07d}" / "contact_sheet.png", report_dir, exp.name) or sheet
     _, gflops = flops.get((exp.family, exp.size), (None, None))
     if preset.scale != "paper":
@@ -249,7 +256,9 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     if preset.train_scaling and len(preset.sizes) > 1:
         key["small"] = Experiment("matten", preset.sizes[0], ds)
         key["large"] = Experiment("matten", preset.sizes[-1], ds)
-    steps = [set(exps[e.name]["fvd"] or {}) for e in key.values() if e is not None and e.name in exps]
+    # the last step every MEASURED model of the claims reached (a model with no record, e.g. left out of a copied
+    # run folder, makes its own claims "no FVD", not every claim)
+    steps = [set(exps[e.name]["fvd"]) for e in key.values() if e is not None and (exps.get(e.name) or {}).get("fvd")]
     common = set.intersection(*steps) if steps else set()
     at = max(common) if common else None
 
@@ -268,7 +277,7 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
 
     gap = seed_gap(fvd("v3"), fvd("seed1"))
     # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
-    label = {k: tables.model_label(exps[e.name]) if e.name in exps else e.name for k, e in key.items() if e}
+    label = {k: tables.model_label(exps[e.name] if e.name in exps else asdict(e)) for k, e in key.items() if e}
     label.setdefault("large", f"Matten-{preset.sizes[-1].upper()}")
     label.setdefault("small", f"Matten-{preset.sizes[0].upper()}")
     claims = [

@@ -36,10 +36,15 @@ def record_path(run_dir: str | Path, stage: str) -> Path:
 
 
 def read_record(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
+    """The stage's record, or None when there is none; a damaged one (cut short, edited, not an object) is a
+    one-line UserError naming the file."""
+    from harness.io import read_json_object
+
     path = record_path(run_dir, stage)
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    return read_json_object(path, "a stage record cut short or edited: delete it to run that stage again "
+                                  "(or copy it again from the run it came from)")
 
 
 def find_complete(run_dir: str | Path, stage: str, config: dict[str, Any]) -> dict[str, Any] | None:

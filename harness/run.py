@@ -417,10 +417,10 @@ def run(
     ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times)."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
-    tables = list(TABLES) if "all" in tables else tables
-    for t in tables:
-        if t not in TABLES:
+    for t in tables:  # every name checked, also beside "all"
+        if t not in (*TABLES, "all"):
             raise UserError(f"--table {t!r}: one of {', '.join(TABLES)}, all{did_you_mean(t, (*TABLES, 'all'))}")
+    tables = list(TABLES) if "all" in tables else tables
     preset = preset or PRESETS[scale]
     if vae:
         preset = replace(preset, train=replace(preset.train, vae=vae))
@@ -430,8 +430,7 @@ def run(
     experiments = plan_experiments(preset, tables)
     command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
     if report_only:
-        if not (root / "records").is_dir() and not any(root.glob("*/*/records")):
-            raise UserError(f"--report-only: {root} holds no run records (pass the run's --run-dir)")
+        check_report_only(root, preset, tables, experiments)
         from harness.collect import build_report
         from harness.lock import folder_lock
 
@@ -476,6 +475,22 @@ def run(
 
         return build_report(root, report_dir, preset, tables, experiments, command=command,
                             wall_seconds=time.time() - t0)
+
+
+def check_report_only(root: Path, preset: Preset, tables: list[str], experiments: list[Experiment]) -> None:
+    """A report from records alone needs records of this scale's models (or counts) for these tables: none is
+    one line (a wrong --run-dir or --scale); some models without records are named in a warning."""
+    found = [e for e in experiments if any((root / "exp" / e.name).glob("records/*.json"))]
+    counts = [p for p in (["params/records"] if {"params", "scaling"} & set(tables) else [])
+              + (["flops/*/records"] if {"sota", "flops", "scaling"} & set(tables) else []) if any(root.glob(p))]
+    if not found and not counts:
+        example = f" (its models' folders are named like exp/{experiments[0].name})" if experiments else ""
+        raise UserError(f"--report-only: {root} holds no records of the {preset.scale} scale's models for "
+                        f"{', '.join(tables)}{example}; pass the run's own --run-dir and --scale")
+    missing = [e.name for e in experiments if e not in found]
+    if missing:
+        console.print(f"[yellow]warning:[/yellow] no records under {root / 'exp'} for {len(missing)} of "
+                      f"{len(experiments)} models ({', '.join(missing)}): their rows are '–'", soft_wrap=True)
 
 
 def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path]) -> None:

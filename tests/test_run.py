@@ -301,8 +301,14 @@ def test_report_only_writes_the_same_numbers_from_the_records_and_runs_nothing(t
     assert "--scale smoke --report-only`" in again
     span = r"- stages on cpu[^\n]*: from \d{4}-\d\d-\d\d [\d:]+ to [\d:]+ UTC, [\d.]+ min of wall time"
     assert re.search(span, again)
-    with pytest.raises(UserError, match="holds no run records"):
+    with pytest.raises(UserError, match="holds no records of the smoke scale's models for variants"):
         run(["variants"], "smoke", run_dir=tmp_path / "nothing", results_dir=tmp_path / "r3", preset=PRESET,
+            report_only=True)
+    # the right folder read as another scale, or one level too deep: no model of that scale has records there
+    with pytest.raises(UserError, match=r"no records of the mini scale's models .* like exp/matten-s-v1-madan"):
+        run(["variants"], "mini", run_dir=tmp_path / "run", results_dir=tmp_path / "r4", report_only=True)
+    with pytest.raises(UserError, match="holds no records"):
+        run(["variants"], "smoke", run_dir=tmp_path / "run" / "exp", results_dir=tmp_path / "r5", preset=PRESET,
             report_only=True)
 
 
@@ -311,6 +317,41 @@ def test_a_mistyped_table_or_scale_gets_a_did_you_mean(tmp_path):
         run(["variant"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
     with pytest.raises(UserError, match=r"--scale 'smok'.* \(did you mean 'smoke'\?\)"):
         run(["variants"], "smok", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
+    with pytest.raises(UserError, match="--table 'bogus'"):  # beside "all" too
+        run(["all", "bogus"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
     with pytest.raises(UserError) as e:
         run(["xyzzy"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r")
     assert "did you mean" not in str(e.value)
+
+
+def test_a_run_folder_missing_one_model_keeps_the_other_verdicts(tmp_path, stages):
+    """A run copied back without one model (v4): only the claims naming v4 lose their verdict, by its label."""
+    import shutil
+
+    stages.slope = 10.0
+    stages.offsets = {Experiment("latte", "tiny", "synthetic").name: 20.0,
+                      Experiment("matten", "tiny", "synthetic", seed=1).name: 1.0}
+    preset = replace(PRESET, eval_steps=(0, 2, 4), extra_seeds=(1,))
+    do_run(tmp_path, preset=preset, tables=("sota", "variants"))
+    shutil.rmtree(tmp_path / "run" / "exp" / Experiment("matten", "tiny", "synthetic", variant=4).name)
+    text = run(["sota", "variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again",
+               preset=preset, report_only=True).read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "no FVD for Matten-TINY v4" in rows["variant 3 (attention + global Mamba) is the best of the four"]
+    assert "**holds**" in rows["Matten beats Latte"]
+
+
+@pytest.mark.parametrize("content,expected", [
+    ('{"status": "complete", "outp', "cannot be read as JSON"), ("", "cannot be read as JSON"),
+    ("[1, 2]", "holds JSON but not an object"), ('{"status": "complete", "outputs": {}}', "without an FVD number"),
+])
+def test_a_damaged_record_is_one_line_naming_it(tmp_path, stages, content, expected):
+    """A record cut short, emptied, replaced or edited in a copied run folder: one line naming the file."""
+    do_run(tmp_path)
+    exp = Experiment("matten", "tiny", "synthetic", variant=1).name
+    path = tmp_path / "run" / "exp" / exp / "records" / "run.fvd-0000004.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=expected) as e:
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again", preset=PRESET,
+            report_only=True)
+    assert str(path) in str(e.value)

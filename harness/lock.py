@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,11 @@ def folder_lock(path: str | Path, what: str) -> Iterator[Path]:
         raise UserError(f"{path} is a file, not a folder (choose a folder for the output)")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        # a new file, as the job's atomic writes will make: the lock file of an earlier job may still open
+        # for writing in a folder that no longer takes new files (permissions changed, immutable)
+        fd, probe = tempfile.mkstemp(prefix=".matten-bench-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise UserError(f"cannot write to {path}: {e.strerror or e} (choose a writable folder)") from e
     with _hold(path / LOCK_NAME, what, str(path)):

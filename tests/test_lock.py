@@ -154,3 +154,25 @@ def test_an_output_folder_that_is_a_file_is_one_line(tmp_path):
                          capture_output=True, text=True)  # fmt: skip
     want = f"error: {tmp_path / 'out'} is a file, not a folder (choose a folder for the output)"
     assert out.returncode == 2 and out.stderr.strip() == want
+
+
+def test_a_folder_that_no_longer_takes_new_files_is_refused_though_its_lock_file_opens(tmp_path):
+    """A report folder from an earlier run (its lock file there) made read-only: one line before any work,
+    not a PermissionError halfway through the report."""
+    folder = tmp_path / "report"
+    with folder_lock(folder, "report"):
+        pass
+    assert (folder / LOCK_NAME).exists()
+    folder.chmod(0o555)
+    frozen = False
+    try:
+        if os.access(folder, os.W_OK):  # root ignores modes: try the immutable attribute instead
+            frozen = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+            if not frozen:
+                pytest.skip("running as root on a filesystem without chattr: cannot make a folder unwritable")
+        with pytest.raises(UserError, match=f"cannot write to {folder}"), folder_lock(folder, "report"):
+            pass
+    finally:
+        if frozen:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)

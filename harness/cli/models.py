@@ -69,8 +69,8 @@ def _check_device(device: str) -> None:
 
 @bench_app.command("scan")
 def bench_scan_cmd(
-    compare: list[int] = typer.Option([1024], "--compare", help="Lengths L where torch and reference both run."),
-    torch_only: list[int] = typer.Option([4096], "--torch-only", help="Lengths L for the torch backend alone."),
+    compare: list[int] = typer.Option([1024], "--compare", min=1, help="Lengths L where torch and reference both run."),
+    torch_only: list[int] = typer.Option([4096], "--torch-only", min=1, help="Lengths L for the torch backend alone."),
     batch: int = typer.Option(2, min=1, help="Batch size."),
     d_inner: int = typer.Option(768, min=1, help="Channels d (Mamba's d_inner)."),
     d_state: int = typer.Option(16, min=1, help="State size N."),

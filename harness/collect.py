@@ -217,7 +217,10 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
             "caption": "Our reconstruction's trainable parameter counts (unconditional, M-AdaN, patch 2, 16x4x32x32) "
                        "beside the paper's, which it gives for Matten (variant 3) only. Variants 1, 2 and 4 have "
                        "depths chosen to match variant 3's count within 5%. Matten-S deviates from the paper's "
-                       "35M (see DESIGN.md).",
+                       "35M: it keeps every part of Latte-S (32.5M in Latte's code) and adds Mamba blocks, and 35M "
+                       "would leave 2.5M for all of them (baselines/model_sizes.csv). The trained models' counts in "
+                       "the learning and scaling tables differ a little from these: they are counted as trained "
+                       "(their patch, channels and classes).",
             "tables": [("", tables.params_table(params_rows, baselines))],
         })
     records = _all_records(root)

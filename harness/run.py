@@ -114,9 +114,9 @@ PRESETS = {
     # costs minutes per model), 600 videos so the real-vs-real floor's two sets of 256 clips share none. Two
     # choices differ from Latte's recipe, for every model alike: lr 1e-3 (Latte: 1e-4; at 300 steps it reached
     # the lowest loss of 1e-4, 3e-4 and 1e-3 on the H200) and sampling without guidance (one model call a step).
-    # Its first run on one H200 (results/mini/, 2026-11-30) took 21.3 min and only Matten-S v1 and Matten-B had
-    # learned by step 400 (samples still noise): the steps are bounded by variant 2, whose step costs 809 ms
-    # (Matten-S v3: 83 ms), so this preset does not yet measure the ablations.
+    # Its first run on one H200 (results/mini/, 2026-11-30) took 21.3 min; at step 400 only Matten-S v1 and
+    # Matten-B were below their untrained FVD and every sample was noise: the steps are bounded by variant 2,
+    # whose step costs 809 ms (Matten-S v3: 83 ms), so this preset does not yet measure the ablations.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
         eval_steps=(0, 100, 200, 400), train_scaling=True, extra_seeds=(1,),

@@ -16,3 +16,7 @@ def __getattr__(name: str):
 
         return getattr(registry, name)
     raise AttributeError(f"module 'models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

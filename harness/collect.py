@@ -255,7 +255,7 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         "v3": main, "v1": replace(main, variant=1), "v2": replace(main, variant=2), "v4": replace(main, variant=4),
         "tokens": replace(main, conditioning="tokens"), "latte": Experiment("latte", preset.main_size, ds),
         "seed1": replace(main, seed=preset.extra_seeds[0]) if preset.extra_seeds else None,
-    }  # fmt: skip
+    }
     if preset.train_scaling and len(preset.sizes) > 1:
         key["small"] = Experiment("matten", preset.sizes[0], ds)
         key["large"] = Experiment("matten", preset.sizes[-1], ds)
@@ -289,7 +289,7 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         Claim(f"the larger model is better ({preset.sizes[-1].upper()} below {preset.sizes[0].upper()})", "Fig. 9",
               "large", ("small",)),
         Claim("Matten beats Latte", "Table (UCF101, SkyTimelapse; not FaceForensics)", "v3", ("latte",)),
-    ]  # fmt: skip
+    ]
     fvds = {label[k]: fvd(k) for k in label}
     intervals = {label[k]: (p.low, p.high) for k in label if (p := point(k)) is not None and p.low is not None}
     learned = {label[k]: has_learned(interval(k, 0), interval(k, at)) for k in label}

@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import UserError
 
 SKIP_KEYS = {"environment", "seconds", "started", "finished", "attempts", "machine", "date", "git_commit", "host",
-             "path", "real_stats"}  # fmt: skip
+             "path", "real_stats"}
 
 
 def record_numbers(report_dir: str | Path) -> dict[str, float]:

@@ -65,9 +65,9 @@ def config_command(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable:
             opt = typer.Option(default, *_flag(f, hints[f.name]), help=f.metadata.get("help", ""),
                                hidden=f.metadata.get("hidden", False), show_default=default is not ...)
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
-                                            annotation=hints[f.name]))  # fmt: skip
+                                            annotation=hints[f.name]))
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=fn_hints.get(p.name, p.annotation))
-               for p in list(inspect.signature(fn).parameters.values())[1:]]  # fmt: skip
+               for p in list(inspect.signature(fn).parameters.values())[1:]]
         names = {f.name for f in fields}
 
         @functools.wraps(fn)
@@ -137,7 +137,7 @@ class TrainConfig:
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
         flag = {"num_frames": "frames"}
         for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval",
-                     "image_size", "patch"):  # fmt: skip
+                     "image_size", "patch"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag.get(name, name).replace('_', '-')} {getattr(self, name)}: must be at least 1")
         for name in ("steps", "num_workers", "start_clip_iter"):

@@ -88,9 +88,9 @@ def _hold(lock_file: Path, what: str, label: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockHeld(f"{label} is in use by another job ({_holder(fd)}); wait for it to end or use another "
-                           "folder") from None  # fmt: skip
+                           "folder") from None
         holder = {"what": what, "pid": os.getpid(), "host": socket.gethostname(),
-                  "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+                  "command": " ".join(sys.argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield

@@ -112,7 +112,7 @@ def trained_clips(state: dict[str, Any]) -> dict[str, Any]:
     data = config.get("data")
     out = {"num_frames": state.get("model_args", {}).get("num_frames", config.get("num_frames")),
            "frame_interval": config.get("frame_interval"), "image_size": config.get("image_size"), "data": data,
-           "latent_cache": None}  # fmt: skip
+           "latent_cache": None}
     meta_path = Path(str(data or "")) / "latent_cache.json"
     if meta_path.is_file():  # the cache's clips are what the model saw, whatever the config's clip options say
         try:
@@ -197,7 +197,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
         protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "spacing": spacing,
                   "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1],
                   "clips": trained_clips(state)},
-    )  # fmt: skip
+    )
     from harness.console import progress
 
     n_shards = (num + batch_size - 1) // batch_size

@@ -155,7 +155,7 @@ def variants_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
     """Paper Fig. 8a: FVD against training iterations for variants 1-4 at matched parameter counts (and the
     main variant's second seed, where one was trained)."""
     chosen = sorted((e for e in experiments if e["family"] == "matten"),
-                    key=lambda e: (e.get("variant", 3), e.get("seed", 0)))  # fmt: skip
+                    key=lambda e: (e.get("variant", 3), e.get("seed", 0)))
     return curve_table(chosen, variant_label)
 
 
@@ -286,7 +286,7 @@ def plot_curves(experiments: list[dict[str, Any]], label_of, path: str | Path, t
     for lab, pts in curves:
         ys = [p.value for _, p in pts]
         err = [[max(p.value - p.low, 0) if p.low is not None else 0 for _, p in pts],
-               [max(p.high - p.value, 0) if p.high is not None else 0 for _, p in pts]]  # fmt: skip
+               [max(p.high - p.value, 0) if p.high is not None else 0 for _, p in pts]]
         ax.errorbar([s for s, _ in pts], ys, yerr=err, marker="o", capsize=2, label=lab)
     if floor is not None and floor.value is not None:
         ax.axhline(floor.value, color="black", linestyle="--", linewidth=1, label="real vs real (floor)")

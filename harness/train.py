@@ -462,7 +462,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
             "data": {"epoch": done // per_epoch, "batch_in_epoch": done % per_epoch, "world_size": d.world},
             "config": dataclasses.asdict(cfg), "config_hash": ledger.config_hash(cfg.hashed()),
             "scan_backend": scan_backend(),
-        }  # fmt: skip
+        }
 
     # -- the loop: everything below only queues work on the device, except where a comment says otherwise
     model.train()
@@ -509,7 +509,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                         "step": done, **means, "clipped": clip != math.inf, "lr": opt.param_groups[0]["lr"],
                         "ema_decay": schedule.decay_at(step), "samples_per_s": n_log / dt,
                         "peak_mem_gib": round(mem, 3), "mem_kind": mem_kind,
-                    })  # fmt: skip
+                    })
                     bar.update(task, description=f"train loss {means['loss']:.4f}")
                 t_log, n_log = time.perf_counter(), 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:  # never a checkpoint of diverged weights

@@ -84,19 +84,19 @@ def judge(
     if beaten_by:
         worst = min(beaten_by, key=diffs.get)
         return Verdict(claim, FAILS, f"{worst} is lower by {-diffs[worst]:,.1f} > seed gap {seed_gap:,.1f}",
-                       values, seed_gap)  # fmt: skip
+                       values, seed_gap)
     if all(d > seed_gap and not overlap(k) for k, d in diffs.items()):
         closest = min(diffs, key=diffs.get)
         return Verdict(claim, HOLDS, f"lower than {closest} (the closest) by {diffs[closest]:,.1f} > seed gap "
-                       f"{seed_gap:,.1f}", values, seed_gap)  # fmt: skip
+                       f"{seed_gap:,.1f}", values, seed_gap)
     within = [k for k, d in diffs.items() if abs(d) <= seed_gap]
     if within:
         k = min(within, key=lambda k: abs(diffs[k]))
         return Verdict(claim, UNCLEAR, f"{k} differs by {diffs[k]:+,.1f}, within the seed gap {seed_gap:,.1f}",
-                       values, seed_gap)  # fmt: skip
+                       values, seed_gap)
     k = min((k for k in diffs if overlap(k)), key=lambda k: abs(diffs[k]))
     return Verdict(claim, UNCLEAR, f"{k} differs by {diffs[k]:+,.1f}, beyond the seed gap {seed_gap:,.1f} but within "
-                   "the FVDs' overlapping 95 % intervals", values, seed_gap)  # fmt: skip
+                   "the FVDs' overlapping 95 % intervals", values, seed_gap)
 
 
 def has_learned(untrained: tuple[float, float] | None, trained: tuple[float, float] | None) -> bool | None:

@@ -74,10 +74,10 @@ def test_an_old_checkpoint_is_refused_with_the_fix_then_converted(tmp_path):
     with pytest.raises(UserError, match=r"matten-bench checkpoint convert .*step-0000002.pt --trust"):
         C.load_checkpoint(path)
     refused = subprocess.run([sys.executable, "-m", "harness.cli", "checkpoint", "convert", str(path)],
-                             capture_output=True, text=True)  # fmt: skip
+                             capture_output=True, text=True)
     assert refused.returncode == 2 and "pass --trust" in refused.stderr
     done = subprocess.run([sys.executable, "-m", "harness.cli", "checkpoint", "convert", str(path), "--trust"],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     T.train(config(data, run, steps=3, ckpt_every=1), resume=True)  # the converted checkpoint resumes
     assert C.load_checkpoint(T.latest_checkpoint(run))["step"] == 3
@@ -98,6 +98,6 @@ def test_junk_and_truncated_files_are_not_called_payloads(tmp_path):
     assert torch.equal(C.load_checkpoint(good)["model"]["w"], torch.ones(3))
     # convert --trust on junk: one line, exit 2
     out = subprocess.run([sys.executable, "-m", "harness.cli", "checkpoint", "convert", str(junk), "--trust"],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert "not a readable checkpoint" in out.stderr and len(out.stderr.strip().splitlines()) == 1

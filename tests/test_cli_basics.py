@@ -94,7 +94,7 @@ def test_a_path_with_markup_characters_is_printed_literally(tmp_path):
     """rich would read "[bold]" in a user's path as markup and drop it; errors print paths as they are."""
     missing = tmp_path / "a[bold]b" / "x.pt"
     out = subprocess.run([sys.executable, "-m", "harness.cli", "sample", "--checkpoint", str(missing), "--out",
-                          str(tmp_path / "o"), "--device", "cpu"], capture_output=True, text=True)  # fmt: skip
+                          str(tmp_path / "o"), "--device", "cpu"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip() == f"error: checkpoint not found: {missing}"
 
 

@@ -25,11 +25,11 @@ def test_identical_numbers_and_what_differs(tmp_path):
     assert (same, total) == (2, 5)
     assert diffs[0] == "exp/fvd-0000010.json:outputs.fvd: 100.0 -> 101.0 (+1.00e-02 relative)"
     out = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(c)], capture_output=True,
-                         text=True)  # fmt: skip
+                         text=True)
     assert out.returncode == 0 and "reproduced: 2 of 5 numbers identical" in out.stderr.replace("\n", " ")
     strict = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(c), "--strict"],
-                            capture_output=True, text=True)  # fmt: skip
+                            capture_output=True, text=True)
     assert strict.returncode == 1
     missing = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(a), str(tmp_path / "none")],
-                             capture_output=True, text=True)  # fmt: skip
+                             capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")

@@ -185,7 +185,7 @@ def test_uint8_clips_turned_float_equal_the_float_clips(tmp_path):
     from harness.data.synthetic import generate_synthetic
 
     source = generate_synthetic(tmp_path / "src", num_classes=2, videos_per_class=2, frames=(60, 60), width=64,
-                                height=48, fps=10, seed=0)  # fmt: skip
+                                height=48, fps=10, seed=0)
     prepare_dataset("ucf101", source, tmp_path / "prep", progress=False)
     as_float = ClipDataset(tmp_path / "prep", size=32, seed=1)
     as_uint8 = ClipDataset(tmp_path / "prep", size=32, seed=1, uint8=True)

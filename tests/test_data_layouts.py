@@ -34,7 +34,7 @@ def test_taichi_follows_linked_train_and_test_folders(tmp_path):
     assert df[["path", "split", "status"]].values.tolist() == [
         ["test/d.mp4", "test", "ok"], ["train/a.mp4", "train", "ok"],
         ["train/more/b.mp4", "train", "ok"], ["train/more/c", "train", "ok"],
-    ]  # fmt: skip
+    ]
     test = prepare_dataset("taichi", src, tmp_path / "out-test", split="test", progress=False, **SMALL)
     assert test["path"].tolist() == ["test/d.mp4"]
     assert other_files(tmp_path / "out-test") == {
@@ -96,7 +96,7 @@ def test_a_video_linked_in_twice_is_read_once(tmp_path):
     assert [f for f in tree.files if not f.startswith("clip/")] == ["all/a.mp4", "all/b.mp4", "train/c.mp4"]
     assert dict(tree.other) == {"a_b_again.mp4": "same file as all/b.mp4 (listed there)",
                                 "train/b.mp4": "same file as all/b.mp4 (listed there)",
-                                "zz_c.mp4": "same file as train/c.mp4 (listed there)"}  # fmt: skip
+                                "zz_c.mp4": "same file as train/c.mp4 (listed there)"}
 
 
 def test_ucf101_accounts_for_every_file(tmp_path):

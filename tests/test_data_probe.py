@@ -62,7 +62,7 @@ def test_turned_videos_are_read_turned_and_recorded(tmp_path, degrees, corner):
     frame = decord.VideoReader(str(video)).get_batch([0]).asnumpy()[0].mean(-1)
     h, w = frame.shape
     corners = {"top-left": frame[:4, :4], "top-right": frame[:4, w - 4 :], "bottom-left": frame[h - 4 :, :4],
-               "bottom-right": frame[h - 4 :, w - 4 :]}  # fmt: skip
+               "bottom-right": frame[h - 4 :, w - 4 :]}
     assert [name for name, px in corners.items() if px.mean() > 128] == [corner]
     clip = ClipDataset(tmp_path / "out", num_frames=4, frame_interval=2, size=32, crop="none", train=False,
                        uint8=True)[0]["video"]

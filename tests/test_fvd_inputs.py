@@ -63,7 +63,7 @@ def folders(tmp_path, monkeypatch):
 
 def test_two_folders_of_videos_in_one_call(folders):
     cfg = FVDConfig(real=str(folders / "real"), fake=str(folders / "fake"), num_frames=16, frame_interval=1,
-                    size=48, device="cpu", bootstrap=0)  # fmt: skip
+                    size=48, device="cpu", bootstrap=0)
     rec = compute_fvd(cfg)
     # N came down from the protocol's 2048 to what the generated folder holds (6 one-window videos), said so
     assert rec["clips"] == {"real": 6, "generated": 6}
@@ -75,7 +75,7 @@ def test_two_folders_of_videos_in_one_call(folders):
     assert [o["path"] for o in other] == ["notes.txt"]  # what was not read, with its reason
     # the same videos as a prepared dataset and as clip shards give the same number (one reader, one crop)
     again = compute_fvd(FVDConfig(real=real["read"], fake=gen["read"], num=6, num_frames=16, frame_interval=1,
-                                  size=48, device="cpu", bootstrap=0))  # fmt: skip
+                                  size=48, device="cpu", bootstrap=0))
     assert again["fvd"] == pytest.approx(rec["fvd"], rel=1e-9)
     shards = np.concatenate([np.load(p) for p in sorted(Path(gen["read"], "clips").glob("clips-*.npy"))])
     assert shards.shape == (6, 16, 48, 48, 3)  # short side to 48, centre crop, as the real side

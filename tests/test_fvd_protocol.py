@@ -56,7 +56,7 @@ def write_prepared(folder, frames, *, width=224, height=224, fps=24.0):
     rows = [dict(path=f"v{i:03d}.mp4", kind="video", frames=n, fps=fps, width=width, height=height, label=-1,
                  class_name="", split="none", size=1, mtime_ns=0, fingerprint=f"1-{i}", sha256="", probe_error="",
                  check="quick", rotation=0,
-                 status="ok", reason="") for i, n in enumerate(frames)]  # fmt: skip
+                 status="ok", reason="") for i, n in enumerate(frames)]
     (folder / "source").mkdir(parents=True)
     write_manifest(folder, to_frame(rows), {"dataset": "test", "source": str(folder / "source"), "split": "none"})
     return folder
@@ -338,7 +338,7 @@ def test_short_real_videos_are_left_out_of_the_real_clips_end_to_end(tmp_path, m
     ("num", dict(num=5)),
     ("precision", dict(precision="bf16")),
     ("weights_sha256", {}),
-])  # fmt: skip
+])
 def test_a_statistics_file_is_used_only_when_its_protocol_fields_match(stand_ins, field, change):
     s = stand_ins
     stats = fvd(s.prepared, s.samples, num=4, device="cpu", bootstrap=0)["real"]["real_stats"]
@@ -386,14 +386,14 @@ def test_generated_clips_get_the_real_clips_resize_and_centre_crop(stand_ins, ca
     ("zero", "generated clips checked are zero (black)"),
     ("unit", "is 0 or 1: floats in [0, 1] cast to uint8 without scaling by 255?"),
     ("flat", "generated clips checked are one flat colour"),
-])  # fmt: skip
+])
 def test_degenerate_generated_clips_are_warned_about_before_the_detector_loads(stand_ins, case, message):
     from harness.fvd.protocol import check_inputs
 
     s = stand_ins
     good = moving_square_clips(4, seed=3, motion="jump", size=224)
     clips = {"zero": np.zeros_like(good), "unit": (good / 255.0).astype(np.uint8),  # 255 -> 1, the rest 0
-             "flat": np.full_like(good, 128)}[case]  # fmt: skip
+             "flat": np.full_like(good, 128)}[case]
     np.save(s.tmp / "fake.npy", clips)
     warnings = []
     check_inputs(FVDConfig(real=str(s.prepared), fake=str(s.tmp / "fake.npy"), num=4, size=224, device="cpu"),

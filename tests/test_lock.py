@@ -23,7 +23,7 @@ def _hold_in_child(folder: Path, what: str) -> subprocess.Popen:
     code = (f"from harness.lock import folder_lock; import time\n"
             f"with folder_lock({str(folder)!r}, {what!r}):\n    print('held', flush=True); time.sleep(600)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).parents[1])  # fmt: skip
+                             cwd=Path(__file__).parents[1])
     assert child.stdout.readline().strip() == "held"
     return child
 
@@ -59,7 +59,7 @@ def test_a_second_run_on_one_folder_is_refused_on_the_command_line(tmp_path):
         start = time.time()
         out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
                               "--run-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")],
-                             capture_output=True, text=True)  # fmt: skip
+                             capture_output=True, text=True)
         assert out.returncode == 2 and out.stderr.startswith(f"error: {tmp_path / 'runs'} is in use by another job")
         assert len(out.stderr.strip().splitlines()) == 1 and time.time() - start < 60
     finally:
@@ -82,10 +82,10 @@ def test_unwritable_output_folders_fail_before_any_work(tmp_path):
     with pytest.raises(UserError, match=rf"cannot write to {UNWRITABLE}/run: "):
         T.train(config(data, UNWRITABLE / "run", steps=2))
     out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--table", "params", "--scale", "smoke",
-                          "--run-dir", str(UNWRITABLE / "runs")], capture_output=True, text=True)  # fmt: skip
+                          "--run-dir", str(UNWRITABLE / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/runs: ")
     out = subprocess.run([sys.executable, "-m", "harness.cli", "prepare", "synthetic", "--out", str(UNWRITABLE / "p")],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith(f"error: cannot write to {UNWRITABLE}/p: ")
 
 
@@ -104,17 +104,17 @@ def test_a_real_statistics_entry_being_written_is_held(tmp_path, monkeypatch):
     detector = {"kind": "stand-in", "sha256": "0" * 64}
     monkeypatch.setattr(weights, "load_i3d", lambda path=None, device="cpu": (StandInDetector(), detector))
     source = generate_synthetic(tmp_path / "raw", num_classes=2, videos_per_class=2, frames=24, width=32, height=32,
-                                fps=8, seed=0)  # fmt: skip
+                                fps=8, seed=0)
     prepare_dataset("synthetic", source, tmp_path / "prep", num_frames=9, frame_interval=1, progress=False)
     write_shard(tmp_path / "samples", 0, moving_square_clips(4, seed=0, motion="glide", frames=9, size=32))
     cfg = FVDConfig(real=str(tmp_path / "prep"), fake=str(tmp_path / "samples"), num=4, num_frames=9,
-                    frame_interval=1, size=32, device="cpu", bootstrap=0)  # fmt: skip
+                    frame_interval=1, size=32, device="cpu", bootstrap=0)
     entry = Path(compute_fvd(cfg)["real"]["real_stats"])
     entry.unlink()  # as if never cached: the next job computes it again ...
     code = (f"from harness.lock import entry_lock; import time\n"
             f"with entry_lock({str(entry)!r}, 'FVD real statistics'):\n    print('held', flush=True); time.sleep(600)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).parents[1])  # fmt: skip
+                             cwd=Path(__file__).parents[1])
     try:
         assert child.stdout.readline().strip() == "held"  # ... while another job is writing it
         held = rf"{entry} is in use by another job \(FVD real statistics, pid {child.pid}"
@@ -151,7 +151,7 @@ def test_an_output_folder_that_is_a_file_is_one_line(tmp_path):
         with folder_lock(tmp_path / "out", "sample"):
             pass
     out = subprocess.run([sys.executable, "-m", "harness.cli", "prepare", "synthetic", "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, text=True)
     want = f"error: {tmp_path / 'out'} is a file, not a folder (choose a folder for the output)"
     assert out.returncode == 2 and out.stderr.strip() == want
 

@@ -90,11 +90,11 @@ def test_the_record_says_which_weights_and_timesteps(checkpoint, tmp_path):
     assert ema["config"]["ema_schedule"]["last_decay"] == 0.1  # one step: the first update's d_0 = 1/10
     assert ema["protocol"]["model_timesteps_first"] == [0] and ema["protocol"]["model_timesteps_last"] == 0
     raw = sample(checkpoint, tmp_path / "raw", num=1, batch_size=1, sampler="ddim", steps=50, use_ema=False,
-                   mp4=False, device="cpu")  # fmt: skip
+                   mp4=False, device="cpu")
     assert raw["config"]["weights"] == "model" and raw["config"]["ema_schedule"] is None
     assert raw["protocol"]["model_timesteps_first"] == [999, 979, 958, 938, 917]
     stride = sample(checkpoint, tmp_path / "stride", num=1, batch_size=1, sampler="ddim", steps=50,
-                      spacing="ddim-stride", mp4=False, device="cpu")  # fmt: skip
+                      spacing="ddim-stride", mp4=False, device="cpu")
     assert stride["protocol"]["model_timesteps_first"][:2] == [980, 960]
     with pytest.raises(UserError, match="--steps 999 --spacing ddim-stride: cannot take exactly 999"):
         sample(checkpoint, tmp_path / "bad", num=1, steps=999, spacing="ddim-stride", device="cpu")

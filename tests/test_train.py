@@ -294,7 +294,7 @@ def test_bad_training_options_are_one_line_errors(option, value, message, tmp_pa
 
 def test_bad_option_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.cli", "train", "--data", str(tmp_path), "--run-dir",
-                          str(tmp_path / "r"), "--lr", "nan"], capture_output=True, text=True)  # fmt: skip
+                          str(tmp_path / "r"), "--lr", "nan"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip() == "error: --lr nan: expected 0 < lr <= 1 (Latte: 1e-4)"
 
 

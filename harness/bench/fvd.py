@@ -147,7 +147,7 @@ def bench_cuda(
             "max_abs_logit_diff_vs_fp32_motion": float((logits_motion - reference_motion).abs().max()),
             "max_abs_logit_fp32": float(reference.abs().max()),
             "max_abs_logit_fp32_motion": float(reference_motion.abs().max()),
-        })  # fmt: skip
+        })
         del extractor
         torch.cuda.empty_cache()
     return {

@@ -178,7 +178,7 @@ class Shape:
 
     def model_kwargs(self) -> dict[str, int]:
         return dict(num_classes=self.num_classes, num_frames=self.frames, in_channels=self.channels,
-                    input_size=self.latent, patch=self.patch)  # fmt: skip
+                    input_size=self.latent, patch=self.patch)
 
     def tokens(self) -> int:
         return self.frames * (self.latent // self.patch) ** 2
@@ -356,7 +356,7 @@ def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -
             num_frames=shape.frames, steps=opts.loop_steps, batch=shape.batch, log_every=opts.loop_log_every,
             ckpt_every=opts.ckpt_every, num_workers=opts.loop_workers, device=str(device), compile=opts.compile,
             precision="bf16", model_builder=opts.builder,
-        )  # fmt: skip
+        )
         rec = train(cfg)
         lines = [json.loads(x) for x in (Path(work) / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = [x["samples_per_s"] for x in lines[1:]]  # the first interval holds the compile and the workers' start

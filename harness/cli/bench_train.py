@@ -47,17 +47,17 @@ def bench_train(
 
     fams = [m.strip() for m in models.split(",") if m.strip()]
     shape = B.Shape(size=size, patch=patch, batch=batch, frames=frames, channels=channels, latent=latent,
-                    num_classes=num_classes)  # fmt: skip
+                    num_classes=num_classes)
     opts = B.Options(
         warmup=warmup, iters=iters, compile=compile, compile_mode=compile_mode, reference=reference,
         sampling=sampling, sample_batch=sample_batch, sample_steps=sample_steps, loop=loop, loop_steps=loop_steps,
         loop_log_every=loop_log_every, loop_workers=loop_workers, ckpt_every=ckpt_every, builder=builder,
-    )  # fmt: skip
+    )
     res = B.run(fams, shape, opts, device=device, log=console.print)
     res["command"] = "matten-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     table = Table(title=f"bench train · {res['device']} · {shape.describe()} · scan {res['scan_backend']}")
     for col in ("model", "params (M)", "pure step ms", "pure samples/s", "loop samples/s", "loop / pure",
-                "peak GiB", "MFU", "rel err vs fp32", "DDPM-250 s/video"):  # fmt: skip
+                "peak GiB", "MFU", "rel err vs fp32", "DDPM-250 s/video"):
         table.add_column(col, overflow="fold")
     for m in res["models"]:
         table.add_row(

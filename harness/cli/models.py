@@ -35,7 +35,7 @@ def models_cmd(
 
     # readable at 80 columns: sizes and variants are in the name, numbers never wrap, the blocks fold
     table = Table(title="Models: patch 2, counted unconditional with M-AdaN at 16×4×32×32 on the meta device",
-                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("model", no_wrap=True)
     table.add_column("blocks", overflow="fold", ratio=1)
     for col in ("params (M)", "paper (M)", "vs paper", "vs v3"):

@@ -95,7 +95,7 @@ def short_videos(prepared_dir: str | Path, num_frames: int, frame_interval: int)
     totals = load_manifest(prepared_dir, ok_only=True)["frames"].astype(int).to_numpy()
     return {"window": num_frames * frame_interval, "videos": len(totals),
             "too_short": int(short_mask(totals, num_frames, frame_interval).sum()),
-            "shortest": int(totals.min()) if len(totals) else 0}  # fmt: skip
+            "shortest": int(totals.min()) if len(totals) else 0}
 
 
 def drop_short_rows(

@@ -237,7 +237,7 @@ def ucf101_layout(source: Path, split: str, split_list: int) -> Layout:
         )
     if missing:  # --split all on a UCF101-style folder of one's own: classes are the class folders, sorted
         classes = sorted({p.name for p in videos_dir.iterdir() if p.is_dir() and not p.name.startswith(".")},
-                         key=str.lower)  # fmt: skip
+                         key=str.lower)
         train, test = {}, {}
     else:
         classes = read_class_index(lists_dir / "classInd.txt")

@@ -143,7 +143,7 @@ def prepare_dataset(
     with folder_lock(out, "prepare"):  # one job per prepared folder; an unwritable --out fails here, before work
         return _prepare(dataset, source, out, split=split, split_list=split_list, num_frames=num_frames,
                         frame_interval=frame_interval, sha256=sha256, check=check,
-                        synthetic_options=synthetic_options, progress=progress)  # fmt: skip
+                        synthetic_options=synthetic_options, progress=progress)
 
 
 def _prepare(dataset: str, source: str | Path | None, out: Path, *, split: str, split_list: int, num_frames: int,

@@ -96,7 +96,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     residual = np.linalg.norm(covmean @ covmean - product) / max(np.linalg.norm(product), 1e-30)
     if residual > 1e-3:
         warnings.warn(f"sqrtm(Σ1·Σ2) is inaccurate (relative residual {residual:.1e}): this Fréchet distance may be "
-                      "off", RuntimeWarning, stacklevel=2)  # fmt: skip
+                      "off", RuntimeWarning, stacklevel=2)
     return float(np.real(mean_term + np.trace(sigma1 + sigma2 - 2.0 * covmean)))
 
 

@@ -95,7 +95,7 @@ def clips_from_prepared(prepared: Path, num: int, num_frames: int, frame_interva
     from harness.samples import write_shard
 
     key = {"fingerprint": manifest_fingerprint(prepared), "num": num, "num_frames": num_frames,
-           "frame_interval": frame_interval, "size": size, "seed": seed}  # fmt: skip
+           "frame_interval": frame_interval, "size": size, "seed": seed}
     out = _cache(f"clips-{_digest(key)}")
     done = out / "complete.json"
     if done.is_file() and json.loads(done.read_text()) == key:
@@ -104,7 +104,7 @@ def clips_from_prepared(prepared: Path, num: int, num_frames: int, frame_interva
     with entry_lock(done, f"FVD {what} clips"):
         for k, batch in enumerate(eval_clips(prepared, num, seed=seed, num_frames=num_frames,
                                              frame_interval=frame_interval, size=size, batch_size=64,
-                                             too_short="skip")):  # fmt: skip
+                                             too_short="skip")):
             write_shard(out, k, batch)
         from harness.io import atomic_write_json
 
@@ -131,7 +131,7 @@ def resolve(cfg: FVDConfig, fake_frame_interval: int, warn) -> tuple[FVDConfig, 
     if fake_kind in ("videos", "prepared"):
         prepared = prepare_folder(fake, cfg.num_frames, fake_frame_interval) if fake_kind == "videos" else fake
         sides["generated"] = {"given": str(cfg.fake), "kind": fake_kind, "prepared": str(prepared),
-                              "frame_interval": fake_frame_interval}  # fmt: skip
+                              "frame_interval": fake_frame_interval}
     elif fake is not None:
         sides["generated"] = {"given": str(cfg.fake), "kind": fake_kind, "read": str(fake)}
     num = cfg.num
@@ -140,7 +140,7 @@ def resolve(cfg: FVDConfig, fake_frame_interval: int, warn) -> tuple[FVDConfig, 
         available["real"] = distinct_clips(real, cfg.num_frames, cfg.frame_interval)
     if fake_kind in ("videos", "prepared"):
         available["generated"] = distinct_clips(Path(sides["generated"]["prepared"]), cfg.num_frames,
-                                                fake_frame_interval)  # fmt: skip
+                                                fake_frame_interval)
     short = {side: n for side, n in available.items() if 0 < n < num}  # 0: check_real says why, in full
     if short:
         held = ", ".join(f"the {side} side holds {n} distinct clips" for side, n in short.items())
@@ -151,7 +151,7 @@ def resolve(cfg: FVDConfig, fake_frame_interval: int, warn) -> tuple[FVDConfig, 
              "the same N)")
     if fake_kind in ("videos", "prepared"):
         fake = clips_from_prepared(Path(sides["generated"]["prepared"]), num, cfg.num_frames, fake_frame_interval,
-                                   cfg.size, cfg.seed, "generated")  # fmt: skip
+                                   cfg.size, cfg.seed, "generated")
         sides["generated"]["read"] = str(fake)
     for info in sides.values():
         prepared = info.get("prepared") or (info["read"] if info["kind"] in ("videos", "prepared") else None)

@@ -331,7 +331,7 @@ def check_detector_args(precision: str, device: str, i3d: str | None) -> None:
 STATS_FIELDS = {
     "protocol": "--protocol", "num": "--num", "num_frames": "--num-frames", "frame_interval": "--frame-interval",
     "size": "--size", "precision": "--precision", "weights_sha256": "the detector's sha256, --i3d",
-}  # fmt: skip
+}
 
 
 def read_stats_meta(path: Path) -> dict[str, Any]:
@@ -370,7 +370,7 @@ def native_summary(rows: Any) -> dict[str, Any]:
     common = str(sizes.index[0]) if len(sizes) else None
     short = min(int(v) for v in common.split("x")) if common else None
     return {"resolution": common, "resolutions": int(len(sizes)), "short_side": short,
-            "fps": float(fps.median()) if len(fps) else None}  # fmt: skip
+            "fps": float(fps.median()) if len(fps) else None}
 
 
 def check_real(cfg: FVDConfig, num: int, warnings: list[str]) -> dict[str, Any]:
@@ -384,7 +384,7 @@ def check_real(cfg: FVDConfig, num: int, warnings: list[str]) -> dict[str, Any]:
     """
     real = Path(cfg.real)
     expect = {"protocol": cfg.protocol, "num": num, "num_frames": cfg.num_frames,
-              "frame_interval": cfg.frame_interval, "size": cfg.size, "precision": cfg.precision}  # fmt: skip
+              "frame_interval": cfg.frame_interval, "size": cfg.size, "precision": cfg.precision}
     if real.is_file():
         load_stats_file(real, expect)
         meta = read_stats_meta(real)
@@ -415,7 +415,7 @@ def check_real(cfg: FVDConfig, num: int, warnings: list[str]) -> dict[str, Any]:
         raise UserError(f"source folder {source} (from {real}/dataset.json) does not exist")
     native = native_summary(load_manifest(real, ok_only=True))
     return {"kind": "prepared dataset", "videos": fit["videos"], "too_short": fit["too_short"],
-            "window": fit["window"], "native": native}  # fmt: skip
+            "window": fit["window"], "native": native}
 
 
 FAKE_CHECK_CLIPS = 64  # generated clips whose pixels are checked before any detector work
@@ -552,7 +552,7 @@ def compare_frame_rates(cfg: FVDConfig, native: dict[str, Any] | None, trained: 
         except (ImportError, UserError, OSError, ValueError):
             gen_fps = None
     out["generated"] = {"frame_interval": interval, "video_fps": gen_fps,
-                        "clip_fps": gen_fps / interval if gen_fps else None, "from": str(data)}  # fmt: skip
+                        "clip_fps": gen_fps / interval if gen_fps else None, "from": str(data)}
     real_rate, gen_rate = out["real"]["clip_fps"], out["generated"]["clip_fps"]
     if real_rate and gen_rate:
         if abs(real_rate - gen_rate) > 0.02 * real_rate:
@@ -695,7 +695,7 @@ def real_statistics(
         clips = eval_clips(
             real, key["num"], seed=key["seed"], num_frames=key["num_frames"],
             frame_interval=key["frame_interval"], size=key["size"], batch_size=batch_size, too_short="skip",
-        )  # fmt: skip
+        )
         pixels = PixelSums()
         stats, features = accumulate(clips, extractor, key["num"], key["num_frames"], "real", pixels=pixels)
         info = dict(info, cached=False, pixels=pixels.summary())
@@ -752,7 +752,7 @@ def compute_fvd(cfg: FVDConfig) -> dict[str, Any]:
     key = {
         "protocol": protocol, "num": num, "num_frames": num_frames, "frame_interval": frame_interval,
         "seed": seed, "size": size, "weights_sha256": weights["sha256"], "precision": precision,
-    }  # fmt: skip
+    }
     real_side = plan["real"]
     real_stats, real_features, real_info = real_statistics(real, extractor, key, batch_size=batch_size,
                                                            warnings=warnings, native=real_side.get("native"))
@@ -830,7 +830,7 @@ def real_floor(cfg: FVDConfig) -> dict[str, Any]:
     key = {
         "protocol": protocol, "num": 2 * num, "num_frames": num_frames, "frame_interval": frame_interval,
         "seed": seed, "size": size, "weights_sha256": weights["sha256"], "precision": precision,
-    }  # fmt: skip
+    }
     _, features, info = real_statistics(real, extractor, key, batch_size=batch_size, warnings=warnings,
                                         native=real_side["native"])
     a, b = features[:num], features[num:]

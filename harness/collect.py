@@ -16,6 +16,7 @@ from harness.baselines import load_all
 from harness.errors import UserError
 from harness.report import publish_record, write_report
 from harness.tables import Point
+from models.registry import ModelSpec
 
 
 def fvd_point(rec: dict[str, Any], link: str, source: Path | None = None) -> Point:
@@ -116,7 +117,7 @@ def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict
     entries, params_rows = [], []
     for family, size in preset.flops_models():
         run_dir = root / "flops" / f"{family}-{size}"
-        label = f"{family.capitalize()}-{size.upper()}/2" + (" v3" if family == "matten" else "")
+        label = ModelSpec(family, size).label(patch=2)  # counted as variant 3, M-AdaN, patch 2
         rec = ledger.read_record(run_dir, "run.flops")
         params = gfma = None
         counts: list[dict] = []
@@ -142,7 +143,7 @@ def collect_params(root: Path, report_dir: Path) -> list[dict]:
         return []
     link = publish_record(ledger.record_path(run_dir, "run.params"), report_dir, "params", root)
     return [
-        {"model": m["name"], "family": m["family"], "size": m["size"], "variant": m.get("variant"),
+        {"model": m.get("label", m["name"]), "family": m["family"], "size": m["size"], "variant": m.get("variant"),
          "blocks": m.get("blocks", tables.MISSING), "params": Point(m["params"] / 1e6, link)}
         for m in rec["outputs"]["models"]
     ]

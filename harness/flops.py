@@ -367,15 +367,25 @@ def _remove_thop_buffers(model: nn.Module) -> None:
 
 
 def parse_model_name(name: str) -> tuple[str, str]:
-    """``matten-xl`` -> ("matten", "xl"); also accepts ``latte-xl/2`` and ``Matten-XL``."""
-    base = name.lower().strip()
-    if base.endswith("/2"):
-        base = base[:-2]
-    family, _, size = base.partition("-")
-    if family not in FAMILIES or size not in SIZES:
-        choices = ", ".join(f"{f}-{s}" for f in FAMILIES for s in SIZES)
-        raise UserError(f"unknown model {name!r}; expected one of: {choices}")
-    return family, size
+    """``matten-xl`` -> ("matten", "xl") through models.registry.ModelSpec.parse (also ``Latte-XL/2``); the count
+    is always of variant 3 with M-AdaN unless ``count_flops`` is given another variant."""
+    from models.registry import ModelSpec
+
+    spec = ModelSpec.parse(name)
+    return spec.family, spec.size
+
+
+def model_variant(model_name: str, variant: int = 3) -> int:
+    """The Matten variant to count: the one a name spells (``matten-xl-v2``), else ``variant``; both, differing,
+    is a one-line error."""
+    from models.registry import ModelSpec
+
+    spec = ModelSpec.parse(model_name)
+    if spec.family != "matten" or spec.name not in model_name.lower():  # no variant in the name
+        return variant
+    if variant not in (3, spec.variant):
+        raise UserError(f"{model_name!r} is variant {spec.variant}, but --variant {variant} was given")
+    return spec.variant
 
 
 def latent_size(pixel_size: int) -> int:
@@ -388,11 +398,11 @@ def build_on_meta(
     model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any
 ) -> nn.Module:
     """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count."""
+    from models import build_model
+
     family, model_size = parse_model_name(model_name)
-    try:
-        from models import build_model
-    except ImportError as e:
-        raise UserError(f"the models package is not available ({e}); FLOPs need models.build_model") from e
+    variant = model_variant(model_name, variant)
+
     with torch.device("meta"):
         model = build_model(
             family, model_size, variant=variant, num_frames=frames, input_size=latent_size(size), num_classes=0,
@@ -437,6 +447,8 @@ def count_flops(
     if batch < 1 or frames < 1:
         raise UserError("--batch and --frames must be at least 1")
     latent = latent_size(size)
+    if model is None:
+        variant = model_variant(model_name, variant)  # the record says the variant counted
     start = time.perf_counter()
     if model is None:
         model = build_on_meta(model_name, variant=variant, frames=frames, size=size)

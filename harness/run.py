@@ -44,9 +44,17 @@ class Experiment:
     seed: int = 0  # the training seed (data order, noise, initial weights)
 
     @property
+    def spec(self):
+        """The model (models.registry.ModelSpec)."""
+        from models.registry import ModelSpec
+
+        return ModelSpec(self.family, self.size, self.variant if self.family == "matten" else None,
+                         self.conditioning if self.family == "matten" else "madan")
+
+    @property
     def name(self) -> str:
-        tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
-        return f"{self.family}-{self.size}{tail}-{self.dataset}" + (f"-seed{self.seed}" if self.seed else "")
+        """The run folder's name: the model's key, the dataset and, past seed 0, the seed."""
+        return f"{self.spec.key}-{self.dataset}" + (f"-seed{self.seed}" if self.seed else "")
 
 
 @dataclass(frozen=True)

@@ -74,15 +74,13 @@ def final_fvd(exp: dict[str, Any]) -> tuple[int | None, Point | None]:
 
 
 def model_label(exp: dict[str, Any]) -> str:
-    family = {"matten": "Matten", "latte": "Latte"}.get(exp["family"], exp["family"])
-    label = f"{family}-{exp['size'].upper()}"
-    if exp["family"] == "matten":
-        label += f" v{exp.get('variant', 3)}"
-        if exp.get("conditioning", "madan") != "madan":
-            label += f", {CONDITIONING_NAMES.get(exp['conditioning'], exp['conditioning'])}"
-    if exp.get("seed"):
-        label += f", seed {exp['seed']}"
-    return label
+    """An experiment's label in the report: its model's (models.registry.ModelSpec.label) and, past seed 0, its seed."""
+    from models.registry import ModelSpec
+
+    family = exp["family"]
+    spec = ModelSpec(family, exp["size"], exp.get("variant") if family == "matten" else None,
+                     exp.get("conditioning", "madan") if family == "matten" else "madan")
+    return spec.label() + (f", seed {exp['seed']}" if exp.get("seed") else "")
 
 
 # ----------------------------------------------------------------------------- sota

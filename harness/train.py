@@ -366,10 +366,8 @@ class IntervalStats:
 
 
 def scan_backend() -> str:
-    try:
-        from models.scan import backend_in_use
-    except ImportError:
-        return "unavailable (models.scan not importable)"
+    from models.scan import backend_in_use
+
     return str(backend_in_use())
 
 

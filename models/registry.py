@@ -22,6 +22,8 @@ from models.errors import ModelConfigError
 FAMILIES = ("matten", "latte")
 SIZES = ("s", "b", "l", "xl", "tiny")
 PAPER_SIZES = ("s", "b", "l", "xl")
+CONDITIONINGS = ("madan", "tokens")
+VARIANTS = (1, 2, 3, 4)  # Matten's (models/matten.py VARIANT_UNITS)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,93 @@ MATTEN_DEPTH = {
     3: {"s": 18, "b": 18, "l": 36, "xl": 42, "tiny": 6},
     4: {"s": 20, "b": 20, "l": 40, "xl": 46, "tiny": 6},
 }
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One public model, named once: Latte, or a Matten variant with its conditioning, at a size (DiT's way: the
+    name is the identity everywhere; the CLI, checkpoints, records, benchmark rows and report labels use it).
+
+    ``name`` is the one spelling (``latte-xl``, ``matten-xl-v3``, ``matten-s-v3-tokens``); :meth:`parse` reads it
+    (also ``Matten-XL/2``, ``matten-xl`` = variant 3); ``label`` is the report's (``Matten-XL v3``); ``key`` the
+    name of run folders and records (``matten-xl-v3-madan``, ``latte-xl``), kept as runs have always used it.
+    Raises ModelConfigError for an unknown family, size, variant or conditioning.
+    """
+
+    family: str
+    size: str
+    variant: int | None = None  # Matten 1-4 (None: 3); Latte has none
+    conditioning: str = "madan"  # "madan" | "tokens" (Matten only)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ModelConfigError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILIES)}")
+        if self.size not in SIZES:
+            raise ModelConfigError(f"unknown model size {self.size!r}; choose one of {', '.join(SIZES)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ModelConfigError(f"conditioning must be 'madan' or 'tokens', got {self.conditioning!r}")
+        if self.family == "matten":
+            object.__setattr__(self, "variant", 3 if self.variant is None else self.variant)
+            if self.variant not in VARIANTS:
+                raise ModelConfigError(f"Matten variant must be 1, 2, 3 or 4; got {self.variant}")
+        elif self.variant not in (None, 3) or self.conditioning != "madan":
+            raise ModelConfigError("Latte has no variants and no conditioning choice")
+        else:
+            object.__setattr__(self, "variant", None)
+
+    @property
+    def name(self) -> str:
+        if self.family == "latte":
+            return f"latte-{self.size}"
+        return f"matten-{self.size}-v{self.variant}" + ("-tokens" if self.conditioning == "tokens" else "")
+
+    @property
+    def key(self) -> str:
+        tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
+        return f"{self.family}-{self.size}{tail}"
+
+    def label(self, patch: int | None = None) -> str:
+        """``Matten-XL v3`` (``Matten-XL/2 v3`` with a patch), ``Latte-XL``, ``Matten-S v3, condition tokens``."""
+        out = f"{self.family.capitalize()}-{self.size.upper()}" + (f"/{patch}" if patch else "")
+        if self.family == "matten":
+            out += f" v{self.variant}" + (", condition tokens" if self.conditioning == "tokens" else "")
+        return out
+
+    @classmethod
+    def parse(cls, name: str) -> ModelSpec:
+        """``matten-xl``, ``Matten-XL/2``, ``matten-xl-v4``, ``matten-s-v3-tokens``, ``latte-b`` -> the spec."""
+        import difflib
+
+        base = str(name).lower().strip()
+        base = base.split("/")[0] if "/" in base else base
+        parts = base.split("-")
+        try:
+            family, size, rest = parts[0], parts[1], parts[2:]
+            variant = None
+            if rest and rest[0].startswith("v") and rest[0][1:].isdigit():
+                variant, rest = int(rest[0][1:]), rest[1:]
+            conditioning = rest.pop(0) if rest and rest[0] in CONDITIONINGS else "madan"
+            if rest:
+                raise ValueError
+            return cls(family, size, variant, conditioning)
+        except (IndexError, ValueError, ModelConfigError):
+            known = [f"matten-{size}" for size in SIZES] + [s.name for s in all_specs(include_tiny=True)]
+            close = difflib.get_close_matches(base, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelConfigError(f"unknown model {name!r}{hint}; names look like latte-xl, matten-xl (variant 3), "
+                                   "matten-b-v2, matten-s-v3-tokens") from None
+
+    def build(self, **kwargs) -> nn.Module:
+        """:func:`build_model` of this spec (``kwargs``: patch, num_classes, num_frames, ...)."""
+        extra = {} if self.family == "latte" else {"variant": self.variant, "conditioning": self.conditioning}
+        return build_model(self.family, self.size, **extra, **kwargs)
+
+
+def all_specs(include_tiny: bool = False) -> list[ModelSpec]:
+    """Every public model: Latte and Matten variants 1-4 (M-AdaN) at S..XL (tiny too if asked), Latte first."""
+    sizes = SIZES if include_tiny else PAPER_SIZES
+    return [spec for size in sizes for spec in
+            [ModelSpec("latte", size)] + [ModelSpec("matten", size, v) for v in (1, 2, 3, 4)]]
+
 
 def build_model(
     family: str,
@@ -145,34 +234,31 @@ def unit_description(family: str, variant: int | None, depth: int) -> str:
 
 
 def list_models(include_tiny: bool = False) -> list[dict]:
-    """One record per model: Latte S..XL and Matten variants 1-4 at S..XL (tiny too if asked), patch 2."""
-    sizes = SIZES if include_tiny else PAPER_SIZES
+    """One record per model of :func:`all_specs`: its ``name`` (``matten-xl-v3``), ``label`` (``Matten-XL/2 v3``),
+    depth, blocks, width, parameters (patch 2) and its parameter match to variant 3 of its size."""
     rows = []
-    for size in sizes:
-        cfg = SIZE_CONFIGS[size]
-        entries = [("latte", None, cfg.latte_depth)] + [("matten", v, MATTEN_DEPTH[v][size]) for v in (1, 2, 3, 4)]
-        for family, variant, depth in entries:
-            kw = {} if family == "latte" else {"variant": variant}
-            params = count_params_meta(family, size, **kw)
-            label = size.upper() if size != "tiny" else "tiny"
-            name = f"Latte-{label}/2" if family == "latte" else f"Matten-{label}/2-v{variant}"
-            rows.append(
-                {
-                    "name": name,
-                    "family": family,
-                    "variant": variant,
-                    "size": size,
-                    "patch": 2,
-                    "layers": depth,
-                    "blocks": unit_description(family, variant, depth),
-                    "hidden": cfg.hidden,
-                    "heads": cfg.heads,
-                    "d_state": None if family == "latte" else 16,
-                    "params": params,
-                    "vs_variant3": None,
-                    "counted_at": "unconditional, M-AdaN, 16x4x32x32, trainable (sin-cos tables are buffers)",
-                }
-            )
+    for spec in all_specs(include_tiny):
+        cfg = SIZE_CONFIGS[spec.size]
+        depth = cfg.latte_depth if spec.family == "latte" else MATTEN_DEPTH[spec.variant][spec.size]
+        kw = {} if spec.family == "latte" else {"variant": spec.variant}
+        rows.append(
+            {
+                "name": spec.name,
+                "label": spec.label(patch=2),
+                "family": spec.family,
+                "variant": spec.variant,
+                "size": spec.size,
+                "patch": 2,
+                "layers": depth,
+                "blocks": unit_description(spec.family, spec.variant, depth),
+                "hidden": cfg.hidden,
+                "heads": cfg.heads,
+                "d_state": None if spec.family == "latte" else 16,
+                "params": count_params_meta(spec.family, spec.size, **kw),
+                "vs_variant3": None,
+                "counted_at": "unconditional, M-AdaN, 16x4x32x32, trainable (sin-cos tables are buffers)",
+            }
+        )
     for r in rows:  # the ablation's parameter match: each Matten variant against variant 3 of its size
         if r["family"] == "matten":
             v3 = next(q for q in rows if q["family"] == "matten" and q["variant"] == 3 and q["size"] == r["size"])

@@ -232,7 +232,9 @@ def test_cli_table_output_labels_units(standin_models):
 
 
 def test_bad_input_is_a_user_error():
-    with pytest.raises(flops.UserError, match="unknown model"):
+    from models.errors import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match="unknown model 'gpt-xl'"):  # the CLI prints it as one line, exit 2
         flops.parse_model_name("gpt-xl")
     with pytest.raises(flops.UserError, match="multiple of 8"):
         flops.latent_size(250)
@@ -330,3 +332,10 @@ def test_the_flops_report_is_computed_from_its_records():
     assert "3,600.000 G by the same procedure" in text and "It is 600.000 G above" in text
     assert "1,500.00 GFMA (3.00 TFLOP), 1.50× Latte-XL/2's 1,000.00" in text and "30.00 GFMA of it (2.0 %)" in text
     assert "`matten-bench flops --report x.md`" in text
+
+
+def test_a_name_that_spells_its_variant_sets_it():
+    assert flops.model_variant("matten-xl-v2") == 2 and flops.model_variant("Matten-XL/2", 4) == 4
+    assert flops.model_variant("latte-xl", 3) == 3
+    with pytest.raises(flops.UserError, match="is variant 2, but --variant 4"):
+        flops.model_variant("matten-xl-v2", 4)

@@ -41,7 +41,7 @@ def test_matten_variant3_within_one_percent_of_paper(size, paper):
 def test_matten_s_deviation_is_shown_not_hidden():
     from harness.baselines import with_paper_params
 
-    row = next(r for r in with_paper_params(list_models()) if r["name"] == "Matten-S/2-v3")
+    row = next(r for r in with_paper_params(list_models()) if r["name"] == "matten-s-v3")
     assert row["paper_params"] == 35_000_000
     assert 0.15 < row["deviation"] < 0.20  # ≈ 41.4M against the paper's 35M (baselines/model_sizes.csv)
 
@@ -71,7 +71,7 @@ def test_models_json_schema():
         assert r["size"] in ("s", "b", "l", "xl")
         assert isinstance(r["params"], int) and isinstance(r["layers"], int) and isinstance(r["hidden"], int)
         assert (r["variant"] is None) == (r["family"] == "latte")
-    assert {r["name"] for r in rows} >= {"Latte-XL/2", "Matten-XL/2-v3"}
+    assert {r["name"] for r in rows} >= {"latte-xl", "matten-xl-v3"}
 
 
 def test_models_table_lists_depths():
@@ -91,7 +91,7 @@ def test_models_table_is_readable_at_80_columns(monkeypatch):
         cli_models.models_cmd(as_json=False, include_tiny=False)
     lines = captured.get().splitlines()
     assert max(len(line) for line in lines) <= 80
-    row = next(line for line in lines if line.lstrip().startswith("Matten-XL/2-v3"))
+    row = next(line for line in lines if line.lstrip().startswith("Matten-XL/2 v3"))
     assert row.split()[-4:] == ["853.8", "853.0", "+0.1%", "+0.0%"]  # numbers whole, never folded
 
 
@@ -115,3 +115,26 @@ def test_cli_bad_option_exits_2():
     res = subprocess.run([sys.executable, "-m", "harness.cli", "bench", "models", "--device", "tpu"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "error:" in res.stderr
+
+
+def test_model_spec_is_the_one_name():
+    """Every public model has one name that parses back to it, a report label and its run folders' key."""
+    from models.registry import ModelSpec, all_specs
+
+    specs = all_specs(include_tiny=True)
+    assert len({s.name for s in specs}) == len(specs) == 25
+    assert all(ModelSpec.parse(s.name) == s for s in specs)
+    spec = ModelSpec.parse("Matten-XL/2")  # the paper's spelling: variant 3, M-AdaN
+    assert (spec.name, spec.key, spec.label(), spec.label(patch=2)) == (
+        "matten-xl-v3", "matten-xl-v3-madan", "Matten-XL v3", "Matten-XL/2 v3")
+    tokens = ModelSpec.parse("matten-s-v3-tokens")
+    assert (tokens.key, tokens.label()) == ("matten-s-v3-tokens", "Matten-S v3, condition tokens")
+    latte = ModelSpec.parse("latte-b")
+    assert (latte.name, latte.key, latte.label(patch=2), latte.variant) == ("latte-b", "latte-b", "Latte-B/2", None)
+    for bad, hint in (("mattn-xl", "did you mean 'matten-xl'"), ("matten-xxl", "unknown model"),
+                      ("matten-xl-v5", "unknown model"), ("latte-xl-v2", "unknown model"), ("gpt", "unknown model")):
+        with pytest.raises(ModelConfigError, match=hint):
+            ModelSpec.parse(bad)
+    with pytest.raises(ModelConfigError, match="variant"):
+        ModelSpec("matten", "s", 7)
+    assert ModelSpec("matten", "tiny", 2).build(patch=8, input_size=32, in_channels=3).variant == 2

@@ -208,10 +208,10 @@ def _peak_memory(fn, device) -> float | str:
 
 
 def bench_models(device: str = "cuda", size: str = "xl", batch: int = 5, frames: int = 16, latent: int = 32,
-                 repeats: int = 10, amp: str = "bf16", models: tuple[str, ...] = ("latte", "matten"),
+                 repeats: int = 10, amp: str = "bf16", models: tuple[str, ...] = ("latte", "matten"),  # families
                  num_classes: int = 0) -> list[dict]:
     """fwd+bwd step time (median) and peak memory of Latte and Matten (variant 3) at one size, same inputs."""
-    from models.registry import build_model, count_params
+    from models.registry import ModelSpec, count_params
 
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[amp]
     rows = []
@@ -219,15 +219,14 @@ def bench_models(device: str = "cuda", size: str = "xl", batch: int = 5, frames:
     x = torch.randn(batch, frames, 4, latent, latent, generator=g).to(device)
     t = torch.randint(0, 1000, (batch,), generator=g).to(device)
     y = torch.randint(0, num_classes, (batch,), generator=g).to(device) if num_classes else None
-    for name in models:
-        family, _, variant = name.partition("-v")
+    for family in models:
+        spec = ModelSpec(family, size)  # Latte, or Matten variant 3 with M-AdaN
         with torch.device(device):
-            model = build_model(family, size, variant=int(variant or 3), num_frames=frames, input_size=latent,
-                                num_classes=num_classes)
+            model = spec.build(num_frames=frames, input_size=latent, num_classes=num_classes)
         step = _step_fn(model, x, t, y, device, amp_dtype)
         ms = median_time(step, repeats, device, warmup=2) * 1e3
         peak = _peak_memory(step, device)
-        rows.append({"model": f"{family}-{size}/2" + (f"-v{variant}" if variant else ""),
+        rows.append({"model": spec.label(patch=2),
                      "params (M)": count_params(model) / 1e6, "batch": batch,
                      "input": f"{frames}x4x{latent}x{latent}", "amp": amp, "fwd+bwd ms (median)": ms,
                      "peak GiB": peak, "scan backend": scan.backend_in_use() if family == "matten" else "-"})

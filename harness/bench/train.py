@@ -223,10 +223,16 @@ def _inputs(shape: Shape, device: torch.device, g: torch.Generator, batch: int |
     return x, t, y
 
 
-def bench_model(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
+def bench_model(family: str, shape: Shape, opts: Options, device: torch.device,
+                log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """One model: the pure step (with its fp32 check and FLOP count), then sampling, Latte's public way and
     the training loop, each as asked."""
-    res: dict[str, Any] = {"model": f"{family}-{shape.size}/{shape.patch}", "batch": shape.batch}
+    from models.registry import ModelSpec
+
+    spec = ModelSpec(family, shape.size)  # Latte, or Matten variant 3 with M-AdaN
+    res: dict[str, Any] = {"model": spec.label(patch=shape.patch), "name": spec.name, "family": family,
+                           "batch": shape.batch}
+    log(f"benchmarking {res['model']} ({shape.describe()}) ...")
     res.update(pure_step(family, shape, opts, device))
     if opts.sampling:
         res.update(sampling_cost(family, shape, opts, device))
@@ -412,16 +418,12 @@ def run(families: list[str], shape: Shape = Shape(), opts: Options = Options(), 
         "loop_target": LOOP_TARGET,
         "models": [],
     }
-    try:
-        from models.scan import backend_in_use
+    from models.scan import backend_in_use
 
-        out["scan_backend"] = str(backend_in_use())
-    except ImportError:
-        out["scan_backend"] = "unavailable"
+    out["scan_backend"] = str(backend_in_use())
     for fam in families:
-        log(f"benchmarking {fam}-{shape.size}/{shape.patch} ({shape.describe()}) ...")
-        out["models"].append(bench_model(fam, shape, opts, dev))
-    by = {m["model"].split("-")[0]: m for m in out["models"]}
+        out["models"].append(bench_model(fam, shape, opts, dev, log))
+    by = {m["family"]: m for m in out["models"]}
     if "matten" in by and "latte" in by:
         out["matten_over_latte_step_time"] = by["matten"]["step_ms"] / by["latte"]["step_ms"]
         out["matten_over_latte_flops"] = by["matten"]["train_flops_counted"] / by["latte"]["train_flops_counted"]

@@ -43,11 +43,11 @@ def models_cmd(
     for r in rows:
         dev = "—" if r["deviation"] is None else f"{100 * r['deviation']:+.1f}%"
         table.add_row(
-            r["name"], r["blocks"], f"{r['params'] / 1e6:,.1f}",
+            r["label"], r["blocks"], f"{r['params'] / 1e6:,.1f}",
             "—" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:,.1f}", dev,
             "—" if r["vs_variant3"] is None else f"{100 * r['vs_variant3']:+.1f}%",
         )
-    hidden = ", ".join(f"{r['size'].upper()} {r['hidden']}" for r in rows if r["name"].startswith("Latte"))
+    hidden = ", ".join(f"{r['size'].upper()} {r['hidden']}" for r in rows if r["family"] == "latte")
     console.print(table)
     console.print(f"hidden size: {hidden}; Mamba state N = 16; `matten-bench models --json` has every field")
 

@@ -391,11 +391,9 @@ def check_real(cfg: FVDConfig, num: int, warnings: list[str]) -> dict[str, Any]:
         return {"kind": "statistics file", "too_short": meta.get("too_short_left_out", 0), "native": meta.get("native")}
     if not real.is_dir():
         raise UserError(f"--real {real}: neither a prepared dataset folder nor a statistics .npz file")
-    try:
-        from harness.data.clips import short_videos
-        from harness.data.manifest import load_info, load_manifest
-    except ImportError as e:
-        raise UserError(f"reading real clips needs harness.data ({e}); pass a statistics .npz instead") from e
+    from harness.data.clips import short_videos
+    from harness.data.manifest import load_info, load_manifest
+
     fit = short_videos(real, cfg.num_frames, cfg.frame_interval)  # UserError when there is no manifest
     if fit["videos"] == 0:
         raise UserError(f"--real {real}: no usable videos in its manifest")
@@ -608,10 +606,8 @@ def fit_to_size(batches: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray
         if (h, w) == (size, size):
             yield batch
             continue
-        try:
-            from harness.data.clips import resize_center_crop
-        except ImportError as e:
-            raise UserError(f"resizing {h}x{w} generated clips to {size}x{size} needs harness.data ({e})") from e
+        from harness.data.clips import resize_center_crop
+
         frames = torch.from_numpy(np.array(batch, copy=True).reshape(b * t, h, w, c))  # writable (memory maps are not)
         frames = resize_center_crop(frames, size)  # (B*T, 3, size, size) uint8
         yield frames.permute(0, 2, 3, 1).reshape(b, t, size, size, c).numpy()
@@ -666,11 +662,9 @@ def real_statistics(
         return stats, load_features(real), {"real_stats": str(real), "cached": True, "pixels": meta.get("pixels")}
     if not real.is_dir():
         raise UserError(f"--real {real}: neither a prepared dataset folder nor a statistics .npz file")
-    try:
-        from harness.data.clips import eval_clips, short_videos
-        from harness.data.manifest import manifest_fingerprint
-    except ImportError as e:
-        raise UserError(f"reading real clips needs harness.data ({e}); pass a statistics .npz instead") from e
+    from harness.data.clips import eval_clips, short_videos
+    from harness.data.manifest import manifest_fingerprint
+
     fields = dict(key, manifest_fingerprint=manifest_fingerprint(real))
     too_short = short_videos(real, key["num_frames"], key["frame_interval"])["too_short"]
     if too_short:  # another set of clips than the same dataset without left-out videos: another key

@@ -367,8 +367,8 @@ def _remove_thop_buffers(model: nn.Module) -> None:
 
 
 def parse_model_name(name: str) -> tuple[str, str]:
-    """``matten-xl`` -> ("matten", "xl") through models.registry.ModelSpec.parse (also ``Latte-XL/2``); the count
-    is always of variant 3 with M-AdaN unless ``count_flops`` is given another variant."""
+    """``matten-xl`` -> ("matten", "xl") through models.registry.ModelSpec (also ``Latte-XL/2``, ``matten-xl-v2``;
+    the variant and conditioning a name spells are what :func:`build_on_meta` counts)."""
     from models.registry import ModelSpec
 
     spec = ModelSpec.parse(name)
@@ -380,12 +380,29 @@ def model_variant(model_name: str, variant: int = 3) -> int:
     is a one-line error."""
     from models.registry import ModelSpec
 
-    spec = ModelSpec.parse(model_name)
-    if spec.family != "matten" or spec.name not in model_name.lower():  # no variant in the name
+    family, _, spelled, _ = ModelSpec.parse_parts(model_name)
+    if family != "matten" or spelled is None:  # no variant in the name
         return variant
-    if variant not in (3, spec.variant):
-        raise UserError(f"{model_name!r} is variant {spec.variant}, but --variant {variant} was given")
-    return spec.variant
+    if variant not in (3, spelled):
+        raise UserError(f"{model_name!r} is variant {spelled}, but --variant {variant} was given")
+    return spelled
+
+
+def paper_gflops(model_name: str, variant: int = 3) -> float | None:
+    """The paper's printed GFLOPs of the named model (Matten-XL/2 variant 3 with M-AdaN, Latte-XL/2), else None."""
+    from models.registry import ModelSpec
+
+    family, size, _, conditioning = ModelSpec.parse_parts(model_name)
+    if family == "matten" and (model_variant(model_name, variant) != 3 or conditioning != "madan"):
+        return None
+    return PAPER_GFLOPS.get(f"{family}-{size}")
+
+
+def parse_conditioning(model_name: str) -> str:
+    """``madan`` or, for a name ending in ``-tokens``, ``tokens``."""
+    from models.registry import ModelSpec
+
+    return ModelSpec.parse_parts(model_name)[3]
 
 
 def latent_size(pixel_size: int) -> int:
@@ -398,16 +415,13 @@ def build_on_meta(
     model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any
 ) -> nn.Module:
     """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count."""
-    from models import build_model
+    from models.registry import ModelSpec
 
-    family, model_size = parse_model_name(model_name)
-    variant = model_variant(model_name, variant)
-
+    family, model_size, _, conditioning = ModelSpec.parse_parts(model_name)
+    spec = ModelSpec(family, model_size, model_variant(model_name, variant) if family == "matten" else None,
+                     conditioning)
     with torch.device("meta"):
-        model = build_model(
-            family, model_size, variant=variant, num_frames=frames, input_size=latent_size(size), num_classes=0,
-            **overrides,
-        )
+        model = spec.build(num_frames=frames, input_size=latent_size(size), num_classes=0, **overrides)
     return model.to("meta")  # buffers made from numpy tables land on the CPU even inside torch.device("meta")
 
 
@@ -447,8 +461,10 @@ def count_flops(
     if batch < 1 or frames < 1:
         raise UserError("--batch and --frames must be at least 1")
     latent = latent_size(size)
-    if model is None:
-        variant = model_variant(model_name, variant)  # the record says the variant counted
+    conditioning = "madan"
+    if model is None:  # the record says the variant and conditioning counted
+        variant = model_variant(model_name, variant)
+        conditioning = parse_conditioning(model_name)
     start = time.perf_counter()
     if model is None:
         model = build_on_meta(model_name, variant=variant, frames=frames, size=size)
@@ -457,6 +473,7 @@ def count_flops(
     record: dict[str, Any] = {
         "model": model_name,
         "variant": variant,
+        "conditioning": conditioning,
         "protocol": protocol,
         "batch": batch,
         "frames": frames,
@@ -464,7 +481,7 @@ def count_flops(
         "latent_size": latent,
         "input_shape": list(inputs[0].shape),
         "params": count_params(model),
-        "paper_gflops": PAPER_GFLOPS.get(model_name.lower().removesuffix("/2")),
+        "paper_gflops": paper_gflops(model_name, variant),
     }
     if protocol == "fvcore":
         result = fvcore_count(model, inputs)

@@ -52,7 +52,7 @@ MATTEN_DEPTH = {
 @dataclass(frozen=True)
 class ModelSpec:
     """One public model, named once: Latte, or a Matten variant with its conditioning, at a size (DiT's way: the
-    name is the identity everywhere; the CLI, checkpoints, records, benchmark rows and report labels use it).
+    name is the identity everywhere; the CLI, records, benchmark rows and report labels use it).
 
     ``name`` is the one spelling (``latte-xl``, ``matten-xl-v3``, ``matten-s-v3-tokens``); :meth:`parse` reads it
     (also ``Matten-XL/2``, ``matten-xl`` = variant 3); ``label`` is the report's (``Matten-XL v3``); ``key`` the
@@ -66,6 +66,10 @@ class ModelSpec:
     conditioning: str = "madan"  # "madan" | "tokens" (Matten only)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "family", str(self.family).lower())
+        object.__setattr__(self, "size", str(self.size).lower())
+        if self.variant is not None and type(self.variant) is not int:
+            raise ModelConfigError(f"a Matten variant is an integer 1-4, not {self.variant!r}")
         if self.family not in FAMILIES:
             raise ModelConfigError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILIES)}")
         if self.size not in SIZES:
@@ -76,7 +80,7 @@ class ModelSpec:
             object.__setattr__(self, "variant", 3 if self.variant is None else self.variant)
             if self.variant not in VARIANTS:
                 raise ModelConfigError(f"Matten variant must be 1, 2, 3 or 4; got {self.variant}")
-        elif self.variant not in (None, 3) or self.conditioning != "madan":
+        elif self.variant is not None or self.conditioning != "madan":
             raise ModelConfigError("Latte has no variants and no conditioning choice")
         else:
             object.__setattr__(self, "variant", None)
@@ -101,27 +105,30 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, name: str) -> ModelSpec:
-        """``matten-xl``, ``Matten-XL/2``, ``matten-xl-v4``, ``matten-s-v3-tokens``, ``latte-b`` -> the spec."""
-        import difflib
+        """``matten-xl`` (variant 3), ``matten-xl-v4``, ``matten-s-v3-tokens``, ``latte-b``, and the labels this
+        class prints (``Matten-XL/2 v4``, ``Matten-S v3, condition tokens``) -> the spec. Anything else, a patch
+        that is not a number included, is a ModelConfigError with a did-you-mean."""
+        return cls(*cls.parse_parts(name))
 
-        base = str(name).lower().strip()
-        base = base.split("/")[0] if "/" in base else base
-        parts = base.split("-")
-        try:
-            family, size, rest = parts[0], parts[1], parts[2:]
-            variant = None
-            if rest and rest[0].startswith("v") and rest[0][1:].isdigit():
-                variant, rest = int(rest[0][1:]), rest[1:]
-            conditioning = rest.pop(0) if rest and rest[0] in CONDITIONINGS else "madan"
-            if rest:
-                raise ValueError
-            return cls(family, size, variant, conditioning)
-        except (IndexError, ValueError, ModelConfigError):
-            known = [f"matten-{size}" for size in SIZES] + [s.name for s in all_specs(include_tiny=True)]
-            close = difflib.get_close_matches(base, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ModelConfigError(f"unknown model {name!r}{hint}; names look like latte-xl, matten-xl (variant 3), "
-                                   "matten-b-v2, matten-s-v3-tokens") from None
+    @staticmethod
+    def parse_parts(name: str) -> tuple[str, str, int | None, str]:
+        """(family, size, variant or None where the name spells none, conditioning) of a name, strictly."""
+        import difflib
+        import re
+
+        base = str(name).lower().strip().replace(", condition tokens", "-tokens").replace(" v", "-v")
+        m = re.fullmatch(r"(matten|latte)-([a-z]+)(?:/\d+)?(?:-v(\d+))?(?:-(madan|tokens))?", base)
+        if m is not None:
+            family, size, variant, conditioning = m.group(1), m.group(2), m.group(3), m.group(4) or "madan"
+            variant = int(variant) if variant is not None else None
+            if size in SIZES and (family == "matten" or (variant is None and conditioning == "madan")):
+                if variant is None or variant in VARIANTS:
+                    return family, size, variant, conditioning
+        known = [f"matten-{size}" for size in SIZES] + [s.name for s in all_specs(include_tiny=True)]
+        close = difflib.get_close_matches(base, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ModelConfigError(f"unknown model {name!r}{hint}; names look like latte-xl, matten-xl (variant 3), "
+                               "matten-b-v2, matten-s-v3-tokens")
 
     def build(self, **kwargs) -> nn.Module:
         """:func:`build_model` of this spec (``kwargs``: patch, num_classes, num_frames, ...)."""

@@ -339,3 +339,16 @@ def test_a_name_that_spells_its_variant_sets_it():
     assert flops.model_variant("latte-xl", 3) == 3
     with pytest.raises(flops.UserError, match="is variant 2, but --variant 4"):
         flops.model_variant("matten-xl-v2", 4)
+
+
+def test_a_name_counts_the_model_it_names():
+    """Variant and conditioning come from the name (also from a printed label); the paper's GFLOPs only for
+    the model the paper counted (Matten-XL/2 variant 3 with M-AdaN, Latte-XL/2)."""
+    v4 = flops.count_flops("Matten-S/2 v4", frames=4, size=64)
+    assert v4["variant"] == 4 and v4["fma"] == flops.count_flops("matten-s", variant=4, frames=4, size=64)["fma"]
+    tokens = flops.count_flops("matten-s-v3-tokens", frames=4, size=64)
+    madan = flops.count_flops("matten-s", frames=4, size=64)
+    assert tokens["conditioning"] == "tokens" and madan["conditioning"] == "madan" and tokens["fma"] != madan["fma"]
+    assert flops.paper_gflops("matten-xl-v3") == flops.paper_gflops("Matten-XL/2") == 4008.0
+    assert flops.paper_gflops("matten-xl-v2") is None and flops.paper_gflops("matten-xl-v3-tokens") is None
+    assert flops.paper_gflops("latte-xl") == 5572.0

@@ -124,6 +124,9 @@ def test_model_spec_is_the_one_name():
     specs = all_specs(include_tiny=True)
     assert len({s.name for s in specs}) == len(specs) == 25
     assert all(ModelSpec.parse(s.name) == s for s in specs)
+    # what the tool prints parses back to the same model (a label copied into --model counts that model)
+    assert all(ModelSpec.parse(s.label(patch=2)) == s and ModelSpec.parse(s.label()) == s for s in specs)
+    assert ModelSpec.parse("Matten-S/2 v3, condition tokens") == ModelSpec("matten", "s", 3, "tokens")
     spec = ModelSpec.parse("Matten-XL/2")  # the paper's spelling: variant 3, M-AdaN
     assert (spec.name, spec.key, spec.label(), spec.label(patch=2)) == (
         "matten-xl-v3", "matten-xl-v3-madan", "Matten-XL v3", "Matten-XL/2 v3")
@@ -132,9 +135,12 @@ def test_model_spec_is_the_one_name():
     latte = ModelSpec.parse("latte-b")
     assert (latte.name, latte.key, latte.label(patch=2), latte.variant) == ("latte-b", "latte-b", "Latte-B/2", None)
     for bad, hint in (("mattn-xl", "did you mean 'matten-xl'"), ("matten-xxl", "unknown model"),
-                      ("matten-xl-v5", "unknown model"), ("latte-xl-v2", "unknown model"), ("gpt", "unknown model")):
+                      ("matten-xl-v5", "unknown model"), ("latte-xl-v2", "unknown model"), ("gpt", "unknown model"),
+                      ("matten-xl/banana", "unknown model"), ("latte-xl-v3", "unknown model")):
         with pytest.raises(ModelConfigError, match=hint):
             ModelSpec.parse(bad)
     with pytest.raises(ModelConfigError, match="variant"):
         ModelSpec("matten", "s", 7)
+    with pytest.raises(ModelConfigError, match="integer"):
+        ModelSpec("matten", "s", True)
     assert ModelSpec("matten", "tiny", 2).build(patch=8, input_size=32, in_channels=3).variant == 2

@@ -262,7 +262,9 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         key["large"] = Experiment("matten", preset.sizes[-1], ds)
     # the last step every MEASURED model of the claims reached (a model with no record, e.g. left out of a copied
     # run folder, makes its own claims "no FVD", not every claim)
-    steps = [set(exps[e.name]["fvd"]) for e in key.values() if e is not None and (exps.get(e.name) or {}).get("fvd")]
+    # (models with no trained point, e.g. stopped at step 0, are left out the same way: they cannot be judged)
+    steps = [set(exps[e.name]["fvd"]) - {0} for e in key.values()
+             if e is not None and set((exps.get(e.name) or {}).get("fvd") or {}) - {0}]
     common = set.intersection(*steps) if steps else set()
     at = max(common) if common else None
 
@@ -293,7 +295,7 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     ]
     fvds = {label[k]: fvd(k) for k in label}
     intervals = {label[k]: (p.low, p.high) for k in label if (p := point(k)) is not None and p.low is not None}
-    learned = {label[k]: has_learned(interval(k, 0), interval(k, at)) for k in label}
+    learned = {label[k]: has_learned(interval(k, 0), interval(k, at)) if at else None for k in label}
     named = [replace(c, better=label[c.better], others=tuple(label[o] for o in c.others)) for c in claims]
     return [judge(c, fvds, gap, intervals, learned) for c in named], at
 

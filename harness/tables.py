@@ -231,7 +231,8 @@ def learning_table(experiments: list[dict[str, Any]], floor: Point | None) -> pd
         if floor is not None and floor.value and last is not None and last.value is not None:
             ratio = f"{last.value / floor.value:,.1f}×"
         first = curve.get(0)
-        learned = has_learned(*(None if p is None or p.low is None else (p.low, p.high) for p in (first, last)))
+        learned = has_learned(*(None if p is None or p.low is None or p.high is None else (p.low, p.high)
+                                for p in (first, last)))
         rows.append({"Model": model_label(exp), "Params (M)": fmt(exp.get("params"), 2),
                      "FVD @ 0 (untrained)": fmt_interval(first),
                      "Last step": str(step) if step is not None else MISSING,

@@ -65,11 +65,11 @@ def judge(
     values = {k: fvd.get(k) for k in (claim.better, *claim.others)}
     untrained = [k for k in values if (learned or {}).get(k) is False]
     if untrained:  # first: an ordering involving an untrained model says nothing, whatever else is missing
-        return Verdict(claim, NOT_MEASURED, f"{', '.join(untrained)} {'has' if len(untrained) == 1 else 'have'} not "
+        return Verdict(claim, NOT_MEASURED, f"{'; '.join(untrained)} {'has' if len(untrained) == 1 else 'have'} not "
                        "learned: FVD not below the untrained model's beyond both 95 % intervals", values, seed_gap)
     missing = [k for k, v in values.items() if v is None]
     if missing:
-        return Verdict(claim, UNCLEAR, f"no FVD for {', '.join(missing)}", values, seed_gap)
+        return Verdict(claim, UNCLEAR, f"no FVD for {'; '.join(missing)}", values, seed_gap)
     if seed_gap is None:
         return Verdict(claim, UNCLEAR, "no seed gap was measured (the main model was trained once)", values, seed_gap)
     intervals = intervals or {}

@@ -355,3 +355,24 @@ def test_a_damaged_record_is_one_line_naming_it(tmp_path, stages, content, expec
         run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again", preset=PRESET,
             report_only=True)
     assert str(path) in str(e.value)
+
+
+def test_a_model_stopped_at_step_0_does_not_pull_every_verdict_to_step_0(tmp_path, stages):
+    """Latte's records reach only step 0 (an interrupted run): the other claims are judged at step 4, where the
+    models learned; only Latte's claim has no FVD."""
+    import shutil
+
+    stages.slope = 10.0
+    stages.offsets = {Experiment("matten", "tiny", "synthetic", seed=1).name: 1.0}
+    preset = replace(PRESET, eval_steps=(0, 2, 4), extra_seeds=(1,))
+    do_run(tmp_path, preset=preset, tables=("sota", "variants"))
+    latte = tmp_path / "run" / "exp" / Experiment("latte", "tiny", "synthetic").name / "records"
+    for p in latte.glob("run.fvd-000000[24].json"):
+        p.unlink()
+    shutil.rmtree(tmp_path / "again", ignore_errors=True)
+    text = run(["sota", "variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again",
+               preset=preset, report_only=True).read_text()
+    assert "### The paper's orderings at step 4" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "not measured" not in rows["variant 3 (attention + global Mamba) is the best of the four"]
+    assert "no FVD for Latte-TINY" in rows["Matten beats Latte"]

@@ -62,7 +62,7 @@ def test_a_model_that_has_not_learned_makes_the_claim_not_measured():
     fvd = {"v3": 10_903.3, "v1": 6_465.1, "v2": 11_534.0, "v4": 10_960.0}
     learned = {"v3": False, "v1": True, "v2": False, "v4": None}
     v = judge(VARIANTS, fvd, 74.5, learned=learned)
-    assert v.verdict == NOT_MEASURED and v.reason.startswith("v3, v2 have not learned")
+    assert v.verdict == NOT_MEASURED and v.reason.startswith("v3; v2 have not learned")
     assert judge(VARIANTS, fvd, 74.5, learned={"v3": True, "v1": True}).verdict == FAILS  # None: judged on numbers
     assert judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned=learned).verdict == NOT_MEASURED  # before a missing FVD
     assert judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned={"v3": True}).verdict == UNCLEAR

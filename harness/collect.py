@@ -39,8 +39,9 @@ def collect_floor(root: Path, report_dir: Path, dataset: str) -> dict[str, Any] 
     link = publish_record(ledger.record_path(run_dir, "run.floor"), report_dir, f"floor/{dataset}", root)
     sheet = _publish_sheet(run_dir / rec["outputs"].get("contact_sheet", ""), report_dir, f"real-{dataset}")
     point = fvd_point(rec, link, ledger.record_path(run_dir, "run.floor"))
-    return {"fvd": point, "videos_shared": rec["outputs"]["result"].get("videos_shared"),
-            "clips": rec["outputs"]["result"].get("clips"), "sheet": sheet, "dataset": dataset}
+    result = rec["outputs"].get("result") if isinstance(rec["outputs"].get("result"), dict) else {}
+    return {"fvd": point, "videos_shared": result.get("videos_shared"), "clips": result.get("clips"), "sheet": sheet,
+            "dataset": dataset}
 
 
 def _publish_sheet(path: Path, report_dir: Path, name: str) -> str | None:
@@ -145,7 +146,7 @@ def collect_params(root: Path, report_dir: Path) -> list[dict]:
     return [
         {"model": m.get("label", m["name"]), "family": m["family"], "size": m["size"], "variant": m.get("variant"),
          "blocks": m.get("blocks", tables.MISSING), "params": Point(m["params"] / 1e6, link)}
-        for m in rec["outputs"]["models"]
+        for m in params_models(rec, ledger.record_path(run_dir, "run.params"))
     ]
 
 
@@ -368,10 +369,23 @@ def flops_table(entries: list[dict]) -> tuple[Any, str]:
 
 
 def _all_records(root: Path) -> list[dict]:
+    """Every record under ``root`` for the environment section (unreadable or non-object files left out)."""
     out = []
     for path in sorted(Path(root).glob("**/records/*.json")):
         try:
-            out.append(json.loads(path.read_text()))
+            rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+        if isinstance(rec, dict):
+            out.append(rec)
     return out
+
+
+def params_models(rec: dict[str, Any], path: Path) -> list[dict]:
+    """The params record's models, each with a number of parameters; anything else is one line naming it."""
+    models = rec["outputs"].get("models")
+    if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("params"), (int, float))
+                                               and {"name", "family", "size"} <= set(m) for m in models):
+        raise UserError(f"{path} is a params record without a list of models and their parameters; delete it to "
+                        "count them again")
+    return models

@@ -43,8 +43,14 @@ def read_record(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
     path = record_path(run_dir, stage)
     if not path.exists():
         return None
-    return read_json_object(path, "a stage record cut short or edited: delete it to run that stage again "
-                                  "(or copy it again from the run it came from)")
+    fix = "a stage record cut short or edited: delete it to run that stage again (or copy it again from the run it "
+    fix += "came from)"
+    rec = read_json_object(path, fix)
+    if not isinstance(rec.get("outputs", {}), dict) or (rec.get("status") == "complete" and "outputs" not in rec):
+        from harness.errors import UserError
+
+        raise UserError(f"{path} is a stage record without an outputs object; {fix}")
+    return rec
 
 
 def find_complete(run_dir: str | Path, stage: str, config: dict[str, Any]) -> dict[str, Any] | None:

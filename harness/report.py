@@ -211,7 +211,7 @@ def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
                     for k in ("started", "finished"))
         except (KeyError, TypeError, ValueError):  # a record left running, or from before timestamps
             continue
-        device = str(r.get("environment", {}).get("device", "?"))
+        device = str((r.get("environment") or {}).get("device", "?"))
         first, last = spans.get(device, (a, b))
         spans[device] = (min(first, a), max(last, b))
     return spans
@@ -219,8 +219,8 @@ def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
 
 def environment_section(records: list[dict[str, Any]], wall_seconds: float | None = None) -> list[str]:
     lines = ["## Environment and time spent", ""]
-    devices = sorted({r.get("environment", {}).get("device", "?") for r in records}) or ["(no stage records)"]
-    commits = sorted({str(r.get("environment", {}).get("git_commit")) for r in records})
+    devices = sorted({(r.get("environment") or {}).get("device", "?") for r in records}) or ["(no stage records)"]
+    commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in records})
     lines += [f"- device: {', '.join(devices)}", f"- git commit(s) of the stages: {', '.join(commits) or '–'}"]
     by_stage: dict[str, float] = {}
     where: dict[str, set[str]] = {}  # the devices each kind of stage ran on (a run may span machines)
@@ -229,7 +229,7 @@ def environment_section(records: list[dict[str, Any]], wall_seconds: float | Non
     for r in timed:
         kind = str(r.get("stage", "?")).removeprefix("run.").split("-")[0]
         by_stage[kind] = by_stage.get(kind, 0.0) + float(r.get("seconds") or 0.0)
-        where.setdefault(kind, set()).add(str(r.get("environment", {}).get("device", "?")))
+        where.setdefault(kind, set()).add(str((r.get("environment") or {}).get("device", "?")))
     total = sum(by_stage.values())
     for device, (first, last) in sorted(wall_spans(timed).items()):
         lines += [f"- stages on {device}: from {first:%Y-%m-%d %H:%M:%S} to {last:%H:%M:%S} UTC, "

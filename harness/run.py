@@ -488,10 +488,14 @@ def run(
 def check_report_only(root: Path, preset: Preset, tables: list[str], experiments: list[Experiment]) -> None:
     """A report from records alone needs records of this scale's models (or counts) for these tables: none is
     one line (a wrong --run-dir or --scale); some models without records are named in a warning."""
-    found = [e for e in experiments if any((root / "exp" / e.name).glob("records/*.json"))]
-    counts = [p for p in (["params/records"] if {"params", "scaling"} & set(tables) else [])
-              + (["flops/*/records"] if {"sota", "flops", "scaling"} & set(tables) else []) if any(root.glob(p))]
-    if not found and not counts:
+    found = [e for e in experiments if any((root / "exp" / e.name).glob("records/run.*.json"))]
+    counts = []  # this scale's own count records, by their exact paths
+    if {"params", "scaling"} & set(tables):
+        counts += [p for p in [root / "params" / "records" / "run.params.json"] if p.is_file()]
+    if {"sota", "flops", "scaling"} & set(tables):
+        counts += [p for f, s in preset.flops_models() if (p := root / "flops" / f"{f}-{s}" / "records"
+                                                           / "run.flops.json").is_file()]
+    if (experiments and not found) or not (found or counts):
         example = f" (its models' folders are named like exp/{experiments[0].name})" if experiments else ""
         raise UserError(f"--report-only: {root} holds no records of the {preset.scale} scale's models for "
                         f"{', '.join(tables)}{example}; pass the run's own --run-dir and --scale")

@@ -307,6 +307,12 @@ def test_report_only_writes_the_same_numbers_from_the_records_and_runs_nothing(t
     # the right folder read as another scale, or one level too deep: no model of that scale has records there
     with pytest.raises(UserError, match=r"no records of the mini scale's models .* like exp/matten-s-v1-madan"):
         run(["variants"], "mini", run_dir=tmp_path / "run", results_dir=tmp_path / "r4", report_only=True)
+    with pytest.raises(UserError, match="no records of the mini scale's models"):  # its FLOP counts do not count
+        run(["all"], "mini", run_dir=tmp_path / "run", results_dir=tmp_path / "r4", report_only=True)
+    (tmp_path / "run" / "params" / "records").mkdir(parents=True, exist_ok=True)  # an empty records folder
+    with pytest.raises(UserError, match="no records"):
+        run(["params"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r6", preset=PRESET,
+            report_only=True)
     with pytest.raises(UserError, match="holds no records"):
         run(["variants"], "smoke", run_dir=tmp_path / "run" / "exp", results_dir=tmp_path / "r5", preset=PRESET,
             report_only=True)
@@ -341,19 +347,27 @@ def test_a_run_folder_missing_one_model_keeps_the_other_verdicts(tmp_path, stage
     assert "**holds**" in rows["Matten beats Latte"]
 
 
-@pytest.mark.parametrize("content,expected", [
-    ('{"status": "complete", "outp', "cannot be read as JSON"), ("", "cannot be read as JSON"),
-    ("[1, 2]", "holds JSON but not an object"), ('{"status": "complete", "outputs": {}}', "without an FVD number"),
+FVD_RECORD = "exp/matten-tiny-v1-madan-synthetic/records/run.fvd-0000004.json"
+
+
+@pytest.mark.parametrize("record,content,expected", [
+    (FVD_RECORD, '{"status": "complete", "outp', "cannot be read as JSON"), (FVD_RECORD, "", "cannot be read as JSON"),
+    (FVD_RECORD, "[1, 2]", "holds JSON but not an object"),
+    (FVD_RECORD, '{"status": "complete", "outputs": {}}', "without an FVD number"),
+    ("floor/synthetic/records/run.floor.json", '{"status": "complete"}', "without an outputs object"),
+    ("floor/synthetic/records/run.floor.json", '{"status": "complete", "outputs": [3]}', "without an outputs object"),
+    ("params/records/run.params.json", '{"status": "complete", "outputs": {"models": [{"name": "x"}]}}',
+     "without a list of models"),
 ])
-def test_a_damaged_record_is_one_line_naming_it(tmp_path, stages, content, expected):
+def test_a_damaged_record_is_one_line_naming_it(tmp_path, stages, record, content, expected):
     """A record cut short, emptied, replaced or edited in a copied run folder: one line naming the file."""
-    do_run(tmp_path)
-    exp = Experiment("matten", "tiny", "synthetic", variant=1).name
-    path = tmp_path / "run" / "exp" / exp / "records" / "run.fvd-0000004.json"
+    do_run(tmp_path, tables=("variants", "params"))
+    path = tmp_path / "run" / record
+    assert path.exists()
     path.write_text(content)
     with pytest.raises(UserError, match=expected) as e:
-        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again", preset=PRESET,
-            report_only=True)
+        run(["variants", "params"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "again",
+            preset=PRESET, report_only=True)
     assert str(path) in str(e.value)
 
 

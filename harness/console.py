@@ -28,7 +28,9 @@ class _ConsoleHandler(logging.Handler):
 _models_log = logging.getLogger("models")
 if not any(isinstance(h, _ConsoleHandler) for h in _models_log.handlers):
     _models_log.addHandler(_ConsoleHandler(level=logging.INFO))
-    _models_log.setLevel(logging.INFO)
+    if _models_log.level == logging.NOTSET:  # a level the caller set stays
+        _models_log.setLevel(logging.INFO)
+    _models_log.propagate = False  # shown once here, not again by a handler on the root logger
 
 
 def progress(transient: bool = False) -> Progress:

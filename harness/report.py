@@ -232,7 +232,8 @@ def environment_section(records: list[dict[str, Any]], wall_seconds: float | Non
         where.setdefault(kind, set()).add(str((r.get("environment") or {}).get("device", "?")))
     total = sum(by_stage.values())
     for device, (first, last) in sorted(wall_spans(timed).items()):
-        lines += [f"- stages on {device}: from {first:%Y-%m-%d %H:%M:%S} to {last:%H:%M:%S} UTC, "
+        end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
+        lines += [f"- stages on {device}: from {first:%Y-%m-%d %H:%M:%S} to {end} UTC, "
                   f"{(last - first).total_seconds() / 60:.1f} min of wall time (the records' start and finish)"]
     if wall_seconds is not None:
         lines += [f"- wall time of the command that wrote this report: {wall_seconds / 60:.1f} min (stages it "

@@ -8,7 +8,7 @@ from harness.bench import train as B
 from harness.errors import UserError
 
 
-def test_explicit_attention_equals_sdpa_and_rebinds_nothing():
+def test_explicit_attention_equals_sdpa_and_rebinds_nothing(monkeypatch):
     """The explicit form equals SDPA; inside explicit_attention() the models' Attention uses it (counted), and
     F.scaled_dot_product_attention itself is never rebound."""
     from models.blocks import Attention
@@ -17,12 +17,18 @@ def test_explicit_attention_equals_sdpa_and_rebinds_nothing():
     torch.testing.assert_close(B.explicit_attention_sdpa(q, k, v), F.scaled_dot_product_attention(q, k, v))
     attn, x = Attention(16, 2).double(), torch.randn(2, 5, 16, dtype=torch.float64)
     calls = []
-    counted = lambda *a: calls.append(1) or B.explicit_attention_sdpa(*a)  # noqa: E731
+    explicit = B.explicit_attention_sdpa
+    counted = lambda *a: calls.append(1) or explicit(*a)  # noqa: E731
     sdpa = F.scaled_dot_product_attention
     ref = attn(x)
+    monkeypatch.setattr(B, "explicit_attention_sdpa", lambda *a: calls.append("explicit") or explicit(*a))
     with B.explicit_attention():
         assert F.scaled_dot_product_attention is sdpa
         got = attn(x)
+    assert calls == ["explicit"]  # the models' attention went through the explicit form inside the block
+    calls.clear()
+    with pytest.raises(UserError, match="never called"), B.explicit_attention():
+        pass  # no model ran: the column would have measured nothing explicit
     from models.blocks import attention_through
 
     with attention_through(counted):
@@ -34,8 +40,9 @@ def test_explicit_attention_equals_sdpa_and_rebinds_nothing():
 
 def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
     shape = B.Shape(size="tiny", patch=2, batch=2, frames=2, channels=3, latent=4, num_classes=3)
+    # the real Latte-tiny (tiny here): its attention is what the "Latte's public way" column swaps
     opts = B.Options(warmup=0, iters=1, compile=False, sample_batch=1, sample_steps=1, loop_steps=6,
-                     loop_log_every=2, loop_workers=0, ckpt_every=4, builder="tests.standin_models:build_model")
+                     loop_log_every=2, loop_workers=0, ckpt_every=4, builder="models:build_model")
     res = B.run(["latte"], shape, opts, device="cpu", log=lambda s: None)
     m = res["models"][0]
     assert m["step_ms"] > 0 and m["samples_per_s"] > 0 and m["check_ok"]

@@ -160,8 +160,12 @@ def test_compiled_detector_matches_the_eager_one():
     eager.load_state_dict(state)
     compiled.load_state_dict(state)
     want = Extractor(eager, "cpu", "stylegan-v").logits(clips)
+    from torch._inductor import config as inductor_config
+
+    frozen_before = inductor_config.freezing
     got = Extractor(compiled, "cpu", "stylegan-v", compile=True).logits(clips)
     assert np.abs((got - want).numpy()).max() <= 1e-4 * max(1.0, float(want.abs().max()))
+    assert inductor_config.freezing == frozen_before  # weight freezing was the compile's setting only
 
 
 def test_i3d_takes_nine_frames_and_refuses_eight():

@@ -90,11 +90,24 @@ def explicit_attention_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=Fa
     return attn.softmax(dim=-1) @ v
 
 
-def explicit_attention() -> contextlib.AbstractContextManager:
-    """The models' attention as the explicit (unfused) form inside the block (models.blocks.attention_through)."""
+@contextlib.contextmanager
+def explicit_attention():
+    """The models' attention as the explicit (unfused) form inside the block (models.blocks.attention_through).
+    A model that never called it (one from another builder, with its own attention) is a UserError: its
+    "Latte's public way" column would silently measure SDPA."""
     from models.blocks import attention_through
 
-    return attention_through(explicit_attention_sdpa)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return explicit_attention_sdpa(*args, **kwargs)
+
+    with attention_through(counted):
+        yield
+    if not calls:
+        raise UserError("the explicit attention of Latte's public way was never called: this model does not use "
+                        "models.blocks.Attention (--no-reference skips that column)")
 
 
 def build(builder: str, family: str, size: str, **kw) -> torch.nn.Module:

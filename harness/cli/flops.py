@@ -15,7 +15,8 @@ from harness.console import console
 
 @app.command()
 def flops(
-    model: str = typer.Option("matten-xl", "--model", help="matten-{tiny,s,b,l,xl} or latte-{...} (patch 2)."),
+    model: str = typer.Option("matten-xl", "--model",
+                              help="a model name: matten-xl (variant 3), matten-xl-v2, matten-s-v3-tokens, latte-xl."),
     variant: int = typer.Option(3, "--variant", help="Matten variant 1-4 (ignored for Latte)."),
     protocol: str = typer.Option("fvcore", "--protocol", help="fvcore (per-clip FMA) or paper (thop, batch 3)."),
     batch: int | None = typer.Option(None, "--batch", help="Clips per forward; default 1 (fvcore) or 3 (paper)."),
@@ -45,7 +46,8 @@ def print_record(record: dict) -> None:
     from harness.flops import breakdown_rows
 
     b, f, s, lat = record["batch"], record["frames"], record["pixel_size"], record["latent_size"]
-    name = record["model"] + (f" (variant {record['variant']})" if record["model"].startswith("matten") else "")
+    name = record["model"] + (f" (variant {record['variant']}, {record.get('conditioning', 'madan')})"
+                              if record["model"].lower().startswith("matten") else "")
     console.print(
         f"[bold]{name}[/bold], input {record['input_shape']} = "
         f"{b} clip(s) of {f} frames at {s}x{s} pixels -> {lat}x{lat}x4 SD-VAE latents (/8); "

@@ -182,11 +182,9 @@ class Extractor:
             if precision == "tf32x3":
                 self.model = self.model.split_tf32()
         self.detect = self._detect
+        self.compiled = compile
         if compile:
-            from torch._inductor import config as inductor_config
-
-            inductor_config.freezing = True  # weights are constants: lets inductor prepack and fuse them
-            self.detect = torch.compile(self._detect)
+            self.detect = torch.compile(self._detect)  # compiled at its first call, inside logits()
 
     def _detect(self, clips: torch.Tensor) -> torch.Tensor:
         x = preprocess(clips, self.protocol)
@@ -199,8 +197,15 @@ class Extractor:
         """uint8 (B, T, H, W, 3) tensor on the device -> float32 logits (B, 400) on the device."""
         from harness.machine import tf32
 
-        # the TF32 flags are the process's: set for this pass only (a training in the same process keeps its own)
-        with tf32(self.precision in CUDA_ONLY) if self.device.type == "cuda" else contextlib.nullcontext():
+        # the TF32 flags are the process's: set for this pass only (a training in the same process keeps its own);
+        # inductor's weight freezing (weights are constants: prepacked and fused) likewise, for the compile only
+        with contextlib.ExitStack() as scope:
+            if self.device.type == "cuda":
+                scope.enter_context(tf32(self.precision in CUDA_ONLY))
+            if self.compiled:
+                from torch._inductor import config as inductor_config
+
+                scope.enter_context(inductor_config.patch(freezing=True))
             return torch.cat([self.detect(clips[i : i + self.batch_size])
                               for i in range(0, len(clips), self.batch_size)])
 

@@ -128,6 +128,8 @@ def environment() -> dict[str, Any]:
         "git_commit": git_commit(),
         "device": device_name(machine),
         "machine": machine,
+        # process-wide numerics a stage inherits (harness.machine.tf32 sets them for one block only)
+        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
     }
     return env
 

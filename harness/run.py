@@ -421,8 +421,9 @@ def run(
 ) -> Path:
     """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path.
 
-    ``report_only``: run no stage and check no input; write the report from the records already under
-    ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times)."""
+    ``report_only``: run no stage and check no stage input (data, GPU, VAE); write the report from the records
+    already under ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times),
+    which must hold records of this scale's models or counts for the tables (check_report_only)."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
     for t in tables:  # every name checked, also beside "all"
@@ -443,7 +444,8 @@ def run(
         from harness.lock import folder_lock
 
         with folder_lock(report_dir, "report"):
-            return build_report(root, report_dir, preset, tables, experiments, command=command + " --report-only")
+            return build_report(root, report_dir, preset, tables, experiments,
+                                command=f"{command} --run-dir {run_dir or root} --report-only")
     check_inputs(preset, experiments, data)
 
     count_flops = bool(set(tables) & {"sota", "flops", "scaling"})

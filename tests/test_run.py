@@ -298,7 +298,7 @@ def test_report_only_writes_the_same_numbers_from_the_records_and_runs_nothing(t
     assert stages.calls == {}
     numbers = re.compile(r"\[[\d,.]+\]\(records/[^)]+\)")
     assert numbers.findall(again) == numbers.findall(first) and len(numbers.findall(first)) > 10
-    assert "--scale smoke --report-only`" in again
+    assert f"--scale smoke --run-dir {tmp_path / 'run'} --report-only`" in again
     span = r"- stages on cpu[^\n]*: from \d{4}-\d\d-\d\d [\d:]+ to [\d:]+ UTC, [\d.]+ min of wall time"
     assert re.search(span, again)
     with pytest.raises(UserError, match="holds no records of the smoke scale's models for variants"):

@@ -22,7 +22,7 @@ from models.registry import ModelSpec
 def fvd_point(rec: dict[str, Any], link: str, source: Path | None = None) -> Point:
     """An FVD stage's number with its bootstrap interval (when the record has one); a complete record without
     an FVD number is a one-line UserError (an edited or foreign record)."""
-    outputs = rec.get("outputs") if isinstance(rec.get("outputs"), dict) else {}
+    outputs = rec.get("outputs") or {}  # an object (ledger.read_record checks)
     if not isinstance(outputs.get("fvd"), (int, float)):
         raise UserError(f"{source or link} is a complete record without an FVD number (outputs.fvd); delete it "
                         "to measure that point again")
@@ -114,10 +114,12 @@ def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict
 
     A FLOPs entry: ``{"model", "family", "size", "link", "records": [count_flops records]}``.
     """
+    from harness.run import flops_dir
+
     by_model: dict = {}
     entries, params_rows = [], []
     for family, size in preset.flops_models():
-        run_dir = root / "flops" / f"{family}-{size}"
+        run_dir = flops_dir(root, family, size)
         label = ModelSpec(family, size).label(patch=2)  # counted as variant 3, M-AdaN, patch 2
         rec = ledger.read_record(run_dir, "run.flops")
         params = gfma = None
@@ -280,7 +282,8 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     def interval(k: str, step: int | None) -> tuple[float, float] | None:
         e = key.get(k)
         curve = exps.get(e.name, {}).get("fvd") or {} if e is not None else {}
-        return interval_of(curve.get(step)) if step is not None else None
+        p = curve.get(step) if step is not None else None
+        return p.interval if p is not None else None
 
     gap = seed_gap(fvd("v3"), fvd("seed1"))
     # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
@@ -295,15 +298,11 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
         Claim("Matten beats Latte", "Table (UCF101, SkyTimelapse; not FaceForensics)", "v3", ("latte",)),
     ]
     fvds = {label[k]: fvd(k) for k in label}
-    intervals = {label[k]: (p.low, p.high) for k in label if (p := point(k)) is not None and p.low is not None}
+    intervals = {label[k]: p.interval for k in label if (p := point(k)) is not None and p.interval}
     learned = {label[k]: has_learned(interval(k, 0), interval(k, at)) if at else None for k in label}
     named = [replace(c, better=label[c.better], others=tuple(label[o] for o in c.others)) for c in claims]
     return [judge(c, fvds, gap, intervals, learned) for c in named], at
 
-
-def interval_of(p: Point | None) -> tuple[float, float] | None:
-    """A point's 95 % interval (low, high), or None."""
-    return (p.low, p.high) if p is not None and p.low is not None and p.high is not None else None
 
 
 def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> dict:

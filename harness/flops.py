@@ -375,34 +375,32 @@ def parse_model_name(name: str) -> tuple[str, str]:
     return spec.family, spec.size
 
 
-def model_variant(model_name: str, variant: int = 3) -> int:
-    """The Matten variant to count: the one a name spells (``matten-xl-v2``), else ``variant``; both, differing,
-    is a one-line error."""
+def model_spec(model_name: str, variant: int = 3):
+    """The model a count counts (models.registry.ModelSpec): the name's family, size, variant and conditioning,
+    ``variant`` where the name spells none (Latte has none); a name's variant and another ``variant`` is a
+    one-line error."""
     from models.registry import ModelSpec
 
-    family, _, spelled, _ = ModelSpec.parse_parts(model_name)
-    if family != "matten" or spelled is None:  # no variant in the name
-        return variant
-    if variant not in (3, spelled):
+    family, size, spelled, conditioning = ModelSpec.parse_parts(model_name)
+    if family == "latte":
+        return ModelSpec(family, size)
+    if spelled is not None and variant not in (3, spelled):
         raise UserError(f"{model_name!r} is variant {spelled}, but --variant {variant} was given")
-    return spelled
+    return ModelSpec(family, size, spelled if spelled is not None else variant, conditioning)
+
+
+def model_variant(model_name: str, variant: int = 3) -> int:
+    """The Matten variant to count: the one a name spells (``matten-xl-v2``), else ``variant`` (:func:`model_spec`)."""
+    spec = model_spec(model_name, variant)
+    return spec.variant if spec.family == "matten" else variant
 
 
 def paper_gflops(model_name: str, variant: int = 3) -> float | None:
     """The paper's printed GFLOPs of the named model (Matten-XL/2 variant 3 with M-AdaN, Latte-XL/2), else None."""
-    from models.registry import ModelSpec
-
-    family, size, _, conditioning = ModelSpec.parse_parts(model_name)
-    if family == "matten" and (model_variant(model_name, variant) != 3 or conditioning != "madan"):
+    spec = model_spec(model_name, variant)
+    if spec.family == "matten" and (spec.variant, spec.conditioning) != (3, "madan"):
         return None
-    return PAPER_GFLOPS.get(f"{family}-{size}")
-
-
-def parse_conditioning(model_name: str) -> str:
-    """``madan`` or, for a name ending in ``-tokens``, ``tokens``."""
-    from models.registry import ModelSpec
-
-    return ModelSpec.parse_parts(model_name)[3]
+    return PAPER_GFLOPS.get(f"{spec.family}-{spec.size}")
 
 
 def latent_size(pixel_size: int) -> int:
@@ -415,11 +413,7 @@ def build_on_meta(
     model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any
 ) -> nn.Module:
     """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count."""
-    from models.registry import ModelSpec
-
-    family, model_size, _, conditioning = ModelSpec.parse_parts(model_name)
-    spec = ModelSpec(family, model_size, model_variant(model_name, variant) if family == "matten" else None,
-                     conditioning)
+    spec = model_spec(model_name, variant)
     with torch.device("meta"):
         model = spec.build(num_frames=frames, input_size=latent_size(size), num_classes=0, **overrides)
     return model.to("meta")  # buffers made from numpy tables land on the CPU even inside torch.device("meta")
@@ -463,8 +457,8 @@ def count_flops(
     latent = latent_size(size)
     conditioning = "madan"
     if model is None:  # the record says the variant and conditioning counted
-        variant = model_variant(model_name, variant)
-        conditioning = parse_conditioning(model_name)
+        spec = model_spec(model_name, variant)
+        variant, conditioning = spec.variant or variant, spec.conditioning
     start = time.perf_counter()
     if model is None:
         model = build_on_meta(model_name, variant=variant, frames=frames, size=size)

@@ -200,6 +200,11 @@ def recorded_sampling(records: list[dict[str, Any]]) -> set[str]:
     return out
 
 
+def record_device(record: dict[str, Any]) -> str:
+    """The device line a ledger record's environment names ("?" when it names none)."""
+    return str((record.get("environment") or {}).get("device", "?"))
+
+
 def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
     """Per device, the first start and the last finish (UTC datetimes) among the records that ran there."""
     from datetime import datetime, timezone
@@ -211,7 +216,7 @@ def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
                     for k in ("started", "finished"))
         except (KeyError, TypeError, ValueError):  # a record left running, or from before timestamps
             continue
-        device = str((r.get("environment") or {}).get("device", "?"))
+        device = record_device(r)
         first, last = spans.get(device, (a, b))
         spans[device] = (min(first, a), max(last, b))
     return spans
@@ -219,7 +224,7 @@ def wall_spans(records: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
 
 def environment_section(records: list[dict[str, Any]], wall_seconds: float | None = None) -> list[str]:
     lines = ["## Environment and time spent", ""]
-    devices = sorted({(r.get("environment") or {}).get("device", "?") for r in records}) or ["(no stage records)"]
+    devices = sorted({record_device(r) for r in records}) or ["(no stage records)"]
     commits = sorted({str((r.get("environment") or {}).get("git_commit")) for r in records})
     lines += [f"- device: {', '.join(devices)}", f"- git commit(s) of the stages: {', '.join(commits) or '–'}"]
     by_stage: dict[str, float] = {}
@@ -229,7 +234,7 @@ def environment_section(records: list[dict[str, Any]], wall_seconds: float | Non
     for r in timed:
         kind = str(r.get("stage", "?")).removeprefix("run.").split("-")[0]
         by_stage[kind] = by_stage.get(kind, 0.0) + float(r.get("seconds") or 0.0)
-        where.setdefault(kind, set()).add(str((r.get("environment") or {}).get("device", "?")))
+        where.setdefault(kind, set()).add(record_device(r))
     total = sum(by_stage.values())
     for device, (first, last) in sorted(wall_spans(timed).items()):
         end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"

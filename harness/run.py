@@ -48,8 +48,7 @@ class Experiment:
         """The model (models.registry.ModelSpec)."""
         from models.registry import ModelSpec
 
-        return ModelSpec(self.family, self.size, self.variant if self.family == "matten" else None,
-                         self.conditioning if self.family == "matten" else "madan")
+        return ModelSpec.of(self.family, self.size, self.variant, self.conditioning)
 
     @property
     def name(self) -> str:
@@ -383,9 +382,14 @@ def stage_params(root: Path) -> dict[str, Any]:
 FLOPS_PROTOCOLS = ("fvcore", "paper")
 
 
+def flops_dir(root: Path, family: str, size: str) -> Path:
+    """Where the FLOP stage keeps one model's counts (variant 3, M-AdaN): ``<run>/flops/<family>-<size>``."""
+    return root / "flops" / f"{family}-{size}"
+
+
 def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str, Any]:
     """Both FLOP counts of one model at the paper's input (16x4x32x32 latents): fvcore per clip, thop batch 3."""
-    out = root / "flops" / f"{family}-{size}"
+    out = flops_dir(root, family, size)
     config = {"model": f"{family}-{size}", "variant": 3, "frames": 16, "size": 256, "protocols": FLOPS_PROTOCOLS}
 
     def fn():
@@ -493,10 +497,10 @@ def check_report_only(root: Path, preset: Preset, tables: list[str], experiments
     found = [e for e in experiments if any((root / "exp" / e.name).glob("records/run.*.json"))]
     counts = []  # this scale's own count records, by their exact paths
     if {"params", "scaling"} & set(tables):
-        counts += [p for p in [root / "params" / "records" / "run.params.json"] if p.is_file()]
+        counts += [p for p in [ledger.record_path(root / "params", "run.params")] if p.is_file()]
     if {"sota", "flops", "scaling"} & set(tables):
-        counts += [p for f, s in preset.flops_models() if (p := root / "flops" / f"{f}-{s}" / "records"
-                                                           / "run.flops.json").is_file()]
+        counts += [p for f, s in preset.flops_models()
+                   if (p := ledger.record_path(flops_dir(root, f, s), "run.flops")).is_file()]
     if (experiments and not found) or not (found or counts):
         example = f" (its models' folders are named like exp/{experiments[0].name})" if experiments else ""
         raise UserError(f"--report-only: {root} holds no records of the {preset.scale} scale's models for "

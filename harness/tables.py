@@ -47,6 +47,11 @@ class Point:
     low: float | None = None
     high: float | None = None
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(low, high) when both ends are known, else None."""
+        return (self.low, self.high) if self.low is not None and self.high is not None else None
+
 
 def fmt_interval(point: Point | None) -> str:
     """A Markdown cell: the linked number and its interval, "[312.4](…) (298.0–330.1)", or "–"."""
@@ -77,9 +82,7 @@ def model_label(exp: dict[str, Any]) -> str:
     """An experiment's label in the report: its model's (models.registry.ModelSpec.label) and, past seed 0, its seed."""
     from models.registry import ModelSpec
 
-    family = exp["family"]
-    spec = ModelSpec(family, exp["size"], exp.get("variant") if family == "matten" else None,
-                     exp.get("conditioning", "madan") if family == "matten" else "madan")
+    spec = ModelSpec.of(exp["family"], exp["size"], exp.get("variant", 3), exp.get("conditioning", "madan"))
     return spec.label() + (f", seed {exp['seed']}" if exp.get("seed") else "")
 
 
@@ -231,8 +234,7 @@ def learning_table(experiments: list[dict[str, Any]], floor: Point | None) -> pd
         if floor is not None and floor.value and last is not None and last.value is not None:
             ratio = f"{last.value / floor.value:,.1f}×"
         first = curve.get(0)
-        learned = has_learned(*(None if p is None or p.low is None or p.high is None else (p.low, p.high)
-                                for p in (first, last)))
+        learned = has_learned(first and first.interval, last and last.interval)
         rows.append({"Model": model_label(exp), "Params (M)": fmt(exp.get("params"), 2),
                      "FVD @ 0 (untrained)": fmt_interval(first),
                      "Last step": str(step) if step is not None else MISSING,

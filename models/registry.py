@@ -85,6 +85,19 @@ class ModelSpec:
         else:
             object.__setattr__(self, "variant", None)
 
+    @classmethod
+    def of(cls, family: str, size: str, variant: int | None = 3, conditioning: str = "madan") -> ModelSpec:
+        """The spec of a model given as :func:`build_model` and a training configuration spell it: Latte ignores
+        the Matten-only variant and conditioning (the conditioning must still be one of them)."""
+        if str(family).lower() != "latte":
+            if variant is None and str(family).lower() in FAMILIES:
+                raise ModelConfigError("Matten variant must be 1, 2, 3 or 4; got None")
+            return cls(family, size, variant, conditioning)
+        spec = cls(family, size)
+        if conditioning not in CONDITIONINGS:
+            raise ModelConfigError(f"conditioning must be 'madan' or 'tokens', got {conditioning!r}")
+        return spec
+
     @property
     def name(self) -> str:
         if self.family == "latte":
@@ -160,14 +173,10 @@ def build_model(
     class_dropout: float = 0.1,
     fused_scan: bool = True,
 ) -> nn.Module:
-    """Build Latte or Matten. `depth` counts blocks (attention or Mamba); None takes the registry's value."""
-    family, size = family.lower(), size.lower()
-    if family not in FAMILIES:
-        raise ModelConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    if size not in SIZES:
-        raise ModelConfigError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
-    if conditioning not in ("madan", "tokens"):
-        raise ModelConfigError(f"conditioning must be 'madan' or 'tokens', got {conditioning!r}")
+    """Build Latte or Matten. `depth` counts blocks (attention or Mamba); None takes the registry's value.
+    Family, size, variant and conditioning are checked by :meth:`ModelSpec.of`."""
+    spec = ModelSpec.of(family, size, variant, conditioning)
+    family, size = spec.family, spec.size
     if patch < 1 or input_size % patch:
         raise ModelConfigError(f"patch {patch} must divide the latent size {input_size} (Latte uses 2, 4 or 8)")
     if num_classes < 0:
@@ -196,8 +205,6 @@ def build_model(
         return Latte(depth=depth, **common)
     from models.matten import VARIANT_UNITS, Matten
 
-    if variant not in VARIANT_UNITS:
-        raise ModelConfigError(f"Matten variant must be 1, 2, 3 or 4; got {variant}")
     depth = depth or MATTEN_DEPTH[variant][size]
     unit = len(VARIANT_UNITS[variant])
     if depth % unit:

@@ -81,6 +81,9 @@ class Preset:
     # default: the cache holds one fixed window per video without flips, and the paper trains with flips.
     latent_cache: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)  # harness.data.synthetic's options
+    # Experiments trained and sampled at once, each in a process of its own (harness.jobs): a small model's eager
+    # step leaves most of a GPU idle. 1: one after the other in this process. The numbers do not depend on it.
+    jobs: int = 1
 
     @property
     def train_steps(self) -> int:
@@ -121,14 +124,16 @@ PRESETS = {
     # costs minutes per model), 600 videos so the real-vs-real floor's two sets of 256 clips share none. Two
     # choices differ from Latte's recipe, for every model alike: lr 1e-3 (Latte: 1e-4; at 300 steps it reached
     # the lowest loss of 1e-4, 3e-4 and 1e-3 on the H200) and sampling without guidance (one model call a step).
-    # Its first run on one H200 (results/mini/, 2026-11-30) took 21.3 min; at step 400 only Matten-S v1 and
-    # Matten-B were below their untrained FVD and every sample was noise: the steps are bounded by variant 2,
-    # whose step costs 809 ms (Matten-S v3: 83 ms), so this preset does not yet measure the ablations.
+    # All eight models train at once (jobs=8, 2 loader workers each): an eager step of a small model keeps the
+    # GPU busy for a fraction of its time. Measured on the H200 with all eight running (results/mini/probe2/):
+    # 247 (Latte-S) to 840 ms (Matten-S v2) a step, against 45 to 809 ms one at a time; variant 2 bounds the run
+    # either way (its step is 809 ms alone; 840 with its scans on the torch backend, so not the scan kernel).
+    # The first run (400 steps, one model at a time: 21.3 min) left every model's samples noise.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
-        eval_steps=(0, 100, 200, 400), train_scaling=True, extra_seeds=(1,),
+        eval_steps=(0, 200, 400, 800), train_scaling=True, extra_seeds=(1,), jobs=8,
         train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
-                          ckpt_every=100, keep_checkpoints=100, precision="bf16", num_workers=8, device="cuda",
+                          ckpt_every=100, keep_checkpoints=100, precision="bf16", num_workers=2, device="cuda",
                           compile=False),
         sample=SampleConfig(num=256, batch_size=256, sampler="ddim", steps=50, cfg_scale=1.0, precision="bf16",
                             device="cuda", mp4=False),
@@ -290,8 +295,8 @@ def checkpoint_for(exp_dir: Path, train_step: int) -> Path:
     return path
 
 
-def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
-    """Sample the experiment's checkpoint at ``train_step`` (the preset's sampler) and measure its FVD."""
+def stage_sample(preset: Preset, exp: Experiment, exp_dir: Path, train_step: int) -> dict:
+    """Sample the experiment's checkpoint at ``train_step`` with the preset's sampler into ``samples-<step>/``."""
     samples_dir = exp_dir / f"samples-{train_step:07d}"
     sample_cfg = replace(preset.sample, checkpoint=str(exp_dir / "checkpoints" / f"step-{train_step:07d}.pt"),
                          out=str(samples_dir))
@@ -303,9 +308,13 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
         sample(sample_cfg)
         return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
 
-    step(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
-         label=f"sample {exp.name} @ {train_step}")
-    fvd_cfg = replace(preset.fvd, real=str(prepared), fake=str(samples_dir))
+    return step(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
+                label=f"sample {exp.name} @ {train_step}")
+
+
+def stage_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
+    """The FVD of the samples at ``train_step`` against the prepared dataset (the preset's protocol and N)."""
+    fvd_cfg = replace(preset.fvd, real=str(prepared), fake=str(exp_dir / f"samples-{train_step:07d}"))
 
     def fvd_fn():
         from harness.fvd import compute_fvd
@@ -315,6 +324,14 @@ def stage_sample_and_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_di
 
     return step(exp_dir, f"fvd-{train_step:07d}", _relative(fvd_cfg, exp_dir), fvd_fn,
                 label=f"FVD {exp.name} @ {train_step}")
+
+
+def train_and_sample(preset: Preset, exp: Experiment, train_data: Path, exp_dir: Path) -> None:
+    """One experiment's chain: train to each evaluation step in turn (resuming), sampling each checkpoint.
+    A module-level function, so that harness.jobs can run it in a process of its own."""
+    for s in preset.eval_steps:
+        stage_train(preset, exp, train_data, exp_dir, s)
+        stage_sample(preset, exp, exp_dir, s)
 
 
 def _relative(cfg: Any, base: Path) -> dict[str, Any]:
@@ -422,12 +439,14 @@ def run(
     yes: bool = False,
     preset: Preset | None = None,
     report_only: bool = False,
+    jobs: int | None = None,
 ) -> Path:
     """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path.
 
     ``report_only``: run no stage and check no stage input (data, GPU, VAE); write the report from the records
     already under ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times),
-    which must hold records of this scale's models or counts for the tables (check_report_only)."""
+    which must hold records of this scale's models or counts for the tables (check_report_only).
+    ``jobs``: experiments trained and sampled at once (default: the preset's; harness.jobs)."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
     for t in tables:  # every name checked, also beside "all"
@@ -437,11 +456,16 @@ def run(
     preset = preset or PRESETS[scale]
     if vae:
         preset = replace(preset, train=replace(preset.train, vae=vae))
+    if jobs is not None:
+        if jobs < 1:
+            raise UserError(f"--jobs {jobs}: expected 1 or more (experiments trained at once)")
+        preset = replace(preset, jobs=jobs)
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
     experiments = plan_experiments(preset, tables)
     command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
+    command += f" --jobs {jobs}" if jobs is not None and not report_only else ""
     if report_only:
         check_report_only(root, preset, tables, experiments)
         from harness.collect import build_report
@@ -478,11 +502,14 @@ def run(
         train_data = dict(prepared)
         if preset.latent_cache and preset.train.vae != "identity":
             train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
+        from harness.jobs import Task, run_jobs
+
+        # the trainings and their samples, preset.jobs experiments at a time; then every FVD here, one I3D for all
+        run_jobs([Task(exp.name, train_and_sample, (preset, exp, train_data[exp.dataset], root / "exp" / exp.name),
+                       root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
         for exp in experiments:
-            exp_dir = root / "exp" / exp.name
-            for s in preset.eval_steps:  # train to each evaluation step in turn (resuming), then sample and measure
-                stage_train(preset, exp, train_data[exp.dataset], exp_dir, s)
-                stage_sample_and_fvd(preset, exp, prepared[exp.dataset], exp_dir, s)
+            for s in preset.eval_steps:
+                stage_fvd(preset, exp, prepared[exp.dataset], root / "exp" / exp.name, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
         from harness.collect import build_report

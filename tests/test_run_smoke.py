@@ -66,3 +66,18 @@ def test_smoke_run_end_to_end_then_reuse(tmp_path, i3d_weights):
     run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("records/run.*.json")}
     assert before == after  # nothing re-ran
+
+    # the same run with both experiments trained and sampled at once, each in a process of its own (harness.jobs):
+    # every FVD and every loss is the same number
+    run(["conditioning"], "smoke", run_dir=tmp_path / "par", results_dir=tmp_path / "par-results", preset=TINY,
+        jobs=2)
+    for conditioning in ("madan", "tokens"):
+        name = Experiment("matten", "tiny", "synthetic", conditioning=conditioning).name
+        assert (tmp_path / "par" / "exp" / name / "task.log").read_text().strip()  # its output went there
+        for step in (0, 1, 2):
+            fvds = [ledger.read_record(tmp_path / folder / "exp" / name, f"run.fvd-{step:07d}")["outputs"]["fvd"]
+                    for folder in ("run", "par")]
+            assert fvds[0] == fvds[1]
+        losses = [(tmp_path / folder / "exp" / name / "metrics.jsonl").read_text() for folder in ("run", "par")]
+        first, second = ([json.loads(ln)["loss"] for ln in text.splitlines()] for text in losses)
+        assert first == second and len(first) == 2  # a line at step 1 and at step 2

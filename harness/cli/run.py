@@ -21,13 +21,15 @@ def run_command(
     yes: bool = typer.Option(False, "--yes", help="start a paper-scale run after its compute estimate"),
     report_only: bool = typer.Option(False, "--report-only", help="run no stage: write the report from the records "
                                      "already in --run-dir (e.g. a run copied back from a GPU machine)"),
+    jobs: int = typer.Option(None, "--jobs", help="experiments trained and sampled at once, each in its own process "
+                             "(default: the scale's; the numbers do not depend on it)"),
 ) -> None:
     """Run (or reuse, via the run ledger) every stage the tables need, then write results/<scale>/REPORT.md."""
     from harness.console import console
     from harness.run import parse_data, run
 
     report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes,
-                 report_only=report_only)
+                 report_only=report_only, jobs=jobs)
     console.print(f"report: {escape(str(report))}")
 
 

@@ -43,19 +43,30 @@ class Task:
     log: Path
 
 
-def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) -> None:
-    """Run every task, up to ``jobs`` at a time; wait for all of them, then raise for the failed ones.
+@dataclass(frozen=True)
+class Failed:
+    """A task whose process did not end well: its exit code and the last line of its log (its error)."""
+
+    task: Task
+    exitcode: int
+
+    def describe(self) -> str:
+        return f"{self.task.name} (exit code {self.exitcode}: {last_line(self.task.log)}; log {self.task.log})"
+
+
+def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) -> list[Failed]:
+    """Run every task, up to ``jobs`` at a time, and wait for all of them; returns the failed ones.
 
     ``threads``: torch's CPU threads in each process (default: the CPU count shared among the jobs).
-    A task that fails does not stop the others (their stages are done and reused by the next run);
-    afterwards one ``UserError`` names each failed task, its exit code and the last line of its log.
-    Raises ValueError for ``jobs < 1``."""
+    A task that fails does not stop the others; the caller decides what to do with what finished
+    (:func:`raise_failed` makes one line of the failures). With ``jobs=1`` the tasks run here, in order,
+    and an exception stops the run as any stage's does. Raises ValueError for ``jobs < 1``."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if jobs == 1:
         for task in tasks:
             task.fn(*task.args)
-        return
+        return []
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     ctx = mp.get_context("spawn")
     waiting, running, failed = list(tasks), {}, []
@@ -82,7 +93,7 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
                     if proc.exitcode == 0:
                         console.print(f"done    {escape(name)} in {took:.0f} s", highlight=False)
                     else:
-                        failed.append((task, proc.exitcode))
+                        failed.append(Failed(task, proc.exitcode))
                         console.print(f"[red]failed[/red]  {escape(name)} after {took:.0f} s (exit code "
                                       f"{proc.exitcode}): {escape(last_line(task.log))}", highlight=False)
                 time.sleep(0.2)
@@ -91,9 +102,13 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
             proc.terminate()
         for _, proc, _ in running.values():
             proc.join()
+    return failed
+
+
+def raise_failed(failed: Sequence[Failed], total: int, after: str = "") -> None:
+    """One ``UserError`` naming each failed task, its exit code and its error (nothing when none failed)."""
     if failed:
-        raise UserError(f"{len(failed)} of {len(tasks)} tasks failed: " + "; ".join(
-            f"{t.name} (exit code {code}: {last_line(t.log)}; log {t.log})" for t, code in failed))
+        raise UserError(f"{len(failed)} of {total} tasks failed: " + "; ".join(f.describe() for f in failed) + after)
 
 
 def last_line(log: Path) -> str:

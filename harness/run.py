@@ -502,20 +502,27 @@ def run(
         train_data = dict(prepared)
         if preset.latent_cache and preset.train.vae != "identity":
             train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
-        from harness.jobs import Task, run_jobs
+        from harness.jobs import Task, raise_failed, run_jobs
 
-        # the trainings and their samples, preset.jobs experiments at a time; then every FVD here, one I3D for all
-        run_jobs([Task(exp.name, train_and_sample, (preset, exp, train_data[exp.dataset], root / "exp" / exp.name),
-                       root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
-        for exp in experiments:
+        # the trainings and their samples, preset.jobs experiments at a time; then every FVD here, one I3D for all.
+        # A failed experiment (with jobs > 1) does not cost the others their FVDs nor the report: its rows are '–'
+        # and the run ends with one line naming it (a rerun resumes it and reuses everything else).
+        failed = run_jobs([Task(exp.name, train_and_sample, (preset, exp, train_data[exp.dataset],
+                                                             root / "exp" / exp.name),
+                                root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
+        finished = [e for e in experiments if e.name not in {f.task.name for f in failed}]
+        for exp in finished:
             for s in preset.eval_steps:
                 stage_fvd(preset, exp, prepared[exp.dataset], root / "exp" / exp.name, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
         from harness.collect import build_report
 
-        return build_report(root, report_dir, preset, tables, experiments, command=command,
-                            wall_seconds=time.time() - t0)
+        report = build_report(root, report_dir, preset, tables, experiments, command=command,
+                              wall_seconds=time.time() - t0)
+        raise_failed(failed, len(experiments), after=f"; the report ({report}) has the others; a rerun of the "
+                     "same command resumes the failed ones and reuses everything else")
+        return report
 
 
 def check_report_only(root: Path, preset: Preset, tables: list[str], experiments: list[Experiment]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.jobs import Task, last_line, run_jobs
+from harness.jobs import Task, last_line, raise_failed, run_jobs
 
 
 def write_pid(out: str, text: str) -> None:
@@ -28,7 +28,7 @@ def fail(kind: str) -> None:
 def test_tasks_run_in_their_own_processes_with_their_output_in_their_logs(tmp_path, capfd):
     tasks = [Task(f"t{k}", write_pid, (str(tmp_path / f"out{k}"), f"#{k}"), tmp_path / f"t{k}" / "task.log")
              for k in range(3)]
-    run_jobs(tasks, jobs=2, threads=1)
+    assert run_jobs(tasks, jobs=2, threads=1) == []
     pids = set()
     for k in range(3):
         text, pid = (tmp_path / f"out{k}").read_text().split()
@@ -44,8 +44,10 @@ def test_tasks_run_in_their_own_processes_with_their_output_in_their_logs(tmp_pa
 def test_a_failed_task_is_named_with_its_last_line_after_the_others_finished(tmp_path):
     tasks = [Task("bad-user", fail, ("user",), tmp_path / "a.log"), Task("bad-bug", fail, ("bug",), tmp_path / "b.log"),
              Task("good", write_pid, (str(tmp_path / "good"), "ok"), tmp_path / "c.log")]
+    failed = run_jobs(tasks, jobs=3, threads=1)
+    assert sorted(f.task.name for f in failed) == ["bad-bug", "bad-user"]
     with pytest.raises(UserError) as e:
-        run_jobs(tasks, jobs=3, threads=1)
+        raise_failed(failed, len(tasks))
     msg = str(e.value)
     assert msg.startswith("2 of 3 tasks failed: ")
     assert "bad-user (exit code 2: error: the data folder is missing; log " in msg
@@ -57,7 +59,8 @@ def test_a_failed_task_is_named_with_its_last_line_after_the_others_finished(tmp
 
 def test_one_job_runs_the_tasks_here_in_order(tmp_path):
     seen = []
-    run_jobs([Task(str(k), seen.append, (k,), tmp_path / "unused.log") for k in range(3)], jobs=1)
+    assert run_jobs([Task(str(k), seen.append, (k,), tmp_path / "unused.log") for k in range(3)], jobs=1) == []
+    raise_failed([], 3)  # nothing failed: nothing raised
     assert seen == [0, 1, 2] and not (tmp_path / "unused.log").exists()
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         run_jobs([], jobs=0)

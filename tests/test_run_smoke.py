@@ -81,3 +81,28 @@ def test_smoke_run_end_to_end_then_reuse(tmp_path, i3d_weights):
         losses = [(tmp_path / folder / "exp" / name / "metrics.jsonl").read_text() for folder in ("run", "par")]
         first, second = ([json.loads(ln)["loss"] for ln in text.splitlines()] for text in losses)
         assert first == second and len(first) == 2  # a line at step 1 and at step 2
+
+
+def test_a_failed_experiment_leaves_the_others_measured_and_reported(tmp_path, i3d_weights):
+    """With jobs > 1, an experiment that fails (here: its folder is held by another job) does not cost the other
+    its FVDs or the report; the run ends with one line naming it, and a rerun finishes it alone."""
+    from harness.errors import UserError
+    from harness.lock import folder_lock
+
+    madan, tokens = (Experiment("matten", "tiny", "synthetic", conditioning=c).name for c in ("madan", "tokens"))
+    results = tmp_path / "results"
+    with folder_lock(tmp_path / "run" / "exp" / tokens, "another job"):
+        with pytest.raises(UserError) as e:
+            run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY, jobs=2)
+    msg = str(e.value)
+    assert msg.startswith(f"1 of 2 tasks failed: {tokens} (exit code 2: error: ") and "another job" in msg
+    assert "a rerun of the same command resumes the failed ones" in msg
+    for step in (0, 1, 2):
+        assert ledger.read_record(tmp_path / "run" / "exp" / madan, f"run.fvd-{step:07d}")["status"] == "complete"
+    text = (results / "REPORT.md").read_text()
+    assert f"records/{madan}/fvd-0000002.json" in text and f"records/{tokens}/" not in text
+
+    before = ledger.read_record(tmp_path / "run" / "exp" / madan, "run.fvd-0000002")
+    run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY, jobs=2)
+    assert ledger.read_record(tmp_path / "run" / "exp" / madan, "run.fvd-0000002") == before  # reused
+    assert f"records/{tokens}/fvd-0000002.json" in (results / "REPORT.md").read_text()

@@ -243,7 +243,8 @@ def environment_section(records: list[dict[str, Any]], wall_seconds: float | Non
     if wall_seconds is not None:
         lines += [f"- wall time of the command that wrote this report: {wall_seconds / 60:.1f} min (stages it "
                   "reused from an earlier command are not in it; their recorded time is below)"]
-    lines += [f"- compute time recorded by the stages: {total / 60:.1f} min in all"]
+    lines += [f"- compute time recorded by the stages: {total / 60:.1f} min in all (a sum: stages that ran at once, "
+              "e.g. the trainings of `jobs` > 1, overlap in wall time)"]
     lines += [f"  - {k}: {v / 60:.2f} min, on {', '.join(sorted(where[k]))}" for k, v in sorted(by_stage.items())]
     lines += ["", "| package | version (this report's process) |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in versions().items()]

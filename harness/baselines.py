@@ -117,6 +117,21 @@ def cell_text(df: pd.DataFrame, index: int, col: str) -> str:
     return "–" if isinstance(value, float) and math.isnan(value) else str(value)
 
 
+# The paper's Table prints GFLOPs for its XL/2 models and for LVDM: baselines/gflops.csv's method -> our model key.
+GFLOPS_MODELS = {"Matten": "matten-xl", "Latte": "latte-xl", "LVDM": "lvdm"}
+
+
+def paper_gflops_table(table: pd.DataFrame | None = None) -> dict[str, float]:
+    """The paper's printed GFLOPs by model key (``matten-xl``, ``latte-xl``, ``lvdm``), from ``baselines/gflops.csv``
+    (its unit column says what each number counts). Raises UserError for a method the file has and we cannot place."""
+    table = load_baseline(BASELINES_DIR / "gflops.csv") if table is None else table
+    unknown = sorted(set(table["method"]) - set(GFLOPS_MODELS))
+    if unknown:
+        raise UserError(f"baselines/gflops.csv: method(s) {', '.join(unknown)} map to no model "
+                        f"(known: {', '.join(GFLOPS_MODELS)})")
+    return {GFLOPS_MODELS[m]: float(g) for m, g in zip(table["method"], table["gflops"], strict=True) if g == g}
+
+
 def paper_params(
     family: str, size: str, variant: int | None, sizes: pd.DataFrame | None = None
 ) -> tuple[int | None, str | None]:

@@ -343,14 +343,15 @@ def flops_table(entries: list[dict]) -> tuple[Any, str]:
     """
     import pandas as pd
 
-    from harness.flops import PAPER_GFLOPS, TABLE_EXPLANATION
+    from harness.baselines import paper_gflops_table
+    from harness.flops import TABLE_EXPLANATION
     from harness.flops import flops_table as helper_table
 
     measured = [r for e in entries for r in e["records"]]
     df = helper_table(measured) if measured else pd.DataFrame()
     by_model = {row["model"]: row for row in df.to_dict("records")} if not df.empty else {}
     columns = list(df.columns) if not df.empty else ["model", "params (M)", "paper GFLOPs (as printed)"]
-    rows = []
+    rows, paper_gflops = [], paper_gflops_table()
     for e in entries:
         key = f"{e['family']}-{e['size']}"
         row = by_model.get(key)
@@ -358,7 +359,7 @@ def flops_table(entries: list[dict]) -> tuple[Any, str]:
         for col in columns[1:]:
             value = None if row is None else row.get(col)
             if col == "paper GFLOPs (as printed)":
-                paper = PAPER_GFLOPS.get(key) if row is None else value
+                paper = paper_gflops.get(key) if row is None else value
                 out[col] = f"{paper:,.0f}" if isinstance(paper, (int, float)) and paper == paper else tables.MISSING
             else:
                 ok = isinstance(value, (int, float)) and value == value

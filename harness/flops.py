@@ -43,9 +43,6 @@ from torch import nn
 from harness.errors import UserError
 from harness.machine import count_params
 
-# The paper's Table (GFLOPs as printed; Latte's procedure: thop MACs at batch 3). Sources in baselines/.
-PAPER_GFLOPS = {"matten-xl": 4008.0, "latte-xl": 5572.0, "lvdm": 5718.0}
-
 VAE_DOWNSAMPLE = 8  # SD v1-4 VAE: 256×256 pixels -> 32×32 latents with 4 channels
 LATENT_CHANNELS = 4
 PAPER_BATCH = 3  # Latte's `thop.profile` call uses a batch of 3
@@ -400,7 +397,9 @@ def paper_gflops(model_name: str, variant: int = 3) -> float | None:
     spec = model_spec(model_name, variant)
     if spec.family == "matten" and (spec.variant, spec.conditioning) != (3, "madan"):
         return None
-    return PAPER_GFLOPS.get(f"{spec.family}-{spec.size}")
+    from harness.baselines import paper_gflops_table  # the paper's Table, from baselines/gflops.csv
+
+    return paper_gflops_table().get(f"{spec.family}-{spec.size}")
 
 
 def latent_size(pixel_size: int) -> int:

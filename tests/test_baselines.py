@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.baselines import cell_text, load_all, load_baseline
+from harness.baselines import cell_text, load_all, load_baseline, paper_gflops_table
 from harness.errors import UserError
 
 HEADER = "method,faceforensics,skytimelapse,ucf101,taichi_hd,source,checked\n"
@@ -42,6 +42,19 @@ def test_paper_params_by_model():
     assert paper_params("matten", "s", 2) == (None, None) and paper_params("matten", "tiny", 3) == (None, None)
     row = with_paper_params([{"family": "matten", "size": "s", "variant": 3, "params": 42_000_000}])[0]
     assert row["paper_params"] == 35_000_000 and row["deviation"] == (42_000_000 - 35_000_000) / 35_000_000
+
+
+def test_paper_gflops_come_from_the_csv_by_model():
+    """No paper number lives in a .py file: the FLOP table's paper column is baselines/gflops.csv's."""
+    import pandas as pd
+
+    from harness.flops import paper_gflops
+
+    assert paper_gflops_table() == {"matten-xl": 4008.0, "latte-xl": 5572.0, "lvdm": 5718.0}
+    assert paper_gflops("matten-xl") == 4008.0 and paper_gflops("latte-xl") == 5572.0
+    assert paper_gflops("matten-xl-v2") is None and paper_gflops("matten-s") is None
+    with pytest.raises(UserError, match="Sora map to no model"):
+        paper_gflops_table(pd.DataFrame({"method": ["Matten", "Sora"], "gflops": [1.0, 2.0]}))
 
 
 def test_cells_keep_the_papers_digits():

@@ -216,15 +216,18 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
         df, explanation = flops_table(flops_entries)
         sections.append({"name": "flops", "title": "FLOPs", "caption": explanation, "tables": [("", df)]})
     if "params" in table_names:
+        from harness.baselines import paper_params
+
+        matten_s, latte_s = (paper_params(f, "s", 3)[0] / 1e6 for f in ("matten", "latte"))  # baselines/model_sizes.csv
         sections.append({
             "name": "params", "title": "Parameters",
             "caption": "Our reconstruction's trainable parameter counts (unconditional, M-AdaN, patch 2, 16x4x32x32) "
                        "beside the paper's, which it gives for Matten (variant 3) only. Variants 1, 2 and 4 have "
                        "depths chosen to match variant 3's count within 5%. Matten-S deviates from the paper's "
-                       "35M: it keeps every part of Latte-S (32.5M in Latte's code) and adds Mamba blocks, and 35M "
-                       "would leave 2.5M for all of them (baselines/model_sizes.csv). The trained models' counts in "
-                       "the learning and scaling tables differ a little from these: they are counted as trained "
-                       "(their patch, channels and classes).",
+                       f"{matten_s:.0f}M: it keeps every part of Latte-S ({latte_s:.1f}M in Latte's code) and adds "
+                       f"Mamba blocks, and {matten_s:.0f}M would leave {matten_s - latte_s:.1f}M for all of them "
+                       "(baselines/model_sizes.csv). The trained models' counts in the learning and scaling tables "
+                       "differ a little from these: they are counted as trained (their patch, channels and classes).",
             "tables": [("", tables.params_table(params_rows, baselines))],
         })
     records = _all_records(root)

@@ -607,8 +607,11 @@ def flops_report(records: list[dict[str, Any]], command: str) -> str:
     calls its projections, the scan's unit and how the counts are made."""
     import datetime
 
+    from harness.baselines import paper_gflops_table
     from harness.machine import machine_description
 
+    printed = paper_gflops_table()  # the paper's GFLOPs as printed (baselines/gflops.csv)
+    m_printed, l_printed = f"{printed['matten-xl']:.0f}", f"{printed['latte-xl']:.0f}"
     by = {(r["model"], r["protocol"]): r for r in records}
     latte_paper, matten_paper = by[("latte-xl", "paper")]["fma"] / 1e9, by[("matten-xl", "paper")]["fma"] / 1e9
     matten_fv = by[("matten-xl", "fvcore")]
@@ -624,18 +627,20 @@ def flops_report(records: list[dict[str, Any]], command: str) -> str:
         "unconditional (as Latte's count), learned sigma (8 output channels).", "",
         flops_table_markdown(records),
         "## What this shows", "",
-        f"- **Latte: the paper's 5572 is reproduced**: {latte_paper:,.3f} G by Latte's procedure (thop MACs, batch 3), "
-        f"{100 * (latte_paper / 5572 - 1):+.2f} % from the printed number; per clip {latte_paper / 3:,.1f} G MACs "
+        f"- **Latte: the paper's {l_printed} is reproduced**: {latte_paper:,.3f} G by Latte's procedure (thop MACs, "
+        f"batch 3), {100 * (latte_paper / printed['latte-xl'] - 1):+.2f} % from the printed number; per clip "
+        f"{latte_paper / 3:,.1f} G MACs "
         f"against fvcore's {per_clip['latte-xl']:,.2f} GFMA (the difference: the attention products thop does not "
         "see, and norms counted differently).",
-        f"- **Matten: {matten_paper:,.3f} G by the same procedure on our reconstruction, not 4008.** It is "
+        f"- **Matten: {matten_paper:,.3f} G by the same procedure on our reconstruction, not {m_printed}.** It is "
         f"{matten_paper - latte_paper:,.3f} G above Latte-XL/2's {latte_paper:,.3f} G: what thop sees of the 14 Mamba "
-        "blocks. A Matten-XL that keeps Latte-XL's 28 attention blocks already counts Latte's 5572 G this way before "
-        "any Mamba work, so 4008 cannot come from the described architecture counted this way; the paper does not "
-        "say how it was counted, and we do not claim to reproduce it.",
+        f"blocks. A Matten-XL that keeps Latte-XL's 28 attention blocks already counts Latte's {l_printed} G this way "
+        f"before any Mamba work, so {m_printed} cannot come from the described architecture counted this way; the "
+        "paper does not say how it was counted, and we do not claim to reproduce it.",
         f"- **Per clip, honestly (fvcore):** Matten-XL/2 costs {per_clip['matten-xl']:,.2f} GFMA "
         f"({2 * per_clip['matten-xl'] / 1e3:,.2f} TFLOP), {per_clip['matten-xl'] / per_clip['latte-xl']:.2f}× "
-        f"Latte-XL/2's {per_clip['latte-xl']:,.2f}, not the 0.72× that 4008/5572 suggests; the selective scan is "
+        f"Latte-XL/2's {per_clip['latte-xl']:,.2f}, not the {printed['matten-xl'] / printed['latte-xl']:.2f}× that "
+        f"{m_printed}/{l_printed} suggests; the selective scan is "
         f"{scan:,.2f} GFMA of it ({100 * scan / per_clip['matten-xl']:.1f} %).", "",
         "## Why the paper's procedure moves with the code", "", THOP_SEES, "",
         "## The selective scan's unit", "", SCAN_UNIT, "",

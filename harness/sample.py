@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from harness import ledger
+from harness.clip_shards import shard_path, write_shard
 from harness.config import SampleConfig
 from harness.diffusion import create_diffusion, sample_video, sampling_respacing
 from harness.errors import UserError
-from harness.samples import shard_path, write_shard
 from harness.video import write_video
 
 

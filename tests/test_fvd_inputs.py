@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from fvd_helpers import StandInDetector
 
+from harness.clip_shards import write_shard
 from harness.config import FVDConfig
 from harness.errors import UserError
 from harness.fvd.protocol import compute_fvd
-from harness.samples import write_shard
 
 
 def write_video(path: Path, frames: np.ndarray, codec: str = "libx264", fps: int = 8) -> None:

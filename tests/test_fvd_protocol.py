@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from fvd_helpers import StandInDetector, cached_weights, moving_square_clips
 
+from harness.clip_shards import write_shard
 from harness.config import FVDConfig
 from harness.errors import UserError
 from harness.fvd.frechet import FeatureStats, bootstrap_fvd, fvd_from_stats
 from harness.fvd.protocol import Extractor, compute_fvd, real_floor
-from harness.samples import write_shard
 
 
 def fvd(real, fake, num=2048, size=224, **kw):

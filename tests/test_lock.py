@@ -93,12 +93,12 @@ def test_a_real_statistics_entry_being_written_is_held(tmp_path, monkeypatch):
     """Two FVD jobs on the same real clips: the second meets the first's lock on the cache entry."""
     from fvd_helpers import StandInDetector, moving_square_clips
 
+    from harness.clip_shards import write_shard
     from harness.config import FVDConfig
     from harness.data.prepare import prepare_dataset
     from harness.data.synthetic import generate_synthetic
     from harness.fvd import weights
     from harness.fvd.protocol import compute_fvd
-    from harness.samples import write_shard
 
     monkeypatch.setenv("MATTEN_BENCH_CACHE", str(tmp_path / "cache"))
     detector = {"kind": "stand-in", "sha256": "0" * 64}

@@ -78,7 +78,7 @@ class Stages:
         def sample(cfg):
             self.count("sample")
             assert Path(cfg.checkpoint).exists()
-            from harness.samples import write_shard
+            from harness.clip_shards import write_shard
 
             write_shard(cfg.out, 0, np.zeros((cfg.num, 4, 8, 8, 3), np.uint8))
 

@@ -10,10 +10,10 @@ from PIL import Image
 
 from harness import sample as S
 from harness import train as T
+from harness.clip_shards import iter_shards
 from harness.config import SampleConfig
 from harness.diffusion import NUM_TIMESTEPS
 from harness.errors import UserError
-from harness.samples import iter_shards
 from tests.test_train import config, make_latent_cache
 
 

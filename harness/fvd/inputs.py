@@ -89,10 +89,10 @@ def clips_from_prepared(prepared: Path, num: int, num_frames: int, frame_interva
                         what: str) -> Path:
     """``num`` clips of a prepared dataset as a samples folder in the cache (written once; reused when the
     dataset, the clip settings and the seed are the same)."""
+    from harness.clip_shards import write_shard
     from harness.data.clips import eval_clips
     from harness.data.manifest import manifest_fingerprint
     from harness.lock import entry_lock
-    from harness.samples import write_shard
 
     key = {"fingerprint": manifest_fingerprint(prepared), "num": num, "num_frames": num_frames,
            "frame_interval": frame_interval, "size": size, "seed": seed}

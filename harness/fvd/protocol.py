@@ -428,7 +428,7 @@ def check_samples(samples: str | Path, num: int, num_frames: int) -> dict[str, A
     """The generated clips' count and shape, from the shards' headers (memory-mapped), before any detector work:
     ``{"clips": how many, "shape": (T, H, W)}``. Wrong frame count, mixed or tiny frame sizes, too few clips:
     ``UserError``."""
-    from harness.samples import iter_shards
+    from harness.clip_shards import iter_shards
 
     total, hw = 0, None
     for shard in iter_shards(samples):  # memory-mapped: reads headers only
@@ -449,7 +449,7 @@ def check_samples(samples: str | Path, num: int, num_frames: int) -> dict[str, A
 def sample_fake_pixels(samples: str | Path, num: int, count: int = FAKE_CHECK_CLIPS) -> PixelSums:
     """:class:`PixelSums` of ``count`` of the first ``num`` generated clips, evenly spread (memory-mapped: only
     those clips are read)."""
-    from harness.samples import iter_shards
+    from harness.clip_shards import iter_shards
 
     want = np.unique(np.linspace(0, num - 1, min(num, count)).astype(np.int64))
     sums, start = PixelSums(), 0
@@ -619,7 +619,7 @@ def fit_to_size(batches: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray
 
 
 def iter_fake(samples: str | Path) -> Iterator[np.ndarray]:
-    from harness.samples import iter_shards
+    from harness.clip_shards import iter_shards
 
     for shard in iter_shards(samples):
         for i in range(0, len(shard), 64):

@@ -173,63 +173,15 @@ def build_report(root: Path, report_dir: Path, preset, table_names: list[str], e
 
     datasets = sorted({e.dataset for e in experiments})
     floor = collect_floor(root, report_dir, datasets[0]) if datasets else None
-    floor_point = floor["fvd"] if floor else None
     sections = []
     if exps:
         sections.append(learning_section(preset, list(exps.values()), floor, verdicts(preset, experiments, exps)))
-    if "sota" in table_names:
-        sections.append({
-            "name": "sota", "title": "Comparison with the state of the art (paper Table)",
-            "caption": "First the paper's table as printed (FVD, lower is better; 16 frames, 256x256) with each "
-                       "row's source; then our runs in a separate table with their scale and dataset. Our rows "
-                       "are not reproductions of the paper's rows unless their scale is `paper` and their "
-                       "dataset and protocol match.",
-            "tables": [("As reported in the paper", tables.sota_reported(baselines)),
-                       (f"Our runs ({preset.scale} scale)", tables.sota_ours(pick("sota")))],
-        })
-    for name, title, builder, label, caption in [
-        ("variants", "Model variants (paper Fig. 8a)", tables.variants_table,
-         lambda e: f"variant {e['variant']}" + (f", seed {e['seed']}" if e.get("seed") else ""),
-         "FVD against training iterations for variants 1-4. The paper gives this as a figure only, so there "
-         "are no paper numbers to set beside ours."),
-        ("conditioning", "Conditioning: M-AdaN vs condition tokens (paper Fig. 8b)", tables.conditioning_table,
-         lambda e: tables.CONDITIONING_NAMES.get(e["conditioning"], e["conditioning"]),
-         "FVD against training iterations. The paper gives this as a figure only."),
-    ]:
-        if name in table_names:
-            chosen = pick(name)
-            fig = tables.plot_curves(chosen, label, report_dir / f"{name}.png", f"{title}, {preset.scale} scale",
-                                     floor_point)
-            sections.append({"name": name, "title": title, "caption": caption,
-                             "tables": [("", builder(chosen))], "figure": fig})
-    if "scaling" in table_names:
-        chosen = pick("scaling")
-        fig = tables.plot_curves(chosen, lambda e: f"Matten-{e['size'].upper()}", report_dir / "scaling.png",
-                                 f"Scaling (paper Fig. 9), {preset.scale} scale", floor_point)
-        caption = "Parameter counts (paper beside ours) and FVD against training iterations."
-        if not preset.train_scaling:
-            caption += (f" At {preset.scale} scale only Matten-{preset.main_size} is trained; S/B/L/XL appear "
-                        "in the params and FLOPs tables.")
-        sections.append({"name": "scaling", "title": "Scaling (paper Fig. 9)", "caption": caption,
-                         "tables": [("", tables.scaling_table(chosen, baselines))], "figure": fig})
-    if "flops" in table_names:
-        df, explanation = flops_table(flops_entries)
-        sections.append({"name": "flops", "title": "FLOPs", "caption": explanation, "tables": [("", df)]})
-    if "params" in table_names:
-        from harness.baselines import paper_params
+    from harness.paper_tables import PAPER_TABLES, ReportContext
 
-        matten_s, latte_s = (paper_params(f, "s", 3)[0] / 1e6 for f in ("matten", "latte"))  # baselines/model_sizes.csv
-        sections.append({
-            "name": "params", "title": "Parameters",
-            "caption": "Our reconstruction's trainable parameter counts (unconditional, M-AdaN, patch 2, 16x4x32x32) "
-                       "beside the paper's, which it gives for Matten (variant 3) only. Variants 1, 2 and 4 have "
-                       "depths chosen to match variant 3's count within 5%. Matten-S deviates from the paper's "
-                       f"{matten_s:.0f}M: it keeps every part of Latte-S ({latte_s:.1f}M in Latte's code) and adds "
-                       f"Mamba blocks, and {matten_s:.0f}M would leave {matten_s - latte_s:.1f}M for all of them "
-                       "(baselines/model_sizes.csv). The trained models' counts in the learning and scaling tables "
-                       "differ a little from these: they are counted as trained (their patch, channels and classes).",
-            "tables": [("", tables.params_table(params_rows, baselines))],
-        })
+    ctx = ReportContext(preset=preset, report_dir=report_dir, baselines=baselines, experiments=pick,
+                        floor_point=floor["fvd"] if floor else None, flops_entries=flops_entries,
+                        params_rows=params_rows)
+    sections += [spec.section(ctx, spec) for spec in PAPER_TABLES.values() if spec.name in table_names]
     records = _all_records(root)
     return write_report(report_dir, scale=preset.scale, sections=sections, records=records, command=command,
                         wall_seconds=wall_seconds)

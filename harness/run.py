@@ -26,8 +26,9 @@ from harness import ledger
 from harness.config import FVDConfig, SampleConfig, TrainConfig
 from harness.console import console
 from harness.errors import UserError, did_you_mean
+from harness.paper_tables import PAPER_TABLES, needs
 
-TABLES = ("sota", "variants", "conditioning", "scaling", "flops", "params")
+TABLES = tuple(PAPER_TABLES)  # sota, variants, conditioning, scaling, flops, params: harness.paper_tables
 SCALES = ("smoke", "mini", "paper")
 PAPER_DATASETS = ("ffs", "sky", "ucf101", "taichi")
 
@@ -90,18 +91,8 @@ class Preset:
         return max(self.eval_steps)
 
     def experiments(self, table: str) -> list[Experiment]:
-        ds = self.datasets[0]
-        if table == "sota":
-            return [Experiment(f, self.main_size, d) for d in self.datasets for f in ("matten", "latte")]
-        if table == "variants":
-            main = [Experiment("matten", self.main_size, ds, seed=k) for k in self.extra_seeds]
-            return [Experiment("matten", self.main_size, ds, variant=v) for v in (1, 2, 3, 4)] + main
-        if table == "conditioning":
-            return [Experiment("matten", self.main_size, ds, conditioning=c) for c in ("madan", "tokens")]
-        if table == "scaling":
-            sizes = self.sizes if self.train_scaling else (self.main_size,)
-            return [Experiment("matten", s, ds) for s in sizes]
-        return []
+        """The experiments this preset trains for ``table`` (its spec in harness.paper_tables)."""
+        return PAPER_TABLES[table].experiments(self)
 
     def flops_models(self) -> list[tuple[str, str]]:
         return [("matten", s) for s in self.flops_sizes] + [("latte", "xl")]
@@ -479,8 +470,7 @@ def run(
                                 command=f"{command} --run-dir {run_dir or root} --report-only")
     check_inputs(preset, experiments, data)
 
-    count_flops = bool(set(tables) & {"sota", "flops", "scaling"})
-    count_params = bool(set(tables) & {"params", "scaling"})
+    count_flops, count_params = needs(tables, "flops"), needs(tables, "params")
     if preset.scale == "paper":
         estimate = paper_estimate(preset, experiments)
         if not yes:
@@ -533,9 +523,9 @@ def check_report_only(root: Path, preset: Preset, tables: list[str], experiments
     one line (a wrong --run-dir or --scale); some models without records are named in a warning."""
     found = [e for e in experiments if any((root / "exp" / e.name).glob("records/run.*.json"))]
     counts = []  # this scale's own count records, by their exact paths
-    if {"params", "scaling"} & set(tables):
+    if needs(tables, "params"):
         counts += [p for p in [ledger.record_path(root / "params", "run.params")] if p.is_file()]
-    if {"sota", "flops", "scaling"} & set(tables):
+    if needs(tables, "flops"):
         counts += [p for f, s in preset.flops_models()
                    if (p := ledger.record_path(flops_dir(root, f, s), "run.flops")).is_file()]
     if (experiments and not found) or not (found or counts):

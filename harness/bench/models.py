@@ -339,26 +339,37 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
 # ------------------------------------------------------------------------------------------------
 
 
-def gpu_report(device: str = "cuda", tiny: bool = False, command: str = "") -> str:
-    """(a) scan backend agreement, (b) Latte vs Matten step time and memory, (c) the mixer's cost; as Markdown."""
+GPU_PARTS = {
+    "agreement": "(a) scan backend agreement, max relative error (max|a-b| / max|b|), outputs and gradients",
+    "models": "(b) forward+backward step, bf16 autocast, same inputs, one run",
+    "mixer": "(c) the bidirectional Mamba's cost vs one Latte spatial+temporal attention pair, fwd+bwd, bf16",
+}
+
+
+def gpu_tables(device: str = "cuda", tiny: bool = False) -> dict[str, list[dict]]:
+    """The rows of GPU_PARTS' three tables: scan backend agreement, Latte vs Matten steps, the mixer's cost."""
+    shapes = ((2, 16, 64, 16, None), (1, 32, 96, 16, 2)) if tiny else AGREEMENT_SHAPES
+    out = {"agreement": scan_agreement(device, shapes=shapes)}
+    if tiny:
+        out["models"] = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
+        out["mixer"] = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2, compiled=False)
+    else:
+        out["models"] = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
+        out["mixer"] = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)
+    return out
+
+
+def gpu_report(device: str = "cuda", tiny: bool = False, command: str = "",
+               parts: dict[str, list[dict]] | None = None) -> str:
+    """:func:`gpu_tables` (or ``parts`` already measured) as Markdown, with the command, machine and date."""
     import datetime
 
+    parts = parts or gpu_tables(device, tiny)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"Command: `{command}`  \nMachine: {machine_description(device)}  \nDate: {date}\n"]
-    shapes = ((2, 16, 64, 16, None), (1, 32, 96, 16, 2)) if tiny else AGREEMENT_SHAPES
-    parts.append("(a) scan backend agreement, max relative error (max|a-b| / max|b|), outputs and gradients\n")
-    parts.append(markdown_table(scan_agreement(device, shapes=shapes)))
-    if tiny:
-        models_rows = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
-        mixer_rows = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2, compiled=False)
-    else:
-        models_rows = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
-        mixer_rows = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)
-    parts.append("\n(b) forward+backward step, bf16 autocast, same inputs, one run\n")
-    parts.append(markdown_table(models_rows))
-    parts.append("\n(c) the bidirectional Mamba's cost vs one Latte spatial+temporal attention pair, fwd+bwd, bf16\n")
-    parts.append(markdown_table(mixer_rows))
-    return "\n".join(parts)
+    text = [f"Command: `{command}`  \nMachine: {machine_description(device)}  \nDate: {date}\n"]
+    for key, title in GPU_PARTS.items():
+        text += [("\n" if key != "agreement" else "") + title + "\n", markdown_table(parts[key])]
+    return "\n".join(text)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ def bench_train(
     loop_workers: int = typer.Option(4, min=0, help="the loop's DataLoader workers (train's default)"),
     ckpt_every: int = typer.Option(1000, min=1, help="checkpoint cadence the loop's rate is amortised over"),
     json_out: Path = typer.Option(None, help="also write the full result as JSON here"),
+    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
+    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
     builder: str = typer.Option("models:build_model", hidden=True),
 ) -> None:
     """Pure training step (median ms, samples/s, memory, MFU) and the real `train` loop's samples/s, side by side."""
@@ -107,4 +109,23 @@ def bench_train(
         from harness.io import atomic_write_json
 
         atomic_write_json(json_out, res)
+    if record:
+        from rich.markup import escape
+
+        from harness.bench.record import NO_TARGET, write_record
+
+        verdict = NO_TARGET
+        if loop:
+            met = [m["model"] for m in res["models"] if m["loop_over_pure"] >= res["loop_target"]]
+            missed = [m["model"] for m in res["models"] if m["model"] not in met]
+            verdict = (f"target: the train loop at >= {res['loop_target']} of the pure step's samples/s: "
+                       + (f"met by {', '.join(met)}" if met else "met by none")
+                       + (f"; missed by {', '.join(missed)}" if missed else ""))
+        from dataclasses import asdict
+
+        options = {"models": fams, **asdict(shape), **{k: v for k, v in asdict(opts).items() if k != "builder"}}
+        path = write_record("train", device, options, res["models"], verdict=verdict, command=res["command"],
+                            details={k: v for k, v in res.items() if k not in ("models", "command")},
+                            record_dir=record_dir)
+        console.print(f"record: {escape(str(path))}")
     print(json.dumps(res))

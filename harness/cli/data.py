@@ -131,6 +131,8 @@ def bench_data(
     size: int = typer.Option(256, help="clip size (short side resize + center crop)"),
     workdir: Path | None = typer.Option(None, help="where to write the videos (default: a temporary folder)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write every run's numbers here"),
+    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
+    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
 ) -> None:
     """Clips/s of our loader (decord, only the needed frames) against decode-whole-video-then-slice (Latte's path)."""
     from harness.bench.data import run_data_bench, verdict
@@ -164,3 +166,10 @@ def bench_data(
                 "torch": torch.__version__, "load_average_end": os.getloadavg()[0], "verdict": summary}
         Path(json_out).write_text(json.dumps({**meta, "rows": rows}, indent=1))
         console.print(f"wrote {escape(str(json_out))}")
+    if record:
+        from harness.bench.record import write_record
+
+        options = dict(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size)
+        path = write_record("data", "cpu", options, rows, verdict=summary, record_dir=record_dir,
+                            details={"cpus_usable": cpus, "load_average_end": os.getloadavg()[0]})
+        console.print(f"record: {escape(str(path))}")

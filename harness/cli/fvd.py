@@ -54,6 +54,8 @@ def bench_fvd(
     threads: int = typer.Option(None, min=1, help="CPU: torch threads (default: torch's)."),
     compile: bool = typer.Option(False, help="torch.compile the detector (CPU: inductor with freezing)."),
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
+    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
+    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
 ):
     """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
     from harness.bench import fvd as bench
@@ -95,4 +97,12 @@ def bench_fvd(
         from harness.io import atomic_write_json
 
         atomic_write_json(json_out, res)
+    if record:
+        from harness.bench.record import write_record
+
+        rows = res["rows"] if "rows" in res else [{k: v for k, v in res.items() if not isinstance(v, (list, dict))}]
+        path = write_record("fvd", str(dev), {"num": num, "batch_size": batch_size, "runs": runs, "threads": threads,
+                                              "compile": compile}, rows,
+                            details={k: v for k, v in res.items() if k != "rows"}, record_dir=record_dir)
+        console.print(f"record: {escape(str(path))}")
     print(json.dumps(res))

@@ -141,16 +141,17 @@ def test_agreement_benchmark_table_on_cpu():
     assert table[0].startswith("| compare |") and len(table) == 2 + len(rows)
 
 
-def test_scan_benchmark_command_small():
+def test_scan_benchmark_command_small(tmp_path):
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     args = ["bench", "scan", "--compare", "16", "--torch-only", "32", "--d-inner", "8", "--d-state", "4",
-            "--repeats", "1", "--reference-repeats", "1"]
+            "--repeats", "1", "--reference-repeats", "1", "--record-dir", str(tmp_path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 4  # header; reference and torch at L=16; torch fwd and fwd+bwd at L=32
     assert "| 32 | torch | fwd+bwd |" in result.stdout
     assert "Command: `matten-bench" in result.stdout and "Machine:" in result.stdout
+    assert len(list(tmp_path.glob("*-scan-cpu.json"))) == 1  # its record, where --record-dir said

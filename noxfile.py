@@ -4,7 +4,7 @@
     nox -s lint        ruff
     nox -s reproduce   the whole pipeline at smoke scale on CPU, ending in a Markdown report (runs/smoke-report)
                        and its numbers compared with the committed results/smoke
-    nox -s bench       the benchmark commands (results go into results/benchmarks.md by hand, with the device)
+    nox -s bench       the CPU benchmark commands; each writes a record to results/bench/, then bench report
     nox -s i3d-reference  the reference Flax I3D (jax 0.4.13) -> tests/fixtures/i3d_parity/ (run once, committed)
 """
 
@@ -64,6 +64,7 @@ def bench(session: nox.Session) -> None:
     session.run("matten-bench", "bench", "data")
     session.run("matten-bench", "bench", "scan")  # the reference loop alone takes minutes at L=1024
     session.run("matten-bench", "bench", "fvd", "--device", "cpu", "--num", "8", "--batch-size", "2")
+    session.run("matten-bench", "bench", "report")  # results/benchmarks.md from the records
 
 
 @nox.session(name="i3d-reference")

@@ -75,6 +75,18 @@ def tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool = True) -> Iterator[None]:
+    """cuDNN's autotuner (``torch.backends.cudnn.benchmark``) on inside the block, the process's flag as it was
+    afterwards: a benchmark times the fastest convolution algorithms without changing what runs after it."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
 def synchronize(device: str | torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU): call before reading a host clock."""
     device = torch.device(device)

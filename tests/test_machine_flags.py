@@ -50,3 +50,25 @@ def test_the_fvd_extractor_sets_the_flags_for_its_pass_only(flags):
     extractor.device = torch.device("cuda")
     logits = extractor.logits(torch.full((2, 16, 32, 32, 3), 128, dtype=torch.uint8))
     assert logits.shape == (2, 400) and seen == [(False, False)] and state() == (True, True)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_cudnn_benchmark_is_set_for_its_block_only(before):
+    """bench fvd times with cuDNN's autotuner on and leaves the process's flag as it was (it used to keep it on)."""
+    from unittest import mock
+
+    from harness.bench import fvd as bench_fvd
+    from harness.machine import cudnn_benchmark
+
+    old = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = before
+        with cudnn_benchmark(True):
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is before
+        seen = []
+        with mock.patch.object(bench_fvd, "_bench_cuda", lambda *a: seen.append(torch.backends.cudnn.benchmark)):
+            bench_fvd.bench_cuda(num=1, batch_size=1, runs=1)
+        assert seen == [True] and torch.backends.cudnn.benchmark is before
+    finally:
+        torch.backends.cudnn.benchmark = old

@@ -243,8 +243,8 @@ def verdicts(preset, experiments, exps: dict[str, dict]) -> tuple[list, int | No
     gap = seed_gap(fvd("v3"), fvd("seed1"))
     # models are named in verdicts by their report labels ("Matten-S v4"), not by these keys
     label = {k: tables.model_label(exps[e.name] if e.name in exps else asdict(e)) for k, e in key.items() if e}
-    label.setdefault("large", f"Matten-{preset.sizes[-1].upper()}")
-    label.setdefault("small", f"Matten-{preset.sizes[0].upper()}")
+    label.setdefault("large", ModelSpec("matten", preset.sizes[-1]).size_label)
+    label.setdefault("small", ModelSpec("matten", preset.sizes[0]).size_label)
     claims = [
         Claim("variant 3 (attention + global Mamba) is the best of the four", "Fig. 8a", "v3", ("v1", "v2", "v4")),
         Claim("M-AdaN beats condition tokens", "Fig. 8b", "v3", ("tokens",)),

@@ -118,7 +118,7 @@ def scaling_section(ctx: ReportContext, spec: PaperTable) -> dict:
         caption += (f" At {ctx.preset.scale} scale only Matten-{ctx.preset.main_size} is trained; S/B/L/XL appear "
                     "in the params and FLOPs tables.")
     return _curves_section(ctx, spec, caption, lambda chosen: tables.scaling_table(chosen, ctx.baselines),
-                           lambda e: f"Matten-{e['size'].upper()}")
+                           tables.size_label)
 
 
 def flops_section(ctx: ReportContext, spec: PaperTable) -> dict:

@@ -147,9 +147,16 @@ def curve_table(experiments: list[dict[str, Any]], label_of) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Model", "Params (M)", *[f"FVD @ {s}" for s in steps]])
 
 
+def size_label(e: dict[str, Any]) -> str:
+    """``Matten-S``: a collected experiment's family and size, as models.registry spells them."""
+    from models.registry import ModelSpec
+
+    return ModelSpec(e.get("family", "matten"), e["size"]).size_label
+
+
 def variant_label(e: dict[str, Any]) -> str:
     seed = f", seed {e['seed']}" if e.get("seed") else ""
-    return f"Matten-{e['size'].upper()} variant {VARIANT_NAMES[e.get('variant', 3)]}{seed}"
+    return f"{size_label(e)} variant {VARIANT_NAMES[e.get('variant', 3)]}{seed}"
 
 
 def variants_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
@@ -163,9 +170,8 @@ def variants_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
 def conditioning_table(experiments: list[dict[str, Any]]) -> pd.DataFrame:
     """Paper Fig. 8b: M-AdaN against condition tokens."""
     chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: e.get("conditioning") != "madan")
-    return curve_table(
-        chosen, lambda e: f"Matten-{e['size'].upper()} {CONDITIONING_NAMES.get(e['conditioning'], e['conditioning'])}"
-    )
+    name = CONDITIONING_NAMES.get
+    return curve_table(chosen, lambda e: f"{size_label(e)} {name(e['conditioning'], e['conditioning'])}")
 
 
 SIZE_ORDER = {"tiny": 0, "s": 1, "b": 2, "l": 3, "xl": 4}
@@ -184,7 +190,7 @@ def matten_sizes(baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def scaling_table(experiments: list[dict[str, Any]], baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Paper Fig. 9: S, B, L, XL — the paper's parameter count beside ours, GFLOPs and FVD by training step."""
     chosen = sorted((e for e in experiments if e["family"] == "matten"), key=lambda e: SIZE_ORDER.get(e["size"], 9))
-    table = curve_table(chosen, lambda e: f"Matten-{e['size'].upper()}")
+    table = curve_table(chosen, size_label)
     sizes = matten_sizes(baselines)
     by_size = {s.lower(): i for i, s in enumerate(sizes["size"])}
     paper = [cell_text(sizes, by_size[e["size"]], "params_m") if e["size"] in by_size else MISSING for e in chosen]

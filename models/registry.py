@@ -109,9 +109,14 @@ class ModelSpec:
         tail = f"-v{self.variant}-{self.conditioning}" if self.family == "matten" else ""
         return f"{self.family}-{self.size}{tail}"
 
+    @property
+    def size_label(self) -> str:
+        """``Matten-S``, ``Latte-XL``: family and size alone (the scaling figure's curves, the tables' rows)."""
+        return f"{self.family.capitalize()}-{self.size.upper()}"
+
     def label(self, patch: int | None = None) -> str:
         """``Matten-XL v3`` (``Matten-XL/2 v3`` with a patch), ``Latte-XL``, ``Matten-S v3, condition tokens``."""
-        out = f"{self.family.capitalize()}-{self.size.upper()}" + (f"/{patch}" if patch else "")
+        out = self.size_label + (f"/{patch}" if patch else "")
         if self.family == "matten":
             out += f" v{self.variant}" + (", condition tokens" if self.conditioning == "tokens" else "")
         return out

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from models import build_model, list_models
 from models.errors import ModelConfigError
-from models.registry import MATTEN_DEPTH, count_params_meta, matched_depth
+from models.registry import MATTEN_DEPTH, ModelSpec, count_params_meta, matched_depth
 
 # Latte's public code (Vchitect/Latte models/latte.py) at 16×4×32×32, trainable (its sin-cos tables are frozen)
 LATTE_PUBLIC = {"s": 32_480_672, "b": 129_547_040, "l": 456_815_648, "xl": 673_681_568}
@@ -144,3 +144,12 @@ def test_model_spec_is_the_one_name():
     with pytest.raises(ModelConfigError, match="integer"):
         ModelSpec("matten", "s", True)
     assert ModelSpec("matten", "tiny", 2).build(patch=8, input_size=32, in_channels=3).variant == 2
+
+
+def test_size_labels_are_the_registrys():
+    """The scaling figure's curves and the tables' rows name a model by family and size through ModelSpec."""
+    from harness.tables import size_label
+
+    assert ModelSpec("matten", "s").size_label == "Matten-S" and ModelSpec("latte", "xl").size_label == "Latte-XL"
+    assert size_label({"family": "matten", "size": "b"}) == "Matten-B" == ModelSpec("matten", "b", 2).size_label
+    assert ModelSpec("matten", "xl").label(patch=2) == "Matten-XL/2 v3"  # the full label starts with it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 import traceback
@@ -45,40 +46,60 @@ class Task:
 
 @dataclass(frozen=True)
 class Failed:
-    """A task whose process did not end well: its exit code and the last line of its log (its error)."""
+    """A task whose process did not end well: its exit code and its error (the line its process wrote last as
+    its error, else the last line of its log)."""
 
     task: Task
     exitcode: int
+    error: str
 
     def describe(self) -> str:
-        return f"{self.task.name} (exit code {self.exitcode}: {last_line(self.task.log)}; log {self.task.log})"
+        return f"{self.task.name} (exit code {self.exitcode}: {self.error}; log {self.task.log})"
 
 
 def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) -> list[Failed]:
     """Run every task, up to ``jobs`` at a time, and wait for all of them; returns the failed ones.
 
-    ``threads``: torch's CPU threads in each process (default: the CPU count shared among the jobs).
+    ``threads``: torch's CPU threads in each process (default: this process's, so that CPU arithmetic, whose
+    results depend on the thread count, is the same as with ``jobs=1``; on a CPU, jobs then share the cores).
     A task that fails does not stop the others; the caller decides what to do with what finished
-    (:func:`raise_failed` makes one line of the failures). With ``jobs=1`` the tasks run here, in order,
-    and an exception stops the run as any stage's does. Raises ValueError for ``jobs < 1``."""
+    (:func:`raise_failed` makes one line of the failures). An interrupt or SIGTERM stops every task (their
+    stages resume next time), and a task stops by itself if this process is killed outright (SIGKILL). With
+    ``jobs=1`` the tasks run here, in order, and an exception stops the run as any stage's does.
+    Raises ValueError for ``jobs < 1``."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if jobs == 1:
         for task in tasks:
             task.fn(*task.args)
         return []
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    jobs = min(jobs, len(tasks))
     ctx = mp.get_context("spawn")
     waiting, running, failed = list(tasks), {}, []
     console.print(f"{len(tasks)} tasks, {jobs} at a time, each in its own process (its output in its log)")
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers belong to the main thread
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # a scheduler's SIGTERM
     try:
         with progress() as bar:
             bar_task = bar.add_task("tasks", total=len(tasks))
             while waiting or running:
                 while waiting and len(running) < jobs:
                     task = waiting.pop(0)
-                    task.log.parent.mkdir(parents=True, exist_ok=True)
-                    proc = ctx.Process(target=_child, args=(task.fn, task.args, str(task.log), threads),
+                    try:
+                        task.log.parent.mkdir(parents=True, exist_ok=True)
+                        _error_file(task).unlink(missing_ok=True)
+                    except OSError as e:  # e.g. a file where its folder should be: this task fails, not the run
+                        failed.append(Failed(task, 2, f"cannot write its log {task.log}: {e.strerror or e}"))
+                        console.print(f"[red]failed[/red]  {escape(task.name)}: {escape(failed[-1].error)}",
+                                      highlight=False, soft_wrap=True)
+                        bar.update(bar_task, advance=1)
+                        continue
+                    proc = ctx.Process(target=_child, args=(task.fn, task.args, str(task.log), threads, os.getpid()),
                                        name=task.name)
                     proc.start()
                     running[task.name] = (task, proc, time.time())
@@ -93,11 +114,14 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
                     if proc.exitcode == 0:
                         console.print(f"done    {escape(name)} in {took:.0f} s", highlight=False)
                     else:
-                        failed.append(Failed(task, proc.exitcode))
+                        failed.append(Failed(task, proc.exitcode, task_error(task)))
                         console.print(f"[red]failed[/red]  {escape(name)} after {took:.0f} s (exit code "
-                                      f"{proc.exitcode}): {escape(last_line(task.log))}", highlight=False)
+                                      f"{proc.exitcode}): {escape(failed[-1].error)}", highlight=False,
+                                      soft_wrap=True)
                 time.sleep(0.2)
     finally:  # an interrupted run stops its tasks too (each stage resumes from its ledger next time)
+        if main:
+            signal.signal(signal.SIGTERM, previous_term)
         for _, proc, _ in running.values():
             proc.terminate()
         for _, proc, _ in running.values():
@@ -105,10 +129,26 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
     return failed
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def raise_failed(failed: Sequence[Failed], total: int, after: str = "") -> None:
     """One ``UserError`` naming each failed task, its exit code and its error (nothing when none failed)."""
     if failed:
         raise UserError(f"{len(failed)} of {total} tasks failed: " + "; ".join(f.describe() for f in failed) + after)
+
+
+def _error_file(task: Task) -> Path:
+    return task.log.with_name(task.log.name + ".error")
+
+
+def task_error(task: Task) -> str:
+    """The error a failed task's process wrote (its one line), else the last line of its log."""
+    try:
+        return _error_file(task).read_text().strip() or last_line(task.log)
+    except OSError:
+        return last_line(task.log)
 
 
 def last_line(log: Path) -> str:
@@ -120,8 +160,33 @@ def last_line(log: Path) -> str:
     return lines[-1] if lines else "the log is empty"
 
 
-def _child(fn: Callable[..., Any], args: tuple[Any, ...], log: str, threads: int) -> None:
-    """In the task's process: output (also of C libraries and DataLoader workers) to the log, then ``fn``."""
+def _die_with_parent(parent: int) -> None:
+    """Stop this task when the process that started it is gone, also after a SIGKILL (which runs no cleanup):
+    Linux's parent-death signal, else a thread that checks once a second."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # it died before the call
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child(fn: Callable[..., Any], args: tuple[Any, ...], log: str, threads: int, parent: int) -> None:
+    """In the task's process: output (also of C libraries and DataLoader workers) to the log, then ``fn``; on
+    failure its error as one line in ``<log>.error`` too (the log may end with other output)."""
+    _die_with_parent(parent)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -132,11 +197,15 @@ def _child(fn: Callable[..., Any], args: tuple[Any, ...], log: str, threads: int
     try:
         fn(*args)
     except UserError as e:  # a user-facing error: one line, as the CLI prints it
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except BaseException:
+        _fail(log, f"error: {e}", 2)
+    except BaseException as e:
         traceback.print_exc()
-        sys.stderr.flush()
-        sys.exit(1)
+        _fail(log, f"{type(e).__name__}: {e}", 1)
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _fail(log: str, line: str, code: int) -> None:
+    print(line, file=sys.stderr, flush=True)
+    Path(log + ".error").write_text(line + "\n")
+    sys.exit(code)

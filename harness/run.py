@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness import ledger
 from harness.config import FVDConfig, SampleConfig, TrainConfig
 from harness.console import console
@@ -469,6 +471,9 @@ def run(
             return build_report(root, report_dir, preset, tables, experiments,
                                 command=f"{command} --run-dir {run_dir or root} --report-only")
     check_inputs(preset, experiments, data)
+    clashes = [str(root / "exp" / e.name) for e in experiments if (root / "exp" / e.name).is_file()]
+    if clashes:
+        raise UserError(f"{', '.join(clashes)}: a file where an experiment's folder goes; move it away")
 
     count_flops, count_params = needs(tables, "flops"), needs(tables, "params")
     if preset.scale == "paper":
@@ -495,7 +500,7 @@ def run(
         train_data = dict(prepared)
         if preset.latent_cache and preset.train.vae != "identity":
             train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
-        from harness.jobs import Task, raise_failed, run_jobs
+        from harness.jobs import Task, run_jobs
 
         # the trainings and their samples, preset.jobs experiments at a time; then every FVD here, one I3D for all.
         # A failed experiment (with jobs > 1) does not cost the others their FVDs nor the report: its rows are '–'
@@ -503,18 +508,34 @@ def run(
         failed = run_jobs([Task(exp.name, train_and_sample, (preset, exp, train_data[exp.dataset],
                                                              root / "exp" / exp.name),
                                 root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
-        finished = [e for e in experiments if e.name not in {f.task.name for f in failed}]
-        for exp in finished:
+        # every point that was sampled gets its FVD, also of an experiment that failed later on; an FVD that
+        # fails (one line) is named with the failures and costs no other point
+        fvd_errors = []
+        for exp in experiments:
             for s in preset.eval_steps:
-                stage_fvd(preset, exp, prepared[exp.dataset], root / "exp" / exp.name, s)
+                try:
+                    sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
+                    if not sampled or sampled.get("status") != "complete":
+                        continue
+                    stage_fvd(preset, exp, prepared[exp.dataset], root / "exp" / exp.name, s)
+                except UserError as e:
+                    fvd_errors.append(f"FVD {exp.name} @ {s}: {e}")
+                    console.print(f"[red]failed[/red]  FVD {escape(exp.name)} @ {s}: {escape(str(e))}",
+                                  soft_wrap=True, highlight=False)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
         from harness.collect import build_report
 
         report = build_report(root, report_dir, preset, tables, experiments, command=command,
                               wall_seconds=time.time() - t0)
-        raise_failed(failed, len(experiments), after=f"; the report ({report}) has the others; a rerun of the "
-                     "same command resumes the failed ones and reuses everything else")
+        if failed or fvd_errors:
+            some = len(failed) < len(experiments) or fvd_errors
+            after = (f"; the report ({report}) has {'every point that was measured' if some else 'no trained model'}"
+                     "; a rerun of the same command resumes what failed and reuses everything else")
+            parts = [f"{len(failed)} of {len(experiments)} experiments failed: "
+                     + "; ".join(f.describe() for f in failed)] if failed else []
+            parts += [f"{len(fvd_errors)} FVD(s) failed: " + "; ".join(fvd_errors)] if fvd_errors else []
+            raise UserError(". ".join(parts) + after)
         return report
 
 

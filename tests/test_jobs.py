@@ -9,7 +9,20 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.jobs import Task, last_line, raise_failed, run_jobs
+from harness.jobs import Task, last_line, raise_failed, run_jobs, task_error
+
+
+def write_threads(out: str) -> None:
+    import torch
+
+    Path(out).write_text(str(torch.get_num_threads()))
+
+
+def sleep_forever(out: str) -> None:
+    Path(out).write_text(str(os.getpid()))
+    import time
+
+    time.sleep(600)
 
 
 def write_pid(out: str, text: str) -> None:
@@ -64,3 +77,60 @@ def test_one_job_runs_the_tasks_here_in_order(tmp_path):
     assert seen == [0, 1, 2] and not (tmp_path / "unused.log").exists()
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         run_jobs([], jobs=0)
+
+
+def test_each_task_gets_this_process_torch_threads(tmp_path):
+    """CPU arithmetic depends on torch's thread count: each job gets this process's, so jobs > 1 computes the same
+    numbers as jobs = 1 (a new user found a 7e-7 difference in an FVD when each job got cores / jobs)."""
+    import torch
+
+    tasks = [Task(f"t{k}", write_threads, (str(tmp_path / f"n{k}"),), tmp_path / f"t{k}.log") for k in range(2)]
+    assert run_jobs(tasks, jobs=5) == []  # more jobs than tasks: two processes
+    assert [int((tmp_path / f"n{k}").read_text()) for k in range(2)] == [torch.get_num_threads()] * 2
+
+
+def test_the_error_is_the_tasks_own_line_and_a_task_that_cannot_log_fails_alone(tmp_path):
+    (tmp_path / "clash").write_text("a file where the task's folder goes")
+    tasks = [Task("bad", fail, ("user",), tmp_path / "a.log"),
+             Task("clash", fail, ("user",), tmp_path / "clash" / "x.log"),
+             Task("good", write_pid, (str(tmp_path / "good"), "ok"), tmp_path / "c.log")]
+    failed = {f.task.name: f for f in run_jobs(tasks, jobs=2, threads=1)}
+    assert failed["bad"].error == "error: the data folder is missing"
+    with open(tmp_path / "a.log", "a") as f:  # later output in the log (e.g. another process) does not change it
+        f.write("run    sample something @ 5\n")
+    assert task_error(tasks[0]) == "error: the data folder is missing"
+    assert failed["clash"].error.startswith("cannot write its log ") and (tmp_path / "good").exists()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_tasks_stop_when_the_process_that_started_them_is_killed(tmp_path, how):
+    """A scheduler's SIGTERM runs the clean-up that stops the tasks; after a SIGKILL (no clean-up) each task stops
+    by itself: no task keeps a GPU or a folder after its run is gone."""
+    import signal
+    import subprocess
+    import time
+
+    task = f"Task('s', test_jobs.sleep_forever, ({str(tmp_path / 'pid')!r},), Path({str(tmp_path / 's.log')!r}))"
+    code = (f"import sys; sys.path[:0] = {sys.path!r}\n"
+            "from pathlib import Path\nfrom harness.jobs import Task, run_jobs\nimport test_jobs\n"
+            f"run_jobs([{task}], jobs=2, threads=1)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent)
+    deadline = time.time() + 60
+    while not (tmp_path / "pid").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child = int((tmp_path / "pid").read_text())
+    os.kill(parent.pid, getattr(signal, how))
+    parent.wait(timeout=30)
+    deadline = time.time() + 15
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaps counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -40,6 +40,7 @@ class Stages:
         self.kill_train_once = False
         self.offsets: dict[str, float] = {}  # experiment name -> added to its FVDs
         self.slope = 1.0  # FVD = 100 - slope x step (+ offset): with 1 the intervals of steps 0 and 4 overlap
+        self.fvd_fails_for = None  # an experiment whose FVDs fail (one line)
 
     def count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -84,6 +85,8 @@ class Stages:
 
         def compute_fvd(cfg):
             self.count("fvd")
+            if Path(cfg.fake).parent.name == self.fvd_fails_for:
+                raise UserError(f"unreadable sample shard {cfg.fake}/clips/clips-00000.npy")
             fake, num = Path(cfg.fake), cfg.num
             step = int(fake.name.split("-")[1])
             value = 100.0 - self.slope * step + self.offsets.get(fake.parent.name, 0.0)
@@ -391,3 +394,30 @@ def test_a_model_stopped_at_step_0_does_not_pull_every_verdict_to_step_0(tmp_pat
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "not measured" not in rows["variant 3 (attention + global Mamba) is the best of the four"]
     assert "no FVD for Latte-TINY" in rows["Matten beats Latte"]
+
+
+def test_a_failed_fvd_costs_no_other_point_nor_the_report(tmp_path, stages):
+    """An FVD that fails (one line, e.g. a damaged sample shard) is named at the end; every other point is measured
+    and the report is written with it as '–'; a rerun measures only what failed."""
+    bad = Experiment("matten", "tiny", "synthetic", variant=2).name
+    stages.fvd_fails_for = bad
+    with pytest.raises(UserError) as e:
+        do_run(tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f"2 FVD(s) failed: FVD {bad} @ 2: unreadable sample shard ")
+    assert "the report" in msg and "has every point that was measured" in msg
+    text = (tmp_path / "results" / "REPORT.md").read_text()
+    assert f"records/{Experiment('matten', 'tiny', 'synthetic', variant=4).name}/fvd-0000004.json" in text
+    assert f"records/{bad}/fvd-" not in text  # its params link stays; its FVDs are '–'
+    stages.fvd_fails_for, stages.calls = None, {}
+    do_run(tmp_path)
+    assert stages.calls == {"fvd": 2}  # only the two that failed
+
+
+def test_a_file_where_an_experiment_folder_goes_is_one_line(tmp_path, stages):
+    exp = tmp_path / "run" / "exp" / Experiment("matten", "tiny", "synthetic", variant=1).name
+    exp.parent.mkdir(parents=True)
+    exp.write_text("x")
+    with pytest.raises(UserError, match="a file where an experiment's folder goes"):
+        do_run(tmp_path)
+    assert "train" not in stages.calls

@@ -95,8 +95,8 @@ def test_a_failed_experiment_leaves_the_others_measured_and_reported(tmp_path, i
         with pytest.raises(UserError) as e:
             run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY, jobs=2)
     msg = str(e.value)
-    assert msg.startswith(f"1 of 2 tasks failed: {tokens} (exit code 2: error: ") and "another job" in msg
-    assert "a rerun of the same command resumes the failed ones" in msg
+    assert msg.startswith(f"1 of 2 experiments failed: {tokens} (exit code 2: error: ") and "another job" in msg
+    assert "a rerun of the same command resumes what failed" in msg
     for step in (0, 1, 2):
         assert ledger.read_record(tmp_path / "run" / "exp" / madan, f"run.fvd-{step:07d}")["status"] == "complete"
     text = (results / "REPORT.md").read_text()

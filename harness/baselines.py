@@ -117,19 +117,23 @@ def cell_text(df: pd.DataFrame, index: int, col: str) -> str:
     return "–" if isinstance(value, float) and math.isnan(value) else str(value)
 
 
-# The paper's Table prints GFLOPs for its XL/2 models and for LVDM: baselines/gflops.csv's method -> our model key.
-GFLOPS_MODELS = {"Matten": "matten-xl", "Latte": "latte-xl", "LVDM": "lvdm"}
+# The paper's Table prints GFLOPs for its XL/2 models (our public names) and for LVDM (not one of ours).
+GFLOPS_MODELS = {"Matten": "matten-xl", "Latte": "latte-xl", "LVDM": None}
 
 
 def paper_gflops_table(table: pd.DataFrame | None = None) -> dict[str, float]:
-    """The paper's printed GFLOPs by model key (``matten-xl``, ``latte-xl``, ``lvdm``), from ``baselines/gflops.csv``
-    (its unit column says what each number counts). Raises UserError for a method the file has and we cannot place."""
+    """The paper's printed GFLOPs of our models by their registry key (``matten-xl-v3-madan``, ``latte-xl``), from
+    ``baselines/gflops.csv`` (its unit column says what each number counts). Raises UserError for a method the
+    file has and this table does not place."""
+    from models.registry import ModelSpec
+
     table = load_baseline(BASELINES_DIR / "gflops.csv") if table is None else table
     unknown = sorted(set(table["method"]) - set(GFLOPS_MODELS))
     if unknown:
         raise UserError(f"baselines/gflops.csv: method(s) {', '.join(unknown)} map to no model "
                         f"(known: {', '.join(GFLOPS_MODELS)})")
-    return {GFLOPS_MODELS[m]: float(g) for m, g in zip(table["method"], table["gflops"], strict=True) if g == g}
+    return {ModelSpec.parse(GFLOPS_MODELS[m]).key: float(g)
+            for m, g in zip(table["method"], table["gflops"], strict=True) if GFLOPS_MODELS[m] and g == g}
 
 
 def paper_params(

@@ -114,7 +114,7 @@ def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict
 
     A FLOPs entry: ``{"model", "family", "size", "link", "records": [count_flops records]}``.
     """
-    from harness.run import flops_dir
+    from harness.run import flops_dir, flops_model
 
     by_model: dict = {}
     entries, params_rows = [], []
@@ -126,7 +126,8 @@ def collect_flops(root: Path, report_dir: Path, preset) -> tuple[dict, list[dict
         counts: list[dict] = []
         link = None
         if rec and rec.get("status") == "complete":
-            link = publish_record(ledger.record_path(run_dir, "run.flops"), report_dir, f"flops/{family}-{size}", root)
+            link = publish_record(ledger.record_path(run_dir, "run.flops"), report_dir,
+                                  f"flops/{flops_model(family, size)}", root)
             counts = [c for c in rec["outputs"].values() if isinstance(c, dict) and "fma" in c]
             fv = next((c for c in counts if c.get("protocol") == "fvcore"), None)
             if fv is not None:
@@ -304,11 +305,12 @@ def flops_table(entries: list[dict]) -> tuple[Any, str]:
 
     measured = [r for e in entries for r in e["records"]]
     df = helper_table(measured) if measured else pd.DataFrame()
-    by_model = {row["model"]: row for row in df.to_dict("records")} if not df.empty else {}
+    # the count records name their model (matten-xl-v3); parsed by the registry, so any spelling it reads matches
+    by_model = {ModelSpec.parse(row["model"]).key: row for row in df.to_dict("records")} if not df.empty else {}
     columns = list(df.columns) if not df.empty else ["model", "params (M)", "paper GFLOPs (as printed)"]
     rows, paper_gflops = [], paper_gflops_table()
     for e in entries:
-        key = f"{e['family']}-{e['size']}"
+        key = ModelSpec(e["family"], e["size"]).key
         row = by_model.get(key)
         out = {"model": e["model"]}
         for col in columns[1:]:

@@ -399,7 +399,7 @@ def paper_gflops(model_name: str, variant: int = 3) -> float | None:
         return None
     from harness.baselines import paper_gflops_table  # the paper's Table, from baselines/gflops.csv
 
-    return paper_gflops_table().get(f"{spec.family}-{spec.size}")
+    return paper_gflops_table().get(spec.key)
 
 
 def latent_size(pixel_size: int) -> int:
@@ -611,7 +611,8 @@ def flops_report(records: list[dict[str, Any]], command: str) -> str:
     from harness.machine import machine_description
 
     printed = paper_gflops_table()  # the paper's GFLOPs as printed (baselines/gflops.csv)
-    m_printed, l_printed = f"{printed['matten-xl']:.0f}", f"{printed['latte-xl']:.0f}"
+    matten_xl, latte_xl = printed["matten-xl-v3-madan"], printed["latte-xl"]
+    m_printed, l_printed = f"{matten_xl:.0f}", f"{latte_xl:.0f}"
     by = {(r["model"], r["protocol"]): r for r in records}
     latte_paper, matten_paper = by[("latte-xl", "paper")]["fma"] / 1e9, by[("matten-xl", "paper")]["fma"] / 1e9
     matten_fv = by[("matten-xl", "fvcore")]
@@ -628,7 +629,7 @@ def flops_report(records: list[dict[str, Any]], command: str) -> str:
         flops_table_markdown(records),
         "## What this shows", "",
         f"- **Latte: the paper's {l_printed} is reproduced**: {latte_paper:,.3f} G by Latte's procedure (thop MACs, "
-        f"batch 3), {100 * (latte_paper / printed['latte-xl'] - 1):+.2f} % from the printed number; per clip "
+        f"batch 3), {100 * (latte_paper / latte_xl - 1):+.2f} % from the printed number; per clip "
         f"{latte_paper / 3:,.1f} G MACs "
         f"against fvcore's {per_clip['latte-xl']:,.2f} GFMA (the difference: the attention products thop does not "
         "see, and norms counted differently).",
@@ -639,7 +640,7 @@ def flops_report(records: list[dict[str, Any]], command: str) -> str:
         "paper does not say how it was counted, and we do not claim to reproduce it.",
         f"- **Per clip, honestly (fvcore):** Matten-XL/2 costs {per_clip['matten-xl']:,.2f} GFMA "
         f"({2 * per_clip['matten-xl'] / 1e3:,.2f} TFLOP), {per_clip['matten-xl'] / per_clip['latte-xl']:.2f}× "
-        f"Latte-XL/2's {per_clip['latte-xl']:,.2f}, not the {printed['matten-xl'] / printed['latte-xl']:.2f}× that "
+        f"Latte-XL/2's {per_clip['latte-xl']:,.2f}, not the {matten_xl / latte_xl:.2f}× that "
         f"{m_printed}/{l_printed} suggests; the selective scan is "
         f"{scan:,.2f} GFMA of it ({100 * scan / per_clip['matten-xl']:.1f} %).", "",
         "## Why the paper's procedure moves with the code", "", THOP_SEES, "",

@@ -395,22 +395,31 @@ def stage_params(root: Path) -> dict[str, Any]:
 FLOPS_PROTOCOLS = ("fvcore", "paper")
 
 
+def flops_model(family: str, size: str) -> str:
+    """The public name of the model the FLOP stage counts (variant 3 with M-AdaN, or Latte): ``matten-xl-v3``."""
+    from models.registry import ModelSpec
+
+    return ModelSpec(family, size).name
+
+
 def flops_dir(root: Path, family: str, size: str) -> Path:
-    """Where the FLOP stage keeps one model's counts (variant 3, M-AdaN): ``<run>/flops/<family>-<size>``."""
-    return root / "flops" / f"{family}-{size}"
+    """Where the FLOP stage keeps one model's counts: ``<run>/flops/<its name>`` (``flops/matten-xl-v3``; before
+    2026-11-30 ``flops/matten-xl``: such a folder is not read, its counts are made again)."""
+    return root / "flops" / flops_model(family, size)
 
 
 def stage_flops(root: Path, preset: Preset, family: str, size: str) -> dict[str, Any]:
     """Both FLOP counts of one model at the paper's input (16x4x32x32 latents): fvcore per clip, thop batch 3."""
     out = flops_dir(root, family, size)
-    config = {"model": f"{family}-{size}", "variant": 3, "frames": 16, "size": 256, "protocols": FLOPS_PROTOCOLS}
+    name = flops_model(family, size)
+    config = {"model": name, "variant": 3, "frames": 16, "size": 256, "protocols": FLOPS_PROTOCOLS}
 
     def fn():
         from harness.flops import count_flops
 
-        return {p: dict(count_flops(f"{family}-{size}", protocol=p, frames=16, size=256)) for p in FLOPS_PROTOCOLS}
+        return {p: dict(count_flops(name, protocol=p, frames=16, size=256)) for p in FLOPS_PROTOCOLS}
 
-    return recorded_stage(out, "flops", config, fn, label=f"FLOPs {family}-{size}")
+    return recorded_stage(out, "flops", config, fn, label=f"FLOPs {name}")
 
 
 # ----------------------------------------------------------------------------- the command
@@ -599,7 +608,7 @@ def paper_estimate(preset: Preset, experiments: list[Experiment]) -> str:
     """
     from harness.flops import count_flops
 
-    record = dict(count_flops(f"matten-{preset.main_size}", protocol="fvcore"))
+    record = dict(count_flops(flops_model("matten", preset.main_size), protocol="fvcore"))
     gfma = record["fma"] / record["batch"] / 1e9 if record.get("fma") else None
     if not gfma:
         return (f"A paper-scale run trains {len(experiments)} models for {preset.train_steps} steps each; its "

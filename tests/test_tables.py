@@ -45,7 +45,7 @@ def make_records(root: Path) -> None:
         {"name": "Latte-S/2", "family": "latte", "variant": None, "size": "s", "blocks": "6 x (S, T)",
          "params": 32.48e6},
     ]})
-    for model, params, gfma, gmac in (("matten-xl", 854.1e6, 1234.5, 3999.0), ("latte-xl", 673.7e6, 1894.0, 5572.7)):
+    for model, params, gfma, gmac in (("matten-xl-v3", 854.1e6, 1234.5, 3999.0), ("latte-xl", 673.7e6, 1894.0, 5572.7)):
         fake_stage(root / "flops" / model, "run.flops", {
             "fvcore": flops_record(model, "fvcore", params, gfma), "paper": flops_record(model, "paper", params, gmac),
         })
@@ -130,7 +130,7 @@ def test_report_from_fixture_records(tmp_path, monkeypatch):
     flops = md_rows((report_dir / "flops.md").read_text())
     assert flops["model"][:4] == ["params (M)", "paper GFLOPs (as printed)", "paper procedure: thop GMACs, batch 3",
                                   "fvcore GFMA / clip"]
-    xl = "records/flops/matten-xl.json"
+    xl = "records/flops/matten-xl-v3.json"
     assert flops["Matten-XL/2 v3"][:4] == [f"[854.1]({xl})", "4,008", f"[3,999.0]({xl})", f"[1,234.5]({xl})"]
     assert all(c == "–" or c.endswith(f"({xl})") for c in flops["Matten-XL/2 v3"][3:])  # every number linked
     assert flops["Latte-XL/2"][1] == "5,572"

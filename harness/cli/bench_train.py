@@ -129,3 +129,59 @@ def bench_train(
                             record_dir=record_dir)
         console.print(f"record: {escape(str(path))}")
     print(json.dumps(res))
+
+
+@bench_app.command("ddp")
+def bench_ddp(
+    models: str = typer.Option("matten,latte", help="comma-separated families"),
+    size: str = typer.Option("xl", help="model size (tiny for a CPU dry run)"),
+    batch: int = typer.Option(5, min=1, help="clips per step per process (Latte's local batch)"),
+    frames: int = typer.Option(16, min=1),
+    latent: int = typer.Option(32, min=1, help="latent height = width (a cache of random latents of this shape)"),
+    nproc: int = typer.Option(2, min=2, help="processes (GPUs) against one"),
+    steps: int = typer.Option(60, min=1, help="steps of each scaling run"),
+    log_every: int = typer.Option(10, min=1, help="logging interval (samples/s is per interval)"),
+    skip: int = typer.Option(2, min=0, help="intervals left out of the median (compile, warm-up)"),
+    device: str = typer.Option("cuda", help="cuda (NCCL) or cpu (gloo, a dry run)"),
+    precision: str = typer.Option("bf16", help="bf16 | fp32 (the equality check is always fp32)"),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="train's torch.compile"),
+    equality: bool = typer.Option(True, "--equality/--no-equality", help="one fp32 step: ranks vs one process"),
+    kill: bool = typer.Option(True, "--kill/--no-kill", help="a killed run resumed, against an uninterrupted one"),
+    kill_steps: int = typer.Option(200, min=2, help="length of the kill/resume runs"),
+    kill_after: int = typer.Option(120, min=1, help="kill one rank once this step is logged"),
+    kill_ckpt_every: int = typer.Option(50, min=1, help="checkpoint cadence of the kill/resume runs"),
+    workdir: Path = typer.Option(Path("runs/bench-ddp"), help="the cache and the runs"),
+    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
+    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+) -> None:
+    """Several GPUs under torchrun, as a user runs `train`: scaling 1 vs N, equality of one step, a killed rank."""
+    from dataclasses import asdict
+
+    from rich.markup import escape
+
+    from harness.bench import ddp
+
+    fams = [m.strip() for m in models.split(",") if m.strip()]
+    setup = ddp.Setup(size=size, batch=batch, frames=frames, latent=latent, device=device, precision=precision,
+                      compile=compile)
+    console.print(f"scaling: {', '.join(fams)}-{size} on 1 and {nproc} processes, {steps} steps each "
+                  f"(runs in {escape(str(workdir))})")
+    rows = [{"check": "scaling", **r} for r in ddp.scaling(fams, setup, workdir, nproc, steps, log_every, skip)]
+    if equality:
+        rows.append({"check": "equality", **ddp.equality(fams[0], setup, workdir, nproc)})
+    if kill:
+        rows.append({"check": "kill and resume", **ddp.kill_resume(fams[0], setup, workdir, nproc, kill_steps,
+                                                                    kill_after, kill_ckpt_every, log_every)})
+    for r in rows:
+        console.print("  " + ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                                       for k, v in r.items()), soft_wrap=True)
+    scaled = [r for r in rows if r["check"] == "scaling"]
+    verdict = (f"target: scaling efficiency >= {ddp.EFFICIENCY_TARGET}: "
+               + "; ".join(f"{r['model']} {r['efficiency']:.3f} ({'met' if r['met'] else 'missed'})" for r in scaled))
+    if record:
+        from harness.bench.record import write_record
+
+        path = write_record("ddp", device, {"models": fams, "nproc": nproc, "steps": steps, **asdict(setup)}, rows,
+                            verdict=verdict, record_dir=record_dir)
+        console.print(f"record: {escape(str(path))}")
+    console.print(verdict)

@@ -7,7 +7,7 @@ sample stages, every evaluation point in turn) in up to ``jobs`` processes; each
 log file of its own, and the terminal shows one progress bar of tasks done.
 
 Nothing changes in what a task computes: each stage is ledgered and keyed by its own inputs (data order,
-noise and timesteps by position, harness.train), so ``jobs=4`` writes the same numbers as ``jobs=1``
+noise and timesteps by position, harness.train), so ``jobs=2`` writes the same numbers as ``jobs=1``
 (tests/test_run_smoke.py). A killed job loses what a killed stage loses; the next run resumes every task.
 With ``jobs=1`` the tasks run one after the other in this process, their output on the terminal.
 
@@ -69,6 +69,11 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
     Raises ValueError for ``jobs < 1``."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be unique: {sorted({n for n in names if names.count(n) > 1})}")
+    if not tasks:
+        return []
     if jobs == 1:
         for task in tasks:
             task.fn(*task.args)
@@ -101,8 +106,8 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
                         continue
                     proc = ctx.Process(target=_child, args=(task.fn, task.args, str(task.log), threads, os.getpid()),
                                        name=task.name)
+                    running[task.name] = (task, proc, time.time())  # listed before it starts: an interrupt stops it
                     proc.start()
-                    running[task.name] = (task, proc, time.time())
                     console.print(f"start   {escape(task.name)} (log: {escape(str(task.log))})", highlight=False,
                                   soft_wrap=True)
                 for name, (task, proc, t0) in list(running.items()):
@@ -122,10 +127,14 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
     finally:  # an interrupted run stops its tasks too (each stage resumes from its ledger next time)
         if main:
             signal.signal(signal.SIGTERM, previous_term)
-        for _, proc, _ in running.values():
+        started = [proc for _, proc, _ in running.values() if proc.pid is not None]
+        for proc in started:
             proc.terminate()
-        for _, proc, _ in running.values():
-            proc.join()
+        for proc in started:
+            proc.join(timeout=30)
+            if proc.is_alive():  # e.g. stuck in a device call: SIGKILL (its stages resume from their ledgers)
+                proc.kill()
+                proc.join()
     return failed
 
 
@@ -144,9 +153,9 @@ def _error_file(task: Task) -> Path:
 
 
 def task_error(task: Task) -> str:
-    """The error a failed task's process wrote (its one line), else the last line of its log."""
+    """The error a failed task's process wrote (one line), else the last line of its log."""
     try:
-        return _error_file(task).read_text().strip() or last_line(task.log)
+        return " ".join(_error_file(task).read_text().split()) or last_line(task.log)
     except OSError:
         return last_line(task.log)
 
@@ -193,14 +202,16 @@ def _child(fn: Callable[..., Any], args: tuple[Any, ...], log: str, threads: int
     os.close(fd)
     import torch
 
-    torch.set_num_threads(threads)  # the harness console sees a file now: plain lines, no live bars
+    torch.set_num_threads(threads)
+    console.no_color = True  # made before the dup2, maybe for a terminal: the log gets plain text (its bars: no
+    # live updates, as the console now writes to a file)
     try:
         fn(*args)
     except UserError as e:  # a user-facing error: one line, as the CLI prints it
         _fail(log, f"error: {e}", 2)
-    except BaseException as e:
+    except BaseException as e:  # its traceback in the log; its message, on one line, is the task's error
         traceback.print_exc()
-        _fail(log, f"{type(e).__name__}: {e}", 1)
+        _fail(log, " ".join(f"{type(e).__name__}: {e}".split()), 1)
     sys.stdout.flush()
     sys.stderr.flush()
 

@@ -115,8 +115,9 @@ def conditioning_section(ctx: ReportContext, spec: PaperTable) -> dict:
 def scaling_section(ctx: ReportContext, spec: PaperTable) -> dict:
     caption = "Parameter counts (paper beside ours) and FVD against training iterations."
     if not ctx.preset.train_scaling:
-        caption += (f" At {ctx.preset.scale} scale only Matten-{ctx.preset.main_size} is trained; S/B/L/XL appear "
-                    "in the params and FLOPs tables.")
+        main = tables.size_label({"family": "matten", "size": ctx.preset.main_size})
+        caption += (f" At {ctx.preset.scale} scale only {main} is trained; S/B/L/XL appear in the params and FLOPs "
+                    "tables.")
     return _curves_section(ctx, spec, caption, lambda chosen: tables.scaling_table(chosen, ctx.baselines),
                            tables.size_label)
 

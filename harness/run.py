@@ -511,26 +511,38 @@ def run(
             train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
         from harness.jobs import Task, run_jobs
 
-        # the trainings and their samples, preset.jobs experiments at a time; then every FVD here, one I3D for all.
-        # A failed experiment (with jobs > 1) does not cost the others their FVDs nor the report: its rows are '–'
-        # and the run ends with one line naming it (a rerun resumes it and reuses everything else).
-        failed = run_jobs([Task(exp.name, train_and_sample, (preset, exp, train_data[exp.dataset],
-                                                             root / "exp" / exp.name),
-                                root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
-        # every point that was sampled gets its FVD, also of an experiment that failed later on; an FVD that
-        # fails (one line) is named with the failures and costs no other point
-        fvd_errors = []
-        for exp in experiments:
-            for s in preset.eval_steps:
-                try:
-                    sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
-                    if not sampled or sampled.get("status") != "complete":
-                        continue
+        fvd_errors: list[str] = []
+
+        def measure(exp: Experiment, s: int) -> None:
+            """The FVD of a sampled point; one that fails (one line) is named at the end and costs no other."""
+            try:
+                sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
+                if sampled and sampled.get("status") == "complete":
                     stage_fvd(preset, exp, prepared[exp.dataset], root / "exp" / exp.name, s)
-                except UserError as e:
-                    fvd_errors.append(f"FVD {exp.name} @ {s}: {e}")
-                    console.print(f"[red]failed[/red]  FVD {escape(exp.name)} @ {s}: {escape(str(e))}",
-                                  soft_wrap=True, highlight=False)
+            except UserError as e:
+                fvd_errors.append(f"FVD {exp.name} @ {s}: {e}")
+                console.print(f"[red]failed[/red]  FVD {escape(exp.name)} @ {s}: {escape(str(e))}", soft_wrap=True,
+                              highlight=False)
+
+        failed = []
+        if preset.jobs == 1:  # one point after the other: trained, sampled and measured (a failure stops the run)
+            for exp in experiments:
+                for s in preset.eval_steps:
+                    stage_train(preset, exp, train_data[exp.dataset], root / "exp" / exp.name, s)
+                    stage_sample(preset, exp, root / "exp" / exp.name, s)
+                    measure(exp, s)
+        else:
+            # the trainings and their samples, preset.jobs experiments at a time, each job's memory not checked
+            # beforehand (the GPU is shared: a job that runs out fails alone, named at the end); then every sampled
+            # point's FVD here, one I3D for all, also of an experiment that failed later on. A failed experiment
+            # costs the others nothing: the report is written, and the run ends with one line naming it.
+            jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
+            failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
+                                                                 root / "exp" / exp.name),
+                                    root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
+            for exp in experiments:
+                for s in preset.eval_steps:
+                    measure(exp, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
         from harness.collect import build_report
@@ -538,9 +550,9 @@ def run(
         report = build_report(root, report_dir, preset, tables, experiments, command=command,
                               wall_seconds=time.time() - t0)
         if failed or fvd_errors:
-            some = len(failed) < len(experiments) or fvd_errors
-            after = (f"; the report ({report}) has {'every point that was measured' if some else 'no trained model'}"
-                     "; a rerun of the same command resumes what failed and reuses everything else")
+            after = (f"; the report ({report}) has every point that was measured; a rerun of the same command "
+                     "resumes what failed and reuses everything else"
+                     + ("; a job that ran out of GPU memory needs fewer --jobs" if failed else ""))
             parts = [f"{len(failed)} of {len(experiments)} experiments failed: "
                      + "; ".join(f.describe() for f in failed)] if failed else []
             parts += [f"{len(fvd_errors)} FVD(s) failed: " + "; ".join(fvd_errors)] if fvd_errors else []

@@ -160,6 +160,15 @@ def equality(family: str, setup: Setup, workdir: Path, nprocs: int = 2) -> dict[
             "loss, ranks": metrics(many)[0]["loss"], "loss, one process": metrics(one)[0]["loss"]}
 
 
+def _resumed_from(run_dir: Path) -> int | None:
+    """The checkpoint step the run's last training started from, read from its record (records/train.json)."""
+    rec = run_dir / "records" / "train.json"
+    try:
+        return int(json.loads(rec.read_text())["protocol"]["resumed_from_step"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
 def _rank_pids(launcher: int) -> list[int]:
     """The worker processes torchrun started (its children)."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher)], capture_output=True, text=True).stdout
@@ -185,13 +194,18 @@ def kill_resume(family: str, setup: Setup, workdir: Path, nprocs: int = 2, steps
             time.sleep(0.5)
         ranks = _rank_pids(launcher.pid)
         if launcher.poll() is not None or not ranks:
-            raise UserError(f"the run ended before step {kill_after} (log {run.with_suffix('.killed.log')})")
-        killed_at = metrics(run)[-1]["step"]
+            if launcher.poll() is None:
+                launcher.kill()
+                launcher.wait()
+            raise UserError(f"the run ended (or logged nothing) before step {kill_after} "
+                            f"(log {run.with_suffix('.killed.log')})")
+        killed_at = metrics(run)[-1]["step"]  # the last step logged before the kill (a lower bound of where it hit)
         os.kill(ranks[-1], signal.SIGKILL)  # one rank; torchrun takes the group down
         if launcher.wait(timeout=600) == 0:
             raise UserError(f"the run finished before the kill took effect (log {run.with_suffix('.killed.log')}); "
                             "give it more steps")
     _run(cmd + ["--resume"], run.with_suffix(".resumed.log"))
+    resumed_from = _resumed_from(run)
     a, b = {r["step"]: r["loss"] for r in metrics(ref)}, {r["step"]: r["loss"] for r in metrics(run)}
     diffs = [abs(a[s] - b[s]) for s in a if s in b]
     one = train_command(1, cache, run, family, setup, steps + 2 * log_every, log_every=log_every,
@@ -199,7 +213,7 @@ def kill_resume(family: str, setup: Setup, workdir: Path, nprocs: int = 2, steps
     _run(one, run.with_suffix(".one-process.log"))
     warned = "the global batch changes" in " ".join(run.with_suffix(".one-process.log").read_text().split())  # wrapped
     return {"model": f"{family}-{setup.size}", "processes": nprocs, "steps": steps, "killed after step": killed_at,
-            "last checkpoint before the kill": killed_at // ckpt_every * ckpt_every,
+            "resumed from step": resumed_from,
             "logged steps compared": len(diffs), "max |loss difference|": max(diffs) if diffs else float("nan"),
             "bit for bit": bool(diffs) and max(diffs) == 0.0, "resumed on 1 process, warned": warned,
             "1-process run reached": metrics(run)[-1]["step"]}

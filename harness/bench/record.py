@@ -49,8 +49,11 @@ def write_record(benchmark: str, device: str, options: dict[str, Any], rows: lis
     if details:
         record["details"] = details
     slug = re.sub(r"[^a-z0-9]+", "-", str(device).lower()).strip("-")
-    path = Path(record_dir) / f"{now:%Y-%m-%dT%H%M%S}-{benchmark}-{slug}.json"
-    atomic_write_json(path, record)
+    path = Path(record_dir) / f"{now:%Y-%m-%dT%H%M%S.%f}-{benchmark}-{slug}.json"
+    try:
+        atomic_write_json(path, record)
+    except OSError as e:  # e.g. --record-dir names a file: one line (the benchmark's table is printed already)
+        raise UserError(f"cannot write the benchmark record {path}: {e.strerror or e}") from e
     return path
 
 
@@ -130,5 +133,8 @@ def write_report(record_dir: str | Path = RECORD_DIR, out: str | Path = "results
 
     out = Path(out)
     text = Path(history).read_text() if history and Path(history).is_file() else None
-    atomic_write_text(out, render(read_records(record_dir), text, out.parent, record_dir))
+    try:
+        atomic_write_text(out, render(read_records(record_dir), text, out.parent, record_dir))
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from e
     return out

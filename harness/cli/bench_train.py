@@ -11,6 +11,7 @@ import typer
 
 from harness.cli.app import bench_app
 from harness.console import console
+from harness.errors import UserError
 
 
 @bench_app.command("train")
@@ -162,6 +163,10 @@ def bench_ddp(
     from harness.bench import ddp
 
     fams = [m.strip() for m in models.split(",") if m.strip()]
+    if not fams:
+        raise UserError(f"--models {models!r}: name at least one family (matten, latte)")
+    if record and record_dir.exists() and not record_dir.is_dir():
+        raise UserError(f"--record-dir {record_dir} is a file, not a folder")
     setup = ddp.Setup(size=size, batch=batch, frames=frames, latent=latent, device=device, precision=precision,
                       compile=compile)
     console.print(f"scaling: {', '.join(fams)}-{size} on 1 and {nproc} processes, {steps} steps each "

@@ -101,8 +101,10 @@ def bench_fvd(
         from harness.bench.record import write_record
 
         rows = res["rows"] if "rows" in res else [{k: v for k, v in res.items() if not isinstance(v, (list, dict))}]
-        path = write_record("fvd", str(dev), {"num": num, "batch_size": batch_size, "runs": runs, "threads": threads,
-                                              "compile": compile}, rows,
+        cuda = dev.type == "cuda"  # the options as run (the defaults filled in)
+        options = {"num": num or (2048 if cuda else 8), "batch_size": batch_size or (64 if cuda else 2), "runs": runs,
+                   "threads": threads, "compile": compile}
+        path = write_record("fvd", str(dev), options, rows,
                             details={k: v for k, v in res.items() if k != "rows"}, record_dir=record_dir)
         console.print(f"record: {escape(str(path))}")
     print(json.dumps(res))

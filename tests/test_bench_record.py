@@ -68,3 +68,16 @@ def test_bench_scan_writes_a_record_and_bench_report_makes_the_markdown(tmp_path
     (tmp_path / "bench" / "junk.json").write_text("[1, 2]")
     with pytest.raises(UserError, match="junk.json: not a benchmark record"):
         read_records(tmp_path / "bench")
+
+
+def test_the_mixer_verdict_against_the_scan_issues_target():
+    from harness.bench.models import mixer_verdict
+
+    def row(name, ms):
+        return {"module": name, "fwd+bwd ms (median)": ms}
+
+    eager = [row("Latte attention pair (S-attn + T-attn)", 10.0), row("BiMamba, fused: 1 scan call", 12.1)]
+    assert mixer_verdict(eager).endswith("(eager): 1.21x, missed")
+    compiled = eager + [row("Latte attention pair, torch.compile", 8.0), row("BiMamba, fused, torch.compile", 7.6)]
+    assert mixer_verdict(compiled).endswith("(compiled): 0.95x, met")  # the compiled pair is what the target names
+    assert mixer_verdict([row("2 × mamba_ssm.Mamba: not run (ImportError)", "-")]).startswith("no target")

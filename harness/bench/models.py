@@ -339,6 +339,22 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
 # ------------------------------------------------------------------------------------------------
 
 
+MIXER_TARGET = 1.0  # the scan issue: the bidirectional mixer's fwd+bwd at most a (compiled) Latte attention pair's
+
+
+def mixer_verdict(rows: list[dict]) -> str:
+    """The fused BiMamba's fwd+bwd against the Latte attention pair's (compiled rows where measured), vs the target."""
+    ms = {r["module"]: r["fwd+bwd ms (median)"] for r in rows if isinstance(r["fwd+bwd ms (median)"], float)}
+    for pair, mixer, how in (("Latte attention pair, torch.compile", "BiMamba, fused, torch.compile", "compiled"),
+                             ("Latte attention pair (S-attn + T-attn)", "BiMamba, fused: 1 scan call", "eager")):
+        if pair in ms and mixer in ms:
+            ratio = ms[mixer] / ms[pair]
+            met = "met" if ratio <= MIXER_TARGET else "missed"
+            return (f"target: the fused bidirectional mixer's fwd+bwd <= {MIXER_TARGET:g}x the Latte attention "
+                    f"pair's ({how}): {ratio:.2f}x, {met}")
+    return "no target (the mixer or the attention pair was not measured)"
+
+
 GPU_PARTS = {
     "agreement": "(a) scan backend agreement, max relative error (max|a-b| / max|b|), outputs and gradients",
     "models": "(b) forward+backward step, bf16 autocast, same inputs, one run",

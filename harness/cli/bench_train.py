@@ -115,13 +115,19 @@ def bench_train(
 
         from harness.bench.record import NO_TARGET, write_record
 
-        verdict = NO_TARGET
+        verdicts = []
         if loop:
             met = [m["model"] for m in res["models"] if m["loop_over_pure"] >= res["loop_target"]]
             missed = [m["model"] for m in res["models"] if m["model"] not in met]
-            verdict = (f"target: the train loop at >= {res['loop_target']} of the pure step's samples/s: "
-                       + (f"met by {', '.join(met)}" if met else "met by none")
-                       + (f"; missed by {', '.join(missed)}" if missed else ""))
+            verdicts.append(f"target: the train loop at >= {res['loop_target']} of the pure step's samples/s: "
+                            + (f"met by {', '.join(met)}" if met else "met by none")
+                            + (f"; missed by {', '.join(missed)}" if missed else ""))
+        if "matten_over_latte_step_time" in res:  # the scan issue's target for the step
+            ratio = res["matten_over_latte_step_time"]
+            met = "met" if ratio <= B.STEP_RATIO_TARGET else "missed"
+            verdicts.append(f"target: Matten's step <= {B.STEP_RATIO_TARGET:g}x Latte's (the scan issue): "
+                            f"{ratio:.2f}x, {met}")
+        verdict = "; ".join(verdicts) or NO_TARGET
         from dataclasses import asdict
 
         options = {"models": fams, **asdict(shape), **{k: v for k, v in asdict(opts).items() if k != "builder"}}

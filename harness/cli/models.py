@@ -167,8 +167,11 @@ def bench_mixer_cmd(
     rows = bench_mixer(device, batch, tokens, dim, heads, frames, repeats, amp)
     print(header)
     print(markdown_table(rows))
+    from harness.bench.models import mixer_verdict
+
+    print(mixer_verdict(rows))
     _record("mixer", device, {"batch": batch, "tokens": tokens, "dim": dim, "heads": heads, "frames": frames,
-                              "repeats": repeats, "amp": amp}, rows, record, record_dir)
+                              "repeats": repeats, "amp": amp}, rows, record, record_dir, verdict=mixer_verdict(rows))
 
 
 @bench_app.command("gpu")

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -85,8 +86,6 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
     ctx = mp.get_context("spawn")
     waiting, running, failed = list(tasks), {}, []
     console.print(f"{len(tasks)} tasks, {jobs} at a time, each in its own process (its output in its log)")
-    import threading
-
     main = threading.current_thread() is threading.main_thread()  # signal handlers belong to the main thread
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # a scheduler's SIGTERM
     try:
@@ -182,7 +181,6 @@ def _die_with_parent(parent: int) -> None:
             return
     except (OSError, AttributeError):
         pass
-    import threading
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -173,11 +173,16 @@ def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:
-    """One line for a table's footer, from :func:`machine_record`."""
-    r = machine_record(device)
-    if "gpu" in r:
-        return f"{r['gpu']} (x{r['gpu_count']}), torch {r['torch']}, CUDA {r['cuda']}"
+    """One line for a table's footer, from :func:`machine_record` (on a CPU with the load average now)."""
     load = ""
     if hasattr(os, "getloadavg"):
         load = ", load average {:.1f}/{:.1f}/{:.1f} (1/5/15 min)".format(*os.getloadavg())
-    return f"{r['cpu']}, {r['usable_cpus']} usable CPUs, {r['torch_threads']} torch threads, torch {r['torch']}{load}"
+    return describe_machine(machine_record(device), load)
+
+
+def describe_machine(r: dict[str, Any], tail: str = "") -> str:
+    """One line from a :func:`machine_record` (also one read back from a record file, where a key may be missing)."""
+    if "gpu" in r:
+        return f"{r['gpu']} (x{r.get('gpu_count', 1)}), torch {r.get('torch')}, CUDA {r.get('cuda')}"
+    return (f"{r.get('cpu')}, {r.get('usable_cpus')} usable CPUs, {r.get('torch_threads')} torch threads, "
+            f"torch {r.get('torch')}{tail}")

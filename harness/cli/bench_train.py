@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from harness.cli.app import bench_app
+from harness.cli.app import RECORD_DIR_OPTION, RECORD_OPTION, bench_app, record_bench
 from harness.console import console
 from harness.errors import UserError
 
@@ -39,8 +39,8 @@ def bench_train(
     loop_workers: int = typer.Option(4, min=0, help="the loop's DataLoader workers (train's default)"),
     ckpt_every: int = typer.Option(1000, min=1, help="checkpoint cadence the loop's rate is amortised over"),
     json_out: Path = typer.Option(None, help="also write the full result as JSON here"),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
     builder: str = typer.Option("models:build_model", hidden=True),
 ) -> None:
     """Pure training step (median ms, samples/s, memory, MFU) and the real `train` loop's samples/s, side by side."""
@@ -110,31 +110,25 @@ def bench_train(
         from harness.io import atomic_write_json
 
         atomic_write_json(json_out, res)
-    if record:
-        from rich.markup import escape
+    from dataclasses import asdict
 
-        from harness.bench.record import NO_TARGET, write_record
+    from harness.bench.record import NO_TARGET
 
-        verdicts = []
-        if loop:
-            met = [m["model"] for m in res["models"] if m["loop_over_pure"] >= res["loop_target"]]
-            missed = [m["model"] for m in res["models"] if m["model"] not in met]
-            verdicts.append(f"target: the train loop at >= {res['loop_target']} of the pure step's samples/s: "
-                            + (f"met by {', '.join(met)}" if met else "met by none")
-                            + (f"; missed by {', '.join(missed)}" if missed else ""))
-        if "matten_over_latte_step_time" in res:  # the scan issue's target for the step
-            ratio = res["matten_over_latte_step_time"]
-            met = "met" if ratio <= B.STEP_RATIO_TARGET else "missed"
-            verdicts.append(f"target: Matten's step <= {B.STEP_RATIO_TARGET:g}x Latte's (the scan issue): "
-                            f"{ratio:.2f}x, {met}")
-        verdict = "; ".join(verdicts) or NO_TARGET
-        from dataclasses import asdict
-
-        options = {"models": fams, **asdict(shape), **{k: v for k, v in asdict(opts).items() if k != "builder"}}
-        path = write_record("train", device, options, res["models"], verdict=verdict, command=res["command"],
-                            details={k: v for k, v in res.items() if k not in ("models", "command")},
-                            record_dir=record_dir)
-        console.print(f"record: {escape(str(path))}")
+    verdicts = []
+    if loop:
+        met = [m["model"] for m in res["models"] if m["loop_over_pure"] >= res["loop_target"]]
+        missed = [m["model"] for m in res["models"] if m["model"] not in met]
+        verdicts.append(f"target: the train loop at >= {res['loop_target']} of the pure step's samples/s: "
+                        + (f"met by {', '.join(met)}" if met else "met by none")
+                        + (f"; missed by {', '.join(missed)}" if missed else ""))
+    if "matten_over_latte_step_time" in res:  # the scan issue's target for the step
+        ratio = res["matten_over_latte_step_time"]
+        met = "met" if ratio <= B.STEP_RATIO_TARGET else "missed"
+        verdicts.append(f"target: Matten's step <= {B.STEP_RATIO_TARGET:g}x Latte's (the scan issue): "
+                        f"{ratio:.2f}x, {met}")
+    options = {"models": fams, **asdict(shape), **{k: v for k, v in asdict(opts).items() if k != "builder"}}
+    record_bench("train", device, options, res["models"], record, record_dir, verdict="; ".join(verdicts) or NO_TARGET,
+                 command=res["command"], details={k: v for k, v in res.items() if k not in ("models", "command")})
     print(json.dumps(res))
 
 
@@ -158,8 +152,8 @@ def bench_ddp(
     kill_after: int = typer.Option(120, min=1, help="kill one rank once this step is logged"),
     kill_ckpt_every: int = typer.Option(50, min=1, help="checkpoint cadence of the kill/resume runs"),
     workdir: Path = typer.Option(Path("runs/bench-ddp"), help="the cache and the runs"),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """Several GPUs under torchrun, as a user runs `train`: scaling 1 vs N, equality of one step, a killed rank."""
     from dataclasses import asdict
@@ -189,10 +183,6 @@ def bench_ddp(
     scaled = [r for r in rows if r["check"] == "scaling"]
     verdict = (f"target: scaling efficiency >= {ddp.EFFICIENCY_TARGET}: "
                + "; ".join(f"{r['model']} {r['efficiency']:.3f} ({'met' if r['met'] else 'missed'})" for r in scaled))
-    if record:
-        from harness.bench.record import write_record
-
-        path = write_record("ddp", device, {"models": fams, "nproc": nproc, "steps": steps, **asdict(setup)}, rows,
-                            verdict=verdict, record_dir=record_dir)
-        console.print(f"record: {escape(str(path))}")
+    record_bench("ddp", device, {"models": fams, "nproc": nproc, "steps": steps, **asdict(setup)}, rows, record,
+                 record_dir, verdict=verdict)
     console.print(verdict)

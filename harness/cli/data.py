@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.app import app, bench_app
+from harness.cli.app import RECORD_DIR_OPTION, RECORD_OPTION, app, bench_app, record_bench
 from harness.console import console
 from harness.errors import UserError
 
@@ -131,8 +131,8 @@ def bench_data(
     size: int = typer.Option(256, help="clip size (short side resize + center crop)"),
     workdir: Path | None = typer.Option(None, help="where to write the videos (default: a temporary folder)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write every run's numbers here"),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """Clips/s of our loader (decord, only the needed frames) against decode-whole-video-then-slice (Latte's path)."""
     from harness.bench.data import run_data_bench, verdict
@@ -166,10 +166,6 @@ def bench_data(
                 "torch": torch.__version__, "load_average_end": os.getloadavg()[0], "verdict": summary}
         Path(json_out).write_text(json.dumps({**meta, "rows": rows}, indent=1))
         console.print(f"wrote {escape(str(json_out))}")
-    if record:
-        from harness.bench.record import write_record
-
-        options = dict(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size)
-        path = write_record("data", "cpu", options, rows, verdict=summary, record_dir=record_dir,
-                            details={"cpus_usable": cpus, "load_average_end": os.getloadavg()[0]})
-        console.print(f"record: {escape(str(path))}")
+    record_bench("data", "cpu", dict(videos=videos, clips=clips, repeats=repeats, workers=workers, size=size), rows,
+                 record, record_dir, verdict=summary,
+                 details={"cpus_usable": cpus, "load_average_end": os.getloadavg()[0]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from harness.cli.app import app, bench_app
+from harness.cli.app import RECORD_DIR_OPTION, RECORD_OPTION, app, bench_app, record_bench
 from harness.config import FVDConfig, config_command
 from harness.console import console
 
@@ -54,8 +54,8 @@ def bench_fvd(
     threads: int = typer.Option(None, min=1, help="CPU: torch threads (default: torch's)."),
     compile: bool = typer.Option(False, help="torch.compile the detector (CPU: inductor with freezing)."),
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ):
     """I3D throughput: uint8 256x256 clips -> 224 -> logits (CPU fp32; CUDA fp32/TF32/bf16/fp16 side by side)."""
     from harness.bench import fvd as bench
@@ -97,14 +97,10 @@ def bench_fvd(
         from harness.io import atomic_write_json
 
         atomic_write_json(json_out, res)
-    if record:
-        from harness.bench.record import write_record
-
-        rows = res["rows"] if "rows" in res else [{k: v for k, v in res.items() if not isinstance(v, (list, dict))}]
-        cuda = dev.type == "cuda"  # the options as run (the defaults filled in)
-        options = {"num": num or (2048 if cuda else 8), "batch_size": batch_size or (64 if cuda else 2), "runs": runs,
-                   "threads": threads, "compile": compile}
-        path = write_record("fvd", str(dev), options, rows,
-                            details={k: v for k, v in res.items() if k != "rows"}, record_dir=record_dir)
-        console.print(f"record: {escape(str(path))}")
+    rows = res["rows"] if "rows" in res else [{k: v for k, v in res.items() if not isinstance(v, (list, dict))}]
+    cuda = dev.type == "cuda"  # the options as run (the defaults filled in)
+    options = {"num": num or (2048 if cuda else 8), "batch_size": batch_size or (64 if cuda else 2), "runs": runs,
+               "threads": threads, "compile": compile}
+    record_bench("fvd", str(dev), options, rows, record, record_dir,
+                 details={k: v for k, v in res.items() if k != "rows"})
     print(json.dumps(res))

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from harness.cli.app import app, bench_app
+from harness.cli.app import RECORD_DIR_OPTION, RECORD_OPTION, app, bench_app, record_bench
 from harness.console import console, progress
 from harness.errors import UserError
 
@@ -79,8 +79,8 @@ def bench_scan_cmd(
     repeats: int = typer.Option(5, min=1, help="Timed repeats of the torch backend (median reported)."),
     reference_repeats: int = typer.Option(3, min=1, help="Timed repeats of the reference loop (median reported)."),
     reference: bool = typer.Option(True, help="Run the --compare lengths (--no-reference: the torch-only rows)."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """Selective scan on CPU: `torch` vs `reference` fwd+bwd, and `torch` alone (fwd, fwd+bwd, peak memory)."""
     from harness.bench.models import bench_scan, markdown_table
@@ -97,7 +97,7 @@ def bench_scan_cmd(
     print(header)
     print(f"batch {batch}, d_inner {d_inner}, N {d_state}, fp32, delta_softplus, with D, z, delta_bias\n")
     print(markdown_table(rows))
-    _record("scan", "cpu", {"compare": compare, "torch_only": torch_only, "batch": batch, "d_inner": d_inner,
+    record_bench("scan", "cpu", {"compare": compare, "torch_only": torch_only, "batch": batch, "d_inner": d_inner,
                             "d_state": d_state, "repeats": repeats, "reference_repeats": reference_repeats},
             rows, record, record_dir)
 
@@ -105,8 +105,8 @@ def bench_scan_cmd(
 @bench_app.command("scan-check")
 def bench_scan_check_cmd(
     device: str = typer.Option("cuda", help="cuda: cuda vs torch; cpu: reference vs torch."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """Backend agreement on random inputs (fp32 and bf16): max relative error of outputs and gradients."""
     from harness.bench.models import markdown_table, scan_agreement
@@ -117,7 +117,7 @@ def bench_scan_check_cmd(
     rows = scan_agreement(device, **({} if shapes is None else {"shapes": shapes}))
     print(header)
     print(markdown_table(rows))
-    _record("scan-check", device, {"shapes": shapes or "AGREEMENT_SHAPES"}, rows, record, record_dir)
+    record_bench("scan-check", device, {"shapes": shapes or "AGREEMENT_SHAPES"}, rows, record, record_dir)
 
 
 @bench_app.command("models")
@@ -129,8 +129,8 @@ def bench_models_cmd(
     latent: int = typer.Option(32, min=1, help="Latent height = width."),
     repeats: int = typer.Option(10, min=1, help="Timed steps (median reported)."),
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32 (no autocast)."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """Latte vs Matten (variant 3) forward+backward step time and peak memory, same inputs, one run."""
     from harness.bench.models import bench_models, markdown_table
@@ -140,8 +140,8 @@ def bench_models_cmd(
     rows = bench_models(device, size, batch, frames, latent, repeats, amp)
     print(header)
     print(markdown_table(rows))
-    _record("models", device, {"size": size, "batch": batch, "frames": frames, "latent": latent, "repeats": repeats,
-                               "amp": amp}, rows, record, record_dir)
+    options = {"size": size, "batch": batch, "frames": frames, "latent": latent, "repeats": repeats, "amp": amp}
+    record_bench("models", device, options, rows, record, record_dir)
 
 
 @bench_app.command("mixer")
@@ -154,8 +154,8 @@ def bench_mixer_cmd(
     frames: int = typer.Option(16, min=1, help="Frames (the attention pair's temporal length)."),
     repeats: int = typer.Option(20, min=1, help="Timed steps (median reported)."),
     amp: str = typer.Option("bf16", help="Autocast dtype: bf16, fp16 or fp32."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """The bidirectional Mamba's cost (fused / two calls / two mamba_ssm.Mamba) vs one Latte attention pair."""
     from harness.bench.models import bench_mixer, markdown_table
@@ -170,7 +170,7 @@ def bench_mixer_cmd(
     from harness.bench.models import mixer_verdict
 
     print(mixer_verdict(rows))
-    _record("mixer", device, {"batch": batch, "tokens": tokens, "dim": dim, "heads": heads, "frames": frames,
+    record_bench("mixer", device, {"batch": batch, "tokens": tokens, "dim": dim, "heads": heads, "frames": frames,
                               "repeats": repeats, "amp": amp}, rows, record, record_dir, verdict=mixer_verdict(rows))
 
 
@@ -178,8 +178,8 @@ def bench_mixer_cmd(
 def bench_gpu_cmd(
     device: str = typer.Option("cuda", help="cuda (or cpu with --tiny for a dry run)."),
     tiny: bool = typer.Option(False, help="Tiny sizes (a dry run that works on CPU)."),
-    record: bool = typer.Option(True, "--record/--no-record", help="write the JSON record (harness.bench.record)"),
-    record_dir: Path = typer.Option(Path("results/bench"), help="where the record goes (`bench report` reads it)"),
+    record: bool = RECORD_OPTION,
+    record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
     """All three GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost."""
     from harness.bench.models import gpu_report, gpu_tables
@@ -187,20 +187,8 @@ def bench_gpu_cmd(
     _check_device(device)
     parts = gpu_tables(device, tiny)
     print(gpu_report(device, tiny, command="matten-bench " + " ".join(sys.argv[1:]), parts=parts))
-    _record("gpu", device, {"tiny": tiny}, [{"table": k, **r} for k, rows in parts.items() for r in rows], record,
+    record_bench("gpu", device, {"tiny": tiny}, [{"table": k, **r} for k, rows in parts.items() for r in rows], record,
             record_dir)
-
-
-def _record(benchmark: str, device: str, options: dict, rows: list[dict], record: bool, record_dir: Path,
-            **kw) -> None:
-    """The run's JSON record (harness.bench.record), named on the console."""
-    if record:
-        from rich.markup import escape
-
-        from harness.bench.record import write_record
-
-        path = write_record(benchmark, device, options, rows, record_dir=record_dir, **kw)
-        console.print(f"record: {escape(str(path))}")
 
 
 @bench_app.command("report")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.bench.train import Shape
 from harness.errors import UserError
 
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
@@ -40,14 +41,10 @@ EFFICIENCY_TARGET = 0.95  # the multi-GPU issue's target for Matten-XL/2 and Lat
 
 @dataclass(frozen=True)
 class Setup:
-    """The training every run here shares (per-process batch; a latent cache of this shape)."""
+    """The training every run here shares: the model and batch (per process) of ``bench train``'s Shape, a latent
+    cache of ``clips`` clips of that shape, and how ``train`` runs."""
 
-    size: str = "xl"
-    batch: int = 5
-    frames: int = 16
-    latent: int = 32
-    channels: int = 4
-    num_classes: int = 101
+    shape: Shape = Shape()
     clips: int = 640
     device: str = "cuda"
     precision: str = "bf16"
@@ -59,12 +56,12 @@ def make_cache(workdir: Path, setup: Setup) -> Path:
     """A latent cache of ``setup.clips`` random latents (seeded), written once."""
     from harness.vae import is_latent_cache, write_latent_cache
 
-    cache = workdir / "cache"
+    cache, shape = workdir / "cache", setup.shape
     if not is_latent_cache(cache):
         rng = np.random.default_rng(0)
-        lat = rng.standard_normal((setup.clips, setup.frames, setup.channels, setup.latent, setup.latent))
-        write_latent_cache(cache, lat.astype(np.float16), np.arange(setup.clips) % max(setup.num_classes, 1),
-                           setup.num_classes)
+        lat = rng.standard_normal((setup.clips, shape.frames, shape.channels, shape.latent, shape.latent))
+        write_latent_cache(cache, lat.astype(np.float16), np.arange(setup.clips) % max(shape.num_classes, 1),
+                           shape.num_classes)
     return cache
 
 
@@ -74,10 +71,18 @@ def train_command(nproc: int, cache: Path, run_dir: Path, family: str, setup: Se
     """``torchrun --standalone --nproc-per-node nproc -m harness.cli train ...``: the command a user runs."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "harness.cli", "train", "--data", str(cache), "--run-dir", str(run_dir), "--family", family,
-           "--size", setup.size, "--batch", str(setup.batch), "--steps", str(steps), "--log-every", str(log_every),
+           "--size", setup.shape.size, "--patch", str(setup.shape.patch), "--batch", str(setup.shape.batch),
+           "--steps", str(steps), "--log-every", str(log_every),
            "--ckpt-every", str(ckpt_every), "--device", setup.device, "--precision", setup.precision,
            "--num-workers", str(setup.workers), "--compile" if setup.compile else "--no-compile"]
     return cmd + (["--resume"] if resume else []) + list(extra)
+
+
+def _name(family: str, setup: Setup) -> str:
+    """The trained model's public name (models.registry: ``matten-xl-v3``, ``latte-xl``)."""
+    from models.registry import ModelSpec
+
+    return ModelSpec(family, setup.shape.size).name
 
 
 def _env() -> dict[str, str]:
@@ -129,7 +134,7 @@ def scaling(families: list[str], setup: Setup, workdir: Path, nprocs: int = 2, s
             _run(cmd, run_dir.with_suffix(".log"))
             rate[k] = throughput(run_dir, skip)
         eff = rate[nprocs] / (nprocs * rate[1])
-        rows.append({"model": f"{family}-{setup.size}", "batch per process": setup.batch,
+        rows.append({"model": _name(family, setup), "batch per process": setup.shape.batch,
                      "samples/s, 1 process": rate[1], f"samples/s, {nprocs} processes": rate[nprocs],
                      "efficiency": eff, "target": EFFICIENCY_TARGET, "met": eff >= EFFICIENCY_TARGET})
     return rows
@@ -150,13 +155,16 @@ def equality(family: str, setup: Setup, workdir: Path, nprocs: int = 2) -> dict[
     extra = ("--class-dropout", "0")
     many, one = workdir / f"equal-{family}-{nprocs}", workdir / f"equal-{family}-1"
     _run(train_command(nprocs, cache, many, family, exact, 1, log_every=1, extra=extra), many.with_suffix(".log"))
-    _run(train_command(1, cache, one, family, replace(exact, batch=nprocs * setup.batch), 1, log_every=1,
+    double = replace(exact, shape=replace(setup.shape, batch=nprocs * setup.shape.batch))
+    _run(train_command(1, cache, one, family, double, 1, log_every=1,
                        extra=extra), one.with_suffix(".log"))
     a, b = _weights(many), _weights(one)
     diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     scale = max(float(b[k].float().abs().max()) for k in b)
-    return {"model": f"{family}-{setup.size}", "what": f"1 step, fp32: batch {setup.batch} x {nprocs} ranks vs "
-            f"{nprocs * setup.batch} x 1", "max |weight difference|": diff, "max |weight|": scale,
+    per_rank = setup.shape.batch
+    return {"model": _name(family, setup),
+            "what": f"1 step, fp32: batch {per_rank} x {nprocs} ranks vs {nprocs * per_rank} x 1",
+            "max |weight difference|": diff, "max |weight|": scale,
             "loss, ranks": metrics(many)[0]["loss"], "loss, one process": metrics(one)[0]["loss"]}
 
 
@@ -212,7 +220,7 @@ def kill_resume(family: str, setup: Setup, workdir: Path, nprocs: int = 2, steps
                         ckpt_every=ckpt_every, resume=True)
     _run(one, run.with_suffix(".one-process.log"))
     warned = "the global batch changes" in " ".join(run.with_suffix(".one-process.log").read_text().split())  # wrapped
-    return {"model": f"{family}-{setup.size}", "processes": nprocs, "steps": steps, "killed after step": killed_at,
+    return {"model": _name(family, setup), "processes": nprocs, "steps": steps, "killed after step": killed_at,
             "resumed from step": resumed_from,
             "logged steps compared": len(diffs), "max |loss difference|": max(diffs) if diffs else float("nan"),
             "bit for bit": bool(diffs) and max(diffs) == 0.0, "resumed on 1 process, warned": warned,

@@ -161,13 +161,14 @@ def bench_ddp(
     from rich.markup import escape
 
     from harness.bench import ddp
+    from harness.bench.train import Shape
 
     fams = [m.strip() for m in models.split(",") if m.strip()]
     if not fams:
         raise UserError(f"--models {models!r}: name at least one family (matten, latte)")
     if record and record_dir.exists() and not record_dir.is_dir():
         raise UserError(f"--record-dir {record_dir} is a file, not a folder")
-    setup = ddp.Setup(size=size, batch=batch, frames=frames, latent=latent, device=device, precision=precision,
+    setup = ddp.Setup(Shape(size=size, batch=batch, frames=frames, latent=latent), device=device, precision=precision,
                       compile=compile)
     console.print(f"scaling: {', '.join(fams)}-{size} on 1 and {nproc} processes, {steps} steps each "
                   f"(runs in {escape(str(workdir))})")

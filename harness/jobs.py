@@ -64,7 +64,7 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None) ->
     ``threads``: torch's CPU threads in each process (default: this process's, so that CPU arithmetic, whose
     results depend on the thread count, is the same as with ``jobs=1``; on a CPU, jobs then share the cores).
     A task that fails does not stop the others; the caller decides what to do with what finished
-    (:func:`raise_failed` makes one line of the failures). An interrupt or SIGTERM stops every task (their
+    (:func:`describe_failures` makes one line of them). An interrupt or SIGTERM stops every task (their
     stages resume next time), and a task stops by itself if this process is killed outright (SIGKILL). With
     ``jobs=1`` the tasks run here, in order, and an exception stops the run as any stage's does.
     Raises ValueError for ``jobs < 1``."""
@@ -141,10 +141,9 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def raise_failed(failed: Sequence[Failed], total: int, after: str = "") -> None:
-    """One ``UserError`` naming each failed task, its exit code and its error (nothing when none failed)."""
-    if failed:
-        raise UserError(f"{len(failed)} of {total} tasks failed: " + "; ".join(f.describe() for f in failed) + after)
+def describe_failures(failed: Sequence[Failed], total: int, noun: str = "tasks") -> str:
+    """One line naming each failed task, its exit code and its error: ``2 of 8 <noun> failed: ...``."""
+    return f"{len(failed)} of {total} {noun} failed: " + "; ".join(f.describe() for f in failed)
 
 
 def _error_file(task: Task) -> Path:

@@ -509,7 +509,7 @@ def run(
         train_data = dict(prepared)
         if preset.latent_cache and preset.train.vae != "identity":
             train_data = {d: stage_encode(root, preset, d, p) for d, p in prepared.items()}
-        from harness.jobs import Task, run_jobs
+        from harness.jobs import Task, describe_failures, run_jobs
 
         fvd_errors: list[str] = []
 
@@ -553,8 +553,7 @@ def run(
             after = (f"; the report ({report}) has every point that was measured; a rerun of the same command "
                      "resumes what failed and reuses everything else"
                      + ("; a job that ran out of GPU memory needs fewer --jobs" if failed else ""))
-            parts = [f"{len(failed)} of {len(experiments)} experiments failed: "
-                     + "; ".join(f.describe() for f in failed)] if failed else []
+            parts = [describe_failures(failed, len(experiments), "experiments")] if failed else []
             parts += [f"{len(fvd_errors)} FVD(s) failed: " + "; ".join(fvd_errors)] if fvd_errors else []
             raise UserError(". ".join(parts) + after)
         return report

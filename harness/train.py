@@ -22,7 +22,8 @@ processes, at the next logging interval or checkpoint, where they compare notes)
 
 Speed: the loop only queues work on the device. Metrics are summed on the device and read
 once per logging interval (the one host sync, besides checkpoints); the EMA is two foreach
-kernels; AdamW is fused on CUDA; the model is compiled on CUDA unless ``compile=False``.
+kernels; AdamW is fused on CUDA; on CUDA the model is compiled block by block
+(``harness.machine.compile_blocks``) unless ``compile=False``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ from harness.distributed import Dist, all_gather_objects, all_reduce_sum, barrie
 from harness.ema import update_ema
 from harness.errors import UserError
 from harness.lock import folder_lock
-from harness.machine import machine_record, peak_memory_gib, reset_peak_memory, resolve_device, synchronize
+from harness.machine import (
+    compile_blocks,
+    machine_record,
+    peak_memory_gib,
+    reset_peak_memory,
+    resolve_device,
+    synchronize,
+)
 
 
 class TrainingDiverged(UserError):
@@ -426,9 +434,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    compiled_what = compile_blocks(model) if compiled else None  # in place, before DDP wraps it
     forward = wrap(model, device, d)
-    if compiled:
-        forward = torch.compile(forward)
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])
     loader = (
@@ -443,6 +450,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         run_dir.mkdir(parents=True, exist_ok=True)
         protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
+                    "compiled": compiled_what,
                     "machine": machine_record(device)}
         rec = ledger.start(run_dir, "train", cfg.hashed(), protocol=protocol)
         _truncate_metrics(metrics_path, start)

@@ -33,3 +33,11 @@ def test_bench_ddp_on_the_cpu(tmp_path):
     assert kill["resumed from step"] in range(10, 300, 10)  # a checkpoint (every 10 steps) before the end
     assert kill["logged steps compared"] == 300 and kill["bit for bit"] is True, kill
     assert kill["resumed on 1 process, warned"] is True and kill["1-process run reached"] == 302, kill
+
+
+def test_bench_ddp_with_every_check_off_is_a_one_line_error():
+    cmd = [sys.executable, "-m", "harness.cli", "bench", "ddp", "--device", "cpu", "--no-scaling", "--no-equality",
+           "--no-kill"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "leave nothing to run" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr

@@ -1,5 +1,5 @@
 """Global torch flags a stage sets are the process's: harness.machine.tf32 sets them for one block only, and the
-FVD's extractor leaves them as it found them."""
+FVD's extractor leaves them as it found them; compile_blocks compiles in place."""
 
 import pytest
 import torch
@@ -72,3 +72,19 @@ def test_cudnn_benchmark_is_set_for_its_block_only(before):
         assert seen == [True] and torch.backends.cudnn.benchmark is before
     finally:
         torch.backends.cudnn.benchmark = old
+
+
+def test_compile_blocks_compiles_each_block_in_place_and_keeps_the_modules():
+    """Block by block where the model has blocks (Latte, Matten), the whole model otherwise; the state-dict keys
+    are the eager model's (checkpoints and DDP see the same modules)."""
+    import torch
+
+    from harness.machine import compile_blocks
+    from models.registry import build_model
+
+    model = build_model("latte", "tiny", patch=2, in_channels=3, input_size=8, num_frames=2)
+    keys = list(model.state_dict())
+    assert compile_blocks(model) == "4 blocks"
+    assert list(model.state_dict()) == keys
+    assert all(b._compiled_call_impl is not None for b in model.blocks)
+    assert compile_blocks(torch.nn.Linear(2, 2)) == "the model"

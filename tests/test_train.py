@@ -250,6 +250,7 @@ def test_compiled_loop_agrees_with_eager_within_bf16_tolerance(tmp_path):
         T.train(config(data, tmp_path / name, compile=compile, **kw))
         rec = json.loads((tmp_path / name / "records" / "train.json").read_text())
         assert rec["protocol"]["compile"] is (name == "compiled")  # None -> off on the CPU
+        assert rec["protocol"]["compiled"] == ("4 blocks" if name == "compiled" else None)  # block by block
         lines = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         runs[name] = ([x["loss"] for x in lines], final_state(tmp_path / name)["ema"])
     np.testing.assert_allclose(runs["compiled"][0], runs["eager"][0], rtol=2e-2)

@@ -48,6 +48,7 @@ import torch
 from harness.diffusion import create_diffusion
 from harness.errors import UserError
 from harness.machine import (
+    compile_blocks,
     count_params,
     machine_description,
     machine_record,
@@ -126,15 +127,14 @@ def perturb_weights(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Modul
     return model
 
 
-def make_train_step(model, opt, x, t, y, noise, *, bf16: bool, forward=None) -> Callable[[], float]:
+def make_train_step(model, opt, x, t, y, noise, *, bf16: bool) -> Callable[[], float]:
     """One training step: IDDPM loss (MSE + VB) forward, backward, grad norm, optimizer step."""
     diffusion = create_diffusion()
-    forward = forward if forward is not None else model
     device = x.device
 
     def step() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = diffusion.training_losses(forward, x, t, y, noise)["loss"].mean()
+            loss = diffusion.training_losses(model, x, t, y, noise)["loss"].mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)  # the norm Latte logs every step
         opt.step()
@@ -276,13 +276,15 @@ def pure_step(family: str, shape: Shape, opts: Options, device: torch.device) ->
 
     # -- equality: bf16 autocast [+ compile] vs fp32 eager, TF32 off, same weights and input.
     model.eval()
-    fwd = torch.compile(model, mode=opts.compile_mode) if opts.compile else model
-    compile_note = f"torch.compile({opts.compile_mode})" if opts.compile else "eager"
     cx, ct, cy = _inputs(shape, device, g, batch=2 * opts.sample_batch if shape.num_classes else opts.sample_batch)
     with torch.no_grad(), tf32(False):
-        ref = model(cx, ct, cy).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            fast = fwd(cx, ct, cy).float()  # a compile failure is an error: never a silent eager number
+        ref = model(cx, ct, cy).float()  # before compiling: compile_blocks works in place
+    # compiled as `train` compiles (block by block, in place)
+    compile_note = "eager"
+    if opts.compile:
+        compile_note = f"torch.compile({opts.compile_mode}), {compile_blocks(model, opts.compile_mode)}"
+    with torch.no_grad(), tf32(False), torch.autocast(device.type, dtype=torch.bfloat16):
+        fast = model(cx, ct, cy).float()  # a compile failure is an error: never a silent eager number
     rel = ((fast - ref).norm() / ref.norm()).item()
     res.update(check_rel_l2_vs_fp32=rel, check_ok=rel < 2e-2)
     res["mode"] = f"bf16 autocast, SDPA, {compile_note}, {'fused ' if device.type == 'cuda' else ''}AdamW"
@@ -290,13 +292,14 @@ def pure_step(family: str, shape: Shape, opts: Options, device: torch.device) ->
     del ref, fast, cx, ct, cy
 
     # -- FLOPs of one training step (eager, counted)
-    res["train_flops_counted"] = count_train_flops(model, x, t, y, noise)
+    with torch.compiler.set_stance("force_eager"):
+        res["train_flops_counted"] = count_train_flops(model, x, t, y, noise)
     res["train_flops_scan_estimate"] = scan_flops_estimate(model, shape.tokens(), shape.batch)
 
     # -- the step
     reset_peak_memory(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0, fused=device.type == "cuda")
-    ms = time_it(make_train_step(model, opt, x, t, y, noise, bf16=True, forward=fwd), device, opts.warmup, opts.iters)
+    ms = time_it(make_train_step(model, opt, x, t, y, noise, bf16=True), device, opts.warmup, opts.iters)
     res["step_ms"] = statistics.median(ms)
     res["step_ms_all"] = [round(v, 2) for v in ms]
     res["samples_per_s"] = shape.batch / (res["step_ms"] / 1e3)
@@ -318,7 +321,9 @@ def pure_step(family: str, shape: Shape, opts: Options, device: torch.device) ->
 def sampling_cost(family: str, shape: Shape, opts: Options, device: torch.device) -> dict[str, Any]:
     """DDPM with classifier-free guidance: ``sample_steps`` steps timed, scaled to 250."""
     model = _build(family, shape, opts, device).eval()
-    fwd = torch.compile(model, mode=opts.compile_mode) if opts.compile else model
+    if opts.compile:
+        compile_blocks(model, opts.compile_mode)  # in place, as `train` compiles
+    fwd = model
     reset_peak_memory(device)
     diffusion = create_diffusion(opts.sample_steps)
     g = torch.Generator(device=device).manual_seed(1)

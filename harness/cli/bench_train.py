@@ -146,6 +146,7 @@ def bench_ddp(
     device: str = typer.Option("cuda", help="cuda (NCCL) or cpu (gloo, a dry run)"),
     precision: str = typer.Option("bf16", help="bf16 | fp32 (the equality check is always fp32)"),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="train's torch.compile"),
+    scaling: bool = typer.Option(True, "--scaling/--no-scaling", help="samples/s on 1 and on N processes"),
     equality: bool = typer.Option(True, "--equality/--no-equality", help="one fp32 step: ranks vs one process"),
     kill: bool = typer.Option(True, "--kill/--no-kill", help="a killed run resumed, against an uninterrupted one"),
     kill_steps: int = typer.Option(200, min=2, help="length of the kill/resume runs"),
@@ -170,9 +171,13 @@ def bench_ddp(
         raise UserError(f"--record-dir {record_dir} is a file, not a folder")
     setup = ddp.Setup(Shape(size=size, batch=batch, frames=frames, latent=latent), device=device, precision=precision,
                       compile=compile)
-    console.print(f"scaling: {', '.join(fams)}-{size} on 1 and {nproc} processes, {steps} steps each "
-                  f"(runs in {escape(str(workdir))})")
-    rows = [{"check": "scaling", **r} for r in ddp.scaling(fams, setup, workdir, nproc, steps, log_every, skip)]
+    if not (scaling or equality or kill):
+        raise UserError("--no-scaling, --no-equality and --no-kill leave nothing to run")
+    rows = []
+    if scaling:
+        console.print(f"scaling: {', '.join(fams)}-{size} on 1 and {nproc} processes, {steps} steps each "
+                      f"(runs in {escape(str(workdir))})")
+        rows += [{"check": "scaling", **r} for r in ddp.scaling(fams, setup, workdir, nproc, steps, log_every, skip)]
     if equality:
         rows.append({"check": "equality", **ddp.equality(fams[0], setup, workdir, nproc)})
     if kill:
@@ -183,7 +188,8 @@ def bench_ddp(
                                        for k, v in r.items()), soft_wrap=True)
     scaled = [r for r in rows if r["check"] == "scaling"]
     verdict = (f"target: scaling efficiency >= {ddp.EFFICIENCY_TARGET}: "
-               + "; ".join(f"{r['model']} {r['efficiency']:.3f} ({'met' if r['met'] else 'missed'})" for r in scaled))
+               + "; ".join(f"{r['model']} {r['efficiency']:.3f} ({'met' if r['met'] else 'missed'})" for r in scaled)
+               if scaled else "no scaling target: equality and kill/resume only")
     record_bench("ddp", device, {"models": fams, "nproc": nproc, "steps": steps, **asdict(setup)}, rows, record,
                  record_dir, verdict=verdict)
     console.print(verdict)

@@ -11,13 +11,20 @@ The estimate has two parts, in bytes:
   clip and batch: the models' memory is linear in tokens, attention runs through SDPA, which keeps no T×T
   matrix) and what the batch does not change (``shared``: the weights the layers keep for their backward,
   and their bf16 copies under autocast, counted once). Elements are counted at 4 bytes under
-  fp32 and 3 under bf16 autocast (which keeps norms, softmax and the scan in fp32); a factor of 1.5 covers
-  the backward's transient buffers.
+  fp32 and, under bf16 autocast (which keeps norms, softmax and the scan in fp32), at 2 on CUDA and 3 on the
+  CPU (BYTES_PER_ELEMENT); a factor of 1.5 covers the backward's transient buffers.
 
 Until 2026-11-30 the shared part was counted once per clip, which put Matten-B at the mini shape (batch 64)
-at 75.6 GiB against its measured 15.3 GiB peak on the H200 (results/mini/README.md); it is now 32.8 GiB there.
-The mini models: 7.7 (Latte-S) to 53.4 GiB (Matten-S v2) estimated, 4.6 to 24.2 GiB measured with mamba-ssm's
-scan, which keeps less for its backward than the torch backend the meta pass runs (variant 1: 35.5 / 12.3).
+at 75.6 GiB against its measured 15.3 GiB peak on the H200 (results/mini/README.md).
+
+Where the run's scan is mamba-ssm's (CUDA with mamba-ssm installed), the meta pass counts what its
+``SelectiveScanFn`` keeps for the backward (its inputs, the output and one fp32 state per 2,048 steps) instead
+of the torch backend's fp32 copies, and a bf16 element counts 2 bytes on CUDA (see BYTES_PER_ELEMENT). Before
+both (2026-11-30), Matten-XL/2 at 16×4×32×32, batch 5, bf16 was estimated at 141.6 GiB and refused on an H200
+with 135 GiB free. Estimated now against the eager bf16 peaks measured on the H200 (results/mini/probe,
+results/benchmarks.md): Matten-XL/2 batch 5 88.4 / 62.0 GiB, Latte-XL/2 52.8 / 34.1; at the mini shape
+(16×3×32×32, patch 8, batch 64) Matten-B v3 20.3 / 14.5, Matten-S v1 18.2 / 11.9, v2 31.9 / 23.7, v3 9.3 / 6.8,
+Latte-S 5.3 / 4.2: 1.26 to 1.55 times the peak.
 
 The estimate is a guide, not a measurement. Against the peak resident memory of two real training steps
 on a CPU (tiny models, batch 2, 16 frames; 2026-11-30; two runs where a range is given): Matten 64×64 fp32
@@ -42,6 +49,10 @@ from harness.errors import UserError
 STATE_BYTES_PER_PARAM = 4 + 4 + 8 + 4  # weights, gradients, AdamW's exp_avg and exp_avg_sq, EMA
 TRANSIENT = 1.5  # backward's temporaries on top of the saved activations (fitted: see the module's docstring)
 USABLE = 0.9  # of the free memory
+# bytes a saved element takes: fp32 4; under bf16 autocast most saved tensors are the bf16 inputs of matmuls (2)
+# and norms, softmax and the scan stay fp32. CUDA: 2, fitted to the H200 peaks in the module's docstring;
+# the CPU's autocast keeps more in fp32: 3, fitted to the CPU runs there.
+BYTES_PER_ELEMENT = {"fp32": 4, "bf16-cuda": 2, "bf16-cpu": 3}
 
 
 @dataclass(frozen=True)
@@ -67,11 +78,38 @@ class Estimate:
         return self.state + self.shared + self.activations_per_clip * self.batch
 
 
-def saved_elements(cfg: TrainConfig, model_args: dict, input_size: int, batch: int = 1) -> tuple[int, int]:
+class _MambaSsmSaves(torch.autograd.Function):
+    """Shapes only: the tensors mamba-ssm's SelectiveScanFn saves for its backward (mamba_ssm/ops/
+    selective_scan_interface.py: u, delta, A, B, C, D, z, delta_bias, the chunk states x of
+    (batch, d, ceil(L / 2048), 2N) fp32, and the output before the gate)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias):
+        batch, d, L = u.shape
+        states = u.new_empty((batch, d, -(-L // 2048), 2 * A.shape[1]), dtype=torch.float32)
+        out = u.new_empty(u.shape)
+        ctx.save_for_backward(*(t for t in (u, delta, A, B, C, D, z, delta_bias, states, out) if t is not None))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # never run: the meta pass only counts what is saved
+        raise NotImplementedError
+
+
+def _mamba_ssm_saves(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    return _MambaSsmSaves.apply(u, delta, A, B, C, D, z, delta_bias)
+
+
+def saved_elements(cfg: TrainConfig, model_args: dict, input_size: int, batch: int = 1,
+                   scan: str = "torch") -> tuple[int, int]:
     """(elements saved for backward, parameters) of one forward + IDDPM loss of ``cfg``'s model at latent
-    size ``input_size``, on the meta device."""
+    size ``input_size``, on the meta device; ``scan="cuda"`` counts the selective scan's saved tensors as
+    mamba-ssm keeps them, any other backend as the torch backend does."""
+    import contextlib
+
     from harness.diffusion import create_diffusion
     from harness.train import build_model_from_config
+    from models import scan as scan_backends
 
     args = dict(model_args, input_size=input_size)
     with torch.device("meta"):
@@ -89,24 +127,27 @@ def saved_elements(cfg: TrainConfig, model_args: dict, input_size: int, batch: i
         return tensor
 
     diffusion = create_diffusion()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    route = scan_backends.routed_through(_mamba_ssm_saves) if scan == "cuda" else contextlib.nullcontext()
+    with route, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         diffusion.training_losses(model, x, t, y, noise)["loss"].mean()
     return sum(seen.values()), params
 
 
-def estimate(cfg: TrainConfig, model_args: dict, patch_units: tuple[int, int] = (2, 4)) -> Estimate:
-    """The memory estimate of ``cfg``'s training step (see the module's docstring)."""
+def estimate(cfg: TrainConfig, model_args: dict, patch_units: tuple[int, int] = (2, 4), scan: str = "torch",
+             device_type: str = "cpu") -> Estimate:
+    """The memory estimate of ``cfg``'s training step (see the module's docstring); ``scan`` is the selective-scan
+    backend the run will use (models.scan.resolve_backend), ``device_type`` where it runs ("cuda" or "cpu")."""
     patch, size = cfg.patch, model_args["input_size"]
     frames = model_args["num_frames"]
     k1, k2 = patch_units  # k x k tokens a frame
-    one, params = saved_elements(cfg, model_args, patch * k1)
-    two, _ = saved_elements(cfg, model_args, patch * k1, batch=2)
+    one, params = saved_elements(cfg, model_args, patch * k1, scan=scan)
+    two, _ = saved_elements(cfg, model_args, patch * k1, batch=2, scan=scan)
     per_clip1 = two - one  # what a clip adds at k1
     shared = one - per_clip1  # what the batch does not change
-    per_clip2 = saved_elements(cfg, model_args, patch * k2)[0] - shared
+    per_clip2 = saved_elements(cfg, model_args, patch * k2, scan=scan)[0] - shared
     t1, t2 = frames * k1 * k1, frames * k2 * k2
     per_token = (per_clip2 - per_clip1) / (t2 - t1)
-    scale = TRANSIENT * (3 if cfg.precision == "bf16" else 4)  # bytes: autocast keeps norms, softmax, scan in fp32
+    scale = TRANSIENT * BYTES_PER_ELEMENT[cfg.precision if cfg.precision == "fp32" else f"bf16-{device_type}"]
     return Estimate(params=params, state=STATE_BYTES_PER_PARAM * params, shared=scale * shared,
                     fixed=scale * (per_clip1 - per_token * t1), per_token=scale * per_token, batch=cfg.batch,
                     tokens_per_clip=frames * (size // patch) ** 2)
@@ -128,7 +169,9 @@ def free_memory(device: torch.device) -> float:
 
 def check(cfg: TrainConfig, model_args: dict, device: torch.device, vae_downsample: int = 1) -> Estimate:
     """Refuse (UserError, one line) a run whose step would not fit; returns the estimate."""
-    est = estimate(cfg, model_args)
+    from models.scan import resolve_backend
+
+    est = estimate(cfg, model_args, scan=resolve_backend(device), device_type=device.type)
     free = free_memory(device)
     budget = USABLE * free
     if est.total <= budget:

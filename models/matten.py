@@ -13,7 +13,9 @@ The four variants repeat one unit:
   4: [T-attn, G-mamba]              temporal attention + global Mamba
 `depth` counts blocks (each attention or Mamba block is one), so it is a multiple of the unit's length.
 Between blocks the tokens are kept as (B·T, S, D), S = H/p·W/p, as in Latte; the temporal sin-cos table is
-added once, before the first block that mixes across frames.
+added once, before the first block that mixes across frames. S-mamba and T-mamba scan a clip's T (or S) short
+sequences as one packed row (models/mamba.py, `pack_sequences`; the same function, several times faster with
+mamba-ssm's kernel).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Matten(VideoBackbone):
         conditioning: str = "madan",
         mlp_ratio: float = 4.0,
         fused_scan: bool = True,
+        pack_sequences: bool = True,
     ):
         super().__init__(
             input_size=input_size,
@@ -84,6 +87,7 @@ class Matten(VideoBackbone):
             raise ValueError(f"variant {variant} repeats {len(unit)} blocks; depth {depth} is not a multiple")
         self.variant = variant
         self.conditioning = conditioning
+        self.pack_sequences = pack_sequences  # S-/T-mamba: a clip's sequences in one scan row (False: one row each)
         self.kinds = list(unit) * (depth // len(unit))
         self.blocks = nn.ModuleList(
             [
@@ -108,6 +112,7 @@ class Matten(VideoBackbone):
             "temporal": repeat(tok, "b n d -> (b s) n d", s=s),
             "global": tok,
         }
+        pack = {"spatial": frames, "temporal": s, "global": 1} if self.pack_sequences else dict.fromkeys(cond, 1)
         temp_added = False
         for kind, block in zip(self.kinds, self.blocks, strict=True):
             layout = kind.split("_")[0]
@@ -121,7 +126,7 @@ class Matten(VideoBackbone):
             if kind.endswith("attn"):
                 x = block(x, cond[layout])
             else:
-                x = block(x, cond[layout], toks[layout] if self.conditioning == "tokens" else None)
+                x = block(x, cond[layout], toks[layout] if self.conditioning == "tokens" else None, pack[layout])
             if layout == "temporal":
                 x = rearrange(x, "(b s) f d -> (b f) s d", s=s)
             elif layout == "global":

@@ -1,5 +1,6 @@
 """Latte and Matten: shapes for every variant × size, adaLN-Zero, gradients, CFG, token order, condition tokens,
-and the bidirectional Mamba mixer (fused one-call scan = two calls; Mamba's initialisation)."""
+and the bidirectional Mamba mixer (fused one-call scan = two calls; packed short sequences = one row each;
+Mamba's initialisation)."""
 
 import math
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from models import build_model
-from models.mamba import BiMamba, MambaBlock
+from models import build_model, scan
+from models.mamba import BiMamba, MambaBlock, selective_scan_packed
 from models.matten import from_global_sequence, to_global_sequence
 
 B, T, C, HW = 2, 3, 4, 8  # small latents: 3 frames of 4×8×8 → 16 tokens a frame (patch 2)
@@ -176,6 +177,54 @@ def test_fused_bidirectional_scan_equals_two_calls():
     mixer.fused = False
     two = mixer(x)
     torch.testing.assert_close(fused, two, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "reference"])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_packed_scan_equals_one_row_per_sequence_on_outputs_and_every_gradient(backend, grouped):
+    """Three sequences a row with resetting separators compute what three rows compute (fp32, the backends'
+    precision): outputs and the gradients of u, delta, A, B, C, D, z and delta_bias. A spans Mamba's
+    1..16 and one tiny |A| (1e-3, the slowest decay a trained A_log reaches): the separator still resets."""
+    g = torch.Generator().manual_seed(0)
+    batch, d, n, L = 6, 8, 4, 5
+    A = -torch.cat([torch.linspace(1, 16, d * n - 1), torch.tensor([1e-3])]).reshape(d, n)
+    shape_bc = (batch, 2, n, L) if grouped else (batch, n, L)
+    leaves = {"u": torch.randn(batch, d, L, generator=g), "delta": torch.randn(batch, d, L, generator=g),
+              "A": A, "B": torch.randn(*shape_bc, generator=g), "C": torch.randn(*shape_bc, generator=g),
+              "D": torch.randn(d, generator=g), "z": torch.randn(batch, d, L, generator=g),
+              "delta_bias": torch.randn(d, generator=g)}
+    dy = torch.randn(batch, d, L, generator=g)
+    results = []
+    scan.set_backend(backend)
+    try:
+        for pack in (1, 3):
+            inp = {k: v.clone().requires_grad_() for k, v in leaves.items()}
+            out = selective_scan_packed(pack, *inp.values(), delta_softplus=True)
+            out.backward(dy)
+            results.append((out, {k: v.grad for k, v in inp.items()}))
+    finally:
+        scan.set_backend("auto")
+    (one, grads_one), (packed, grads_packed) = results
+    torch.testing.assert_close(packed, one, rtol=1e-6, atol=1e-6)
+    for k in leaves:
+        torch.testing.assert_close(grads_packed[k], grads_one[k], rtol=1e-5, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("variant,conditioning", [(2, "madan"), (2, "tokens"), (3, "madan")])
+def test_packed_spatial_and_temporal_mamba_leave_the_model_unchanged(variant, conditioning):
+    """Matten with S-/T-mamba packed (the default) against one scan row per sequence: same output, same gradient
+    of every parameter (fp32, the torch backend; variant 3 has no S-/T-mamba and is untouched)."""
+    x, t, y = inputs(num_classes=3)
+    runs = []
+    for pack in (False, True):
+        model = small_model(variant=variant, conditioning=conditioning, num_classes=3)
+        model.pack_sequences = pack
+        out = model(x, t, y)
+        out.square().mean().backward()
+        runs.append((out, {n: p.grad for n, p in model.named_parameters()}))
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-5, atol=1e-6)
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_bidirectional_mixer_is_flip_symmetric():

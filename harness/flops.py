@@ -411,10 +411,15 @@ def latent_size(pixel_size: int) -> int:
 def build_on_meta(
     model_name: str, *, variant: int = 3, frames: int = 16, size: int = 256, **overrides: Any
 ) -> nn.Module:
-    """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count."""
+    """Build the named model on the meta device (no weights in memory), unconditional as in Latte's count.
+
+    S-/T-mamba's packed scan rows are turned off: packing (models/mamba.py) computes the same function with one
+    separator step per sequence, 1/L more scan work that is the implementation's, not the model's arithmetic."""
     spec = model_spec(model_name, variant)
     with torch.device("meta"):
         model = spec.build(num_frames=frames, input_size=latent_size(size), num_classes=0, **overrides)
+    if hasattr(model, "pack_sequences"):
+        model.pack_sequences = False
     return model.to("meta")  # buffers made from numpy tables land on the CPU even inside torch.device("meta")
 
 

@@ -11,20 +11,21 @@ The estimate has two parts, in bytes:
   clip and batch: the models' memory is linear in tokens, attention runs through SDPA, which keeps no T×T
   matrix) and what the batch does not change (``shared``: the weights the layers keep for their backward,
   and their bf16 copies under autocast, counted once). Elements are counted at 4 bytes under
-  fp32 and, under bf16 autocast (which keeps norms, softmax and the scan in fp32), at 2 on CUDA and 3 on the
-  CPU (BYTES_PER_ELEMENT); a factor of 1.5 covers the backward's transient buffers.
+  fp32 and, under bf16 autocast (which keeps norms, softmax and the scan in fp32), at 2 on CUDA with mamba-ssm's
+  scan and 3 otherwise (BYTES_PER_ELEMENT); a factor of 1.5 covers the backward's transient buffers.
 
 Until 2026-11-30 the shared part was counted once per clip, which put Matten-B at the mini shape (batch 64)
 at 75.6 GiB against its measured 15.3 GiB peak on the H200 (results/mini/README.md).
 
 Where the run's scan is mamba-ssm's (CUDA with mamba-ssm installed), the meta pass counts what its
 ``SelectiveScanFn`` keeps for the backward (its inputs, the output and one fp32 state per 2,048 steps) instead
-of the torch backend's fp32 copies, and a bf16 element counts 2 bytes on CUDA (see BYTES_PER_ELEMENT). Before
+of the torch backend's fp32 copies, and a bf16 element counts 2 bytes (see BYTES_PER_ELEMENT). Before
 both (2026-11-30), Matten-XL/2 at 16×4×32×32, batch 5, bf16 was estimated at 141.6 GiB and refused on an H200
 with 135 GiB free. Estimated now against the eager bf16 peaks measured on the H200 (results/mini/probe,
 results/benchmarks.md): Matten-XL/2 batch 5 88.4 / 62.0 GiB, Latte-XL/2 52.8 / 34.1; at the mini shape
-(16×3×32×32, patch 8, batch 64) Matten-B v3 20.3 / 14.5, Matten-S v1 18.2 / 11.9, v2 31.9 / 23.7, v3 9.3 / 6.8,
-Latte-S 5.3 / 4.2: 1.26 to 1.55 times the peak.
+(16×3×32×32, patch 8, batch 64) Matten-B v3 20.3 / 14.5, Matten-S v1 18.2 / 11.9, v2 31.9 / 20.8 (its scan rows
+packed; 23.7 one row per sequence; the meta pass does not pack), v3 9.3 / 6.8, Latte-S 5.3 / 4.2: 1.26 to 1.53
+times the peak. With the torch scan on CUDA (3 bytes): Matten-S v2 53.4 / 41.9.
 
 The estimate is a guide, not a measurement. Against the peak resident memory of two real training steps
 on a CPU (tiny models, batch 2, 16 frames; 2026-11-30; two runs where a range is given): Matten 64×64 fp32
@@ -50,9 +51,10 @@ STATE_BYTES_PER_PARAM = 4 + 4 + 8 + 4  # weights, gradients, AdamW's exp_avg and
 TRANSIENT = 1.5  # backward's temporaries on top of the saved activations (fitted: see the module's docstring)
 USABLE = 0.9  # of the free memory
 # bytes a saved element takes: fp32 4; under bf16 autocast most saved tensors are the bf16 inputs of matmuls (2)
-# and norms, softmax and the scan stay fp32. CUDA: 2, fitted to the H200 peaks in the module's docstring;
-# the CPU's autocast keeps more in fp32: 3, fitted to the CPU runs there.
-BYTES_PER_ELEMENT = {"fp32": 4, "bf16-cuda": 2, "bf16-cpu": 3}
+# and norms, softmax and the scan stay fp32. On CUDA with mamba-ssm's scan: 2, fitted to the H200 peaks in the
+# module's docstring; otherwise 3 (the CPU's autocast keeps more in fp32, and the torch scan keeps fp32 copies:
+# Matten-S v2 at the mini shape on CUDA with the torch scan peaked at 41.9 GiB, estimated at 53.4 with 3 bytes).
+BYTES_PER_ELEMENT = {"fp32": 4, "bf16, mamba-ssm scan": 2, "bf16": 3}
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,9 @@ def estimate(cfg: TrainConfig, model_args: dict, patch_units: tuple[int, int] = 
     per_clip2 = saved_elements(cfg, model_args, patch * k2, scan=scan)[0] - shared
     t1, t2 = frames * k1 * k1, frames * k2 * k2
     per_token = (per_clip2 - per_clip1) / (t2 - t1)
-    scale = TRANSIENT * BYTES_PER_ELEMENT[cfg.precision if cfg.precision == "fp32" else f"bf16-{device_type}"]
+    kind = "fp32" if cfg.precision == "fp32" else "bf16, mamba-ssm scan" if (scan, device_type) == ("cuda", "cuda") \
+        else "bf16"
+    scale = TRANSIENT * BYTES_PER_ELEMENT[kind]
     return Estimate(params=params, state=STATE_BYTES_PER_PARAM * params, shared=scale * shared,
                     fixed=scale * (per_clip1 - per_token * t1), per_token=scale * per_token, batch=cfg.batch,
                     tokens_per_clip=frames * (size // patch) ** 2)

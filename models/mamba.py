@@ -14,15 +14,16 @@ the forward B/C and block 1 the backward ones (mamba-ssm's kernel accepts groupe
 makes two calls, as Vim does; kept for the benchmark. Both compute the same function of the same weights.
 The conv runs through F.conv1d (causal-conv1d is not required).
 
-Packed short sequences (`pack=k`): mamba-ssm's kernel runs one thread block per (sequence, channel), so many
-short sequences cost far more per token than a few long ones (on the H200, variant 2's 1,024 sequences of 16
-tokens: 6.8 ms forward + 18.1 ms backward per fused call, against 0.43 + 2.1 ms for variant 3's 64 sequences
-of 256 tokens, the same number of elements; results/benchmarks.md). With `pack=k`, k consecutive sequences of
-the batch become one scan row, each preceded by a separator step that resets the state: u = B = C = z = 0 there
-and delta = SEPARATOR_DELTA, so exp(delta·A) underflows to exactly 0 (A < 0) and the input term delta·B·u is
-exactly 0: the state after the separator is 0, as at the start of a sequence, and no gradient crosses it. The
-outputs at the separators are dropped. The convolution runs before packing, per sequence. Same function, same
-gradients as `pack=1` (tests/test_models_networks.py, on every backend).
+Packed short sequences (`pack=k`; Matten packs where the scan is mamba-ssm's, in fp32 or bf16): mamba-ssm's
+kernel runs one thread block per (sequence, channel), so many short sequences cost far more per token than a few
+long ones (on the H200, variant 2's 1,024 sequences of 16 tokens: 6.8 ms forward + 18.1 ms backward per fused
+call, against 0.43 + 2.1 ms for variant 3's 64 sequences of 256 tokens, the same number of elements;
+results/benchmarks.md). With `pack=k`, k consecutive sequences of the batch become one scan row, each preceded
+by a separator step that resets the state: u = B = C = z = 0 there and delta = SEPARATOR_DELTA, so exp(delta·A)
+underflows to exactly 0 (A < 0) and the input term delta·B·u is exactly 0: the state after the separator is 0,
+as at the start of a sequence, and no gradient crosses it. The outputs at the separators are dropped. The
+convolution runs before packing, per sequence. Same function, same gradients as `pack=1`
+(tests/test_models_networks.py, on the torch and reference backends; bit-identical with mamba-ssm on an H200).
 
 MambaBlock wraps the mixer with its conditioning:
     madan:   x + gate · BiMamba(LN(x)·(1 + scale) + shift),  (shift, scale, gate) = Linear(SiLU(c)), zero-init
@@ -41,7 +42,10 @@ from einops import rearrange
 from models.blocks import modulate
 from models.scan import selective_scan
 
-SEPARATOR_DELTA = 1e20  # exp(delta·A) underflows to 0 for any |A| > 1e-18; finite in bf16 and fp32 (no inf·0)
+# exp(delta·A) is exactly 0 in fp32 for |A| ≥ 1.1e-18, i.e. A_log ≥ -41 (trained A_log stays within about -20..10;
+# below that the state would leak across the separator); finite in bf16 and fp32 (no inf·0), not in fp16
+SEPARATOR_DELTA = 1e20
+PACKABLE_DTYPES = (torch.float32, torch.bfloat16)  # fp16 cannot hold SEPARATOR_DELTA
 
 
 def selective_scan_packed(pack: int, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -52,6 +56,9 @@ def selective_scan_packed(pack: int, u, delta, A, B, C, D=None, z=None, delta_bi
         return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if u.shape[0] % pack:
         raise ValueError(f"{u.shape[0]} sequences cannot be packed {pack} to a row")
+    if delta.dtype not in PACKABLE_DTYPES:
+        raise ValueError(f"packed scan rows need fp32 or bf16 delta (the separator's {SEPARATOR_DELTA:g}), "
+                         f"not {delta.dtype}")
 
     def packed(t: torch.Tensor, separator: float = 0.0) -> torch.Tensor:
         return rearrange(F.pad(t, (1, 0), value=separator), "(b k) ... l -> b ... (k l)", k=pack)

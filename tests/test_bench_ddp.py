@@ -32,6 +32,7 @@ def test_bench_ddp_on_the_cpu(tmp_path):
     assert 20 <= kill["killed after step"] < 300  # it interrupted the run (a run that finished is an error)
     assert kill["resumed from step"] in range(10, 300, 10)  # a checkpoint (every 10 steps) before the end
     assert kill["logged steps compared"] == 300 and kill["bit for bit"] is True, kill
+    assert kill["max |loss difference| before the resume"] == kill["max |loss difference| after the resume"] == 0
     assert kill["resumed on 1 process, warned"] is True and kill["1-process run reached"] == 302, kill
 
 

@@ -227,6 +227,23 @@ def test_packed_spatial_and_temporal_mamba_leave_the_model_unchanged(variant, co
         torch.testing.assert_close(runs[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_matten_packs_where_the_scan_is_mamba_ssms_in_fp32_or_bf16(monkeypatch):
+    """pack_sequences=None (the default) packs only on mamba-ssm's kernel (where one thread block per row makes
+    short rows costly) and in dtypes that hold the separator; True/False force it."""
+    import models.matten as matten
+
+    model = small_model(variant=2)
+    x = torch.zeros(2, 3)
+    assert model.pack_sequences is None and not model._packs(x)  # the CPU: the torch backend
+    monkeypatch.setattr(matten, "resolve_backend", lambda device: "cuda")
+    assert model._packs(x) and model._packs(x.bfloat16()) and not model._packs(x.half())
+    model.pack_sequences = False
+    assert not model._packs(x)
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        selective_scan_packed(2, *(torch.zeros(2, 4, 3).half() for _ in range(2)), -torch.ones(4, 2),
+                              torch.zeros(2, 2, 3), torch.zeros(2, 2, 3))
+
+
 def test_bidirectional_mixer_is_flip_symmetric():
     # swapping the forward and backward parameters and reversing the input reverses the output
     torch.manual_seed(0)

@@ -276,4 +276,6 @@ class LatentDataset(torch.utils.data.Dataset):
         return len(self.latents)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"video": torch.from_numpy(self.latents[i].astype(np.float32)), "label": int(self.labels[i]), "index": i}
+        """The clip's latents as stored (fp16: half the bytes a DataLoader worker sends; the trainer's
+        clips_to_float makes them float32 on the device, exactly), its label and index."""
+        return {"video": torch.from_numpy(self.latents[i].copy()), "label": int(self.labels[i]), "index": i}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness import vae as V
+from harness.data.clips import clips_to_float
 from harness.errors import UserError
 
 
@@ -113,6 +114,10 @@ def test_encode_cache_records_vae_and_refuses_to_mix(tiny_vae_dir, tmp_path, mon
     assert meta["complete"] and meta["vae"]["kind"] == "sd-v1-4" and meta["num_videos"] == 5
     ds = V.LatentDataset(out)
     assert len(ds) == 5 and ds[3]["video"].shape == (2, 4, 8, 8) and ds[3]["label"] == 1
+    # the workers send the latents as stored (fp16, half the bytes); the trainer makes float32 of them, exactly
+    stored = np.load(out / "latents" / "latents-00000.npz")["latents"][1]
+    assert ds[1]["video"].dtype == torch.float16
+    assert np.array_equal(clips_to_float(ds[1]["video"]).numpy(), stored.astype(np.float32))
     # a rerun with the same VAE skips finished shards and gives the same latents
     first = np.load(out / "latents" / "latents-00000.npz")["latents"]
     V.encode_dataset(tmp_path, out, f"sd-v1-4:{tiny_vae_dir}", num_frames=2, size=16, shard_size=2)

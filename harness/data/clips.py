@@ -152,13 +152,15 @@ def resize_center_crop(
 
 def clips_to_float(video: torch.Tensor) -> torch.Tensor:
     """uint8 clips (..., T, H, W, 3) -> float32 (..., T, 3, H, W) in [-1, 1], contiguous: the same
-    numbers ClipDataset(uint8=False) yields. Float input (latents, float clips) passes through.
+    numbers ClipDataset(uint8=False) yields. Float input (latents, float clips) comes back as float32:
+    float32 unchanged, fp16 latents (as a latent cache stores them) converted, which is exact.
 
-    The trainer's DataLoader workers send uint8 (a quarter of the bytes to copy between
-    processes) and this runs on the consumer's side, on the GPU when there is one.
+    The trainer's DataLoader workers send uint8 frames or fp16 latents (a quarter, or half, of the bytes
+    to copy between processes: the receive cost follows the bytes, results/benchmarks.md) and this runs
+    on the consumer's side, on the GPU when there is one.
     """
     if video.dtype != torch.uint8:
-        return video
+        return video.float()
     return video.movedim(-1, -3).to(torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
 
 

@@ -335,7 +335,7 @@ def bench_mixer(device: str = "cuda", batch: int = 5, tokens: int = 4096, dim: i
 
 
 # ------------------------------------------------------------------------------------------------
-# all three GPU tables in one run; also `python -m harness.bench.models --device cuda` (no harness.cli imports)
+# all four GPU tables in one run; also `python -m harness.bench.models --device cuda` (no harness.cli imports)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -355,23 +355,87 @@ def mixer_verdict(rows: list[dict]) -> str:
     return "no target (the mixer or the attention pair was not measured)"
 
 
+# ------------------------------------------------------------------------------------------------
+# the scan's floor: the bytes it must move, at the device's measured copy bandwidth
+# ------------------------------------------------------------------------------------------------
+
+# Matten-XL's fused bidirectional scan at 16×4×32×32, patch 2, batch 5: 2 × 2,304 channels (expand 2 × 1,152,
+# both directions), 4,096 tokens, N = 16, B/C grouped by direction (models/mamba.py)
+XL_SCAN = {"batch": 5, "d": 4608, "L": 4096, "N": 16, "groups": 2}
+
+
+def scan_bytes(batch: int, d: int, L: int, N: int, groups: int = 1, elem: int = 2) -> dict[str, int]:
+    """The bytes a selective scan must move at the least, each tensor read or written once and no state stored
+    (the backward recomputes it): u, delta, z and the output (batch, d, L) and B, C (batch, groups, N, L) in
+    ``elem``-byte elements (bf16: 2); A (d, N), D and delta_bias (d,) in fp32.
+    forward: reads u, delta, z, B, C, A, D, delta_bias; writes the output.
+    backward: reads the same and the output's gradient; writes the gradients of u, delta, z, B, C (``elem``
+    bytes) and of A, D, delta_bias (fp32)."""
+    seq, bc, params = batch * d * L * elem, batch * groups * N * L * elem, (d * N + 2 * d) * 4
+    inputs = 3 * seq + 2 * bc + params
+    return {"forward": inputs + seq, "backward": inputs + seq + (3 * seq + 2 * bc + params)}
+
+
+def copy_bandwidth(device: str, mib: int = 1024, repeats: int = 10) -> float:
+    """Bytes per second of a device-to-device copy of ``mib`` MiB (read + write counted), median of repeats."""
+    src = torch.empty(mib * 2**20, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    t = median_time(lambda: dst.copy_(src), repeats, device, warmup=2)
+    return 2 * src.numel() / t
+
+
+def scan_floor(device: str = "cuda", shape: dict | None = None, dtype=torch.bfloat16, repeats: int = 5,
+               mib: int = 1024) -> list[dict]:
+    """Each scan backend available on ``device`` (mamba-ssm's on CUDA, ours everywhere) against the floor: the
+    bytes of :func:`scan_bytes` at the measured copy bandwidth. Rows: pass, backend, median ms, floor ms, × floor."""
+    shape = shape or XL_SCAN
+    nbytes = scan_bytes(**shape, elem=torch.empty((), dtype=dtype).element_size())
+    bandwidth = copy_bandwidth(device, mib)
+    ins = scan_inputs(shape["batch"], shape["d"], shape["L"], shape["N"], device, dtype, groups=shape["groups"])
+    backends = [("torch", scan.selective_scan_torch)]
+    if torch.device(device).type == "cuda" and scan.cuda_available():
+        backends.insert(0, ("cuda (mamba-ssm)", scan._cuda_fn))
+    rows = []
+    for name, fn in backends:
+        for backward in (False, True):
+            run = _scan_call(fn, ins, backward)
+            if backward:
+                t = median_time(run, repeats, device, warmup=2)
+            else:
+                with torch.no_grad():
+                    t = median_time(run, repeats, device, warmup=2)
+            need = nbytes["forward"] + (nbytes["backward"] if backward else 0)
+            floor = need / bandwidth
+            rows.append({"pass": "fwd+bwd" if backward else "fwd", "backend": name, "median ms": t * 1e3,
+                         "bytes (GB)": need / 1e9, "copy GB/s": bandwidth / 1e9, "floor ms": floor * 1e3,
+                         "× floor": t / floor})
+        gc.collect()
+    return rows
+
+
 GPU_PARTS = {
     "agreement": "(a) scan backend agreement, max relative error (max|a-b| / max|b|), outputs and gradients",
     "models": "(b) forward+backward step, bf16 autocast, same inputs, one run",
     "mixer": "(c) the bidirectional Mamba's cost vs one Latte spatial+temporal attention pair, fwd+bwd, bf16",
+    "floor": "(d) the fused bidirectional scan at Matten-XL/2's shape against its floor: the bytes it must move "
+             "(each tensor once, no stored states) at the measured device-to-device copy bandwidth",
 }
 
 
 def gpu_tables(device: str = "cuda", tiny: bool = False) -> dict[str, list[dict]]:
-    """The rows of GPU_PARTS' three tables: scan backend agreement, Latte vs Matten steps, the mixer's cost."""
+    """The rows of GPU_PARTS' tables: scan backend agreement, Latte vs Matten steps, the mixer's cost, the scan's
+    floor."""
     shapes = ((2, 16, 64, 16, None), (1, 32, 96, 16, 2)) if tiny else AGREEMENT_SHAPES
     out = {"agreement": scan_agreement(device, shapes=shapes)}
     if tiny:
         out["models"] = bench_models(device, "tiny", batch=2, frames=4, latent=8, repeats=2)
         out["mixer"] = bench_mixer(device, batch=2, tokens=64, dim=64, heads=4, frames=4, repeats=2, compiled=False)
+        out["floor"] = scan_floor(device, {"batch": 1, "d": 32, "L": 64, "N": 4, "groups": 2}, torch.float32,
+                                  repeats=2, mib=8)
     else:
         out["models"] = bench_models(device, "xl", batch=5, frames=16, latent=32, repeats=10)
         out["mixer"] = bench_mixer(device, batch=5, tokens=4096, dim=1152, heads=16, frames=16, repeats=20)
+        out["floor"] = scan_floor(device)
     return out
 
 

@@ -181,7 +181,8 @@ def bench_gpu_cmd(
     record: bool = RECORD_OPTION,
     record_dir: Path = RECORD_DIR_OPTION,
 ) -> None:
-    """All three GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost."""
+    """All four GPU tables in one run: backend agreement, Latte-XL/2 vs Matten-XL/2 steps, the mixer's cost, the
+    scan against its floor (the bytes it must move at the measured copy bandwidth)."""
     from harness.bench.models import gpu_report, gpu_tables
 
     _check_device(device)

@@ -39,6 +39,7 @@ fit; ``--no-preflight`` skips the check.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -107,8 +108,6 @@ def saved_elements(cfg: TrainConfig, model_args: dict, input_size: int, batch: i
     """(elements saved for backward, parameters) of one forward + IDDPM loss of ``cfg``'s model at latent
     size ``input_size``, on the meta device; ``scan="cuda"`` counts the selective scan's saved tensors as
     mamba-ssm keeps them, any other backend as the torch backend does."""
-    import contextlib
-
     from harness.diffusion import create_diffusion
     from harness.train import build_model_from_config
     from models import scan as scan_backends
@@ -136,9 +135,9 @@ def saved_elements(cfg: TrainConfig, model_args: dict, input_size: int, batch: i
 
 
 def estimate(cfg: TrainConfig, model_args: dict, patch_units: tuple[int, int] = (2, 4), scan: str = "torch",
-             device_type: str = "cpu") -> Estimate:
+             ) -> Estimate:
     """The memory estimate of ``cfg``'s training step (see the module's docstring); ``scan`` is the selective-scan
-    backend the run will use (models.scan.resolve_backend), ``device_type`` where it runs ("cuda" or "cpu")."""
+    backend the run will use (models.scan.resolve_backend; "cuda", mamba-ssm's kernel, runs on CUDA only)."""
     patch, size = cfg.patch, model_args["input_size"]
     frames = model_args["num_frames"]
     k1, k2 = patch_units  # k x k tokens a frame
@@ -149,8 +148,7 @@ def estimate(cfg: TrainConfig, model_args: dict, patch_units: tuple[int, int] = 
     per_clip2 = saved_elements(cfg, model_args, patch * k2, scan=scan)[0] - shared
     t1, t2 = frames * k1 * k1, frames * k2 * k2
     per_token = (per_clip2 - per_clip1) / (t2 - t1)
-    kind = "fp32" if cfg.precision == "fp32" else "bf16, mamba-ssm scan" if (scan, device_type) == ("cuda", "cuda") \
-        else "bf16"
+    kind = "fp32" if cfg.precision == "fp32" else "bf16, mamba-ssm scan" if scan == "cuda" else "bf16"
     scale = TRANSIENT * BYTES_PER_ELEMENT[kind]
     return Estimate(params=params, state=STATE_BYTES_PER_PARAM * params, shared=scale * shared,
                     fixed=scale * (per_clip1 - per_token * t1), per_token=scale * per_token, batch=cfg.batch,
@@ -175,7 +173,7 @@ def check(cfg: TrainConfig, model_args: dict, device: torch.device, vae_downsamp
     """Refuse (UserError, one line) a run whose step would not fit; returns the estimate."""
     from models.scan import resolve_backend
 
-    est = estimate(cfg, model_args, scan=resolve_backend(device), device_type=device.type)
+    est = estimate(cfg, model_args, scan=resolve_backend(device))
     free = free_memory(device)
     budget = USABLE * free
     if est.total <= budget:

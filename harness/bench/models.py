@@ -7,6 +7,7 @@ harness.machine (and mamba_ssm where asked) only, so the GPU commands run on a m
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 
@@ -106,6 +107,13 @@ def _scan_call(fn, ins: dict, backward: bool):
     return run
 
 
+def _time_scan(fn, ins: dict, backward: bool, repeats: int, device: str, warmup: int = 1) -> float:
+    """Median seconds of one scan call (``backward``: with its backward; else under no_grad)."""
+    run = _scan_call(fn, ins, backward)
+    with contextlib.nullcontext() if backward else torch.no_grad():
+        return median_time(run, repeats, device, warmup=warmup)
+
+
 def bench_scan(
     lengths_compare: tuple[int, ...] = (1024,),
     lengths_torch: tuple[int, ...] = (4096,),
@@ -133,12 +141,7 @@ def bench_scan(
     for L in lengths_torch:
         ins = scan_inputs(batch, d, L, N)
         for backward in (False, True):
-            run = _scan_call(scan.selective_scan_torch, ins, backward)
-            if backward:
-                t = median_time(run, repeats, "cpu")
-            else:
-                with torch.no_grad():
-                    t = median_time(run, repeats, "cpu")
+            t = _time_scan(scan.selective_scan_torch, ins, backward, repeats, "cpu")
             peak, inputs = peak_scan_memory_mib(batch, d, L, N, backward)
             rows.append({"L": L, "backend": "torch", "pass": "fwd+bwd" if backward else "fwd", "median s": t,
                          "repeats": repeats, "speed-up vs reference": "-", "peak MiB": f"{peak:.0f}",
@@ -398,12 +401,7 @@ def scan_floor(device: str = "cuda", shape: dict | None = None, dtype=torch.bflo
     rows = []
     for name, fn in backends:
         for backward in (False, True):
-            run = _scan_call(fn, ins, backward)
-            if backward:
-                t = median_time(run, repeats, device, warmup=2)
-            else:
-                with torch.no_grad():
-                    t = median_time(run, repeats, device, warmup=2)
+            t = _time_scan(fn, ins, backward, repeats, device, warmup=2)
             need = nbytes["forward"] + (nbytes["backward"] if backward else 0)
             floor = need / bandwidth
             rows.append({"pass": "fwd+bwd" if backward else "fwd", "backend": name, "median ms": t * 1e3,

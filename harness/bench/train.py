@@ -322,8 +322,7 @@ def sampling_cost(family: str, shape: Shape, opts: Options, device: torch.device
     """DDPM with classifier-free guidance: ``sample_steps`` steps timed, scaled to 250."""
     model = _build(family, shape, opts, device).eval()
     if opts.compile:
-        compile_blocks(model, opts.compile_mode)  # in place, as `train` compiles
-    fwd = model
+        compile_blocks(model, opts.compile_mode)  # in place, as `train` compiles: forward_with_cfg runs compiled too
     reset_peak_memory(device)
     diffusion = create_diffusion(opts.sample_steps)
     g = torch.Generator(device=device).manual_seed(1)
@@ -331,8 +330,8 @@ def sampling_cost(family: str, shape: Shape, opts: Options, device: torch.device
 
     def denoise(z, tt):
         if sy is not None:
-            return _cfg(fwd, model, z, tt, sy)
-        return fwd(z, tt, None)
+            return model.forward_with_cfg(z, tt, sy, 7.0)  # Latte's UCF101 guidance scale (harness.sample's default)
+        return model(z, tt, None)
 
     def sample_once():
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -408,15 +407,6 @@ def _forget_compiled(opts: Options) -> None:
     if opts.compile:
         torch._dynamo.reset()
     gc.collect()
-
-
-def _cfg(compiled, model, z, t, y):
-    """Classifier-free guidance through the compiled forward (same arithmetic as model.forward_with_cfg)."""
-    null = torch.full_like(y, model.num_classes)
-    out = compiled(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null]))
-    cond, uncond = out.chunk(2)
-    c = z.shape[2]
-    return torch.cat([uncond[:, :, :c] + 7.0 * (cond[:, :, :c] - uncond[:, :, :c]), cond[:, :, c:]], dim=2)
 
 
 def run(families: list[str], shape: Shape = Shape(), opts: Options = Options(), device: str = "cuda",

@@ -122,12 +122,12 @@ PRESETS = {
     # 247 (Latte-S) to 840 ms (Matten-S v2) a step, against 45 to 809 ms one at a time; variant 2 bounds the run
     # either way (its step is 809 ms alone; 840 with its scans on the torch backend, so not the scan kernel).
     # The first run (400 steps, one model at a time: 21.3 min) left every model's samples noise. The second
-    # (results/mini/, this preset): six models learned (Matten-S v3 at step 800: FVD 2,507, floor 70.5) and were done
-    # in 12.5 min; variant 2 was at step 710 after 21 min (2.2 s a step beside the others), so the preset does not
-    # yet fit 20 min on one H200 until variant 2's step gets faster.
+    # (800 steps): six models learned (Matten-S v3 at step 800: FVD 2,507, floor 70.5) and were done in 12.5 min;
+    # variant 2 was at step 710 after 21 min (2.2 s a step beside the others). Its S-/T-mamba scans are packed since
+    # (models/mamba.py: 807 -> 275 ms a step alone), which leaves room for 1,000 steps.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
-        eval_steps=(0, 200, 400, 800), train_scaling=True, extra_seeds=(1,), jobs=8,
+        eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8,
         train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
                           ckpt_every=100, keep_checkpoints=100, precision="bf16", num_workers=2, device="cuda",
                           compile=False),

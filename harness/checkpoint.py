@@ -8,7 +8,9 @@ constructor arguments (``model_args``, enough to rebuild it for sampling).
 
 from __future__ import annotations
 
+import errno
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -49,6 +51,43 @@ def set_rng_state(s: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
 
 
+# A checkpoint's bytes per trainable parameter: fp32 weights, the fp32 EMA and AdamW's two fp32 moments (buffers,
+# RNG states and the configuration add a few MB). Measured: Matten-S/8 (41.6M parameters) writes 0.67 GB, Matten-B/8
+# (164.6M) 2.6 GB (results/mini/README.md).
+CHECKPOINT_BYTES_PER_PARAM = 16
+
+
+def free_disk_bytes(path: str | Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _no_space(e: BaseException | None) -> bool:
+    """Whether ``e`` or an exception it was raised from is ENOSPC (``torch.save`` reports a full disk as a
+    RuntimeError 'unexpected pos …' raised while handling the OSError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def state_nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested state (dicts, lists, tuples): what ``torch.save`` writes, less a few KB."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_nbytes(v) for v in obj)
+    return 0
+
+
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -60,6 +99,11 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """The run's checkpoints, oldest first (zero-padded step numbers sort as text)."""
     return sorted(checkpoint_dir(run_dir).glob("step-*.pt"))
+
+
+def step_of(path: Path) -> int:
+    """The step of ``step-NNNNNNN.pt``."""
+    return int(path.stem.removeprefix("step-"))
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -164,12 +208,14 @@ class CheckpointWriter:
     ``save`` gathers every rank's RNG states (a collective: every rank calls it), and rank 0 copies the
     state to host buffers (the step waits for that copy only: the weights move on after it), then a
     background thread serialises it into ``step-<step>.pt`` atomically and prunes all but the newest
-    ``keep``. One write is in flight at a time: the next ``save`` and ``close`` wait for it and re-raise
-    its error. A job killed mid-write leaves the previous checkpoints intact (the write is atomic).
+    ``keep``, except those at ``keep_steps`` (a run's evaluation steps, sampled again when their sampler
+    changes), which stay. One write is in flight at a time: the next ``save`` and ``close`` wait for it and
+    re-raise its error; a full disk is re-raised as a one-line UserError naming the sizes. A job killed
+    mid-write leaves the previous checkpoints intact (the write is atomic).
     """
 
-    def __init__(self, run_dir: str | Path, keep: int, d: Dist):
-        self.run_dir, self.keep, self.d = Path(run_dir), keep, d
+    def __init__(self, run_dir: str | Path, keep: int, d: Dist, keep_steps: tuple[int, ...] = ()):
+        self.run_dir, self.keep, self.d, self.keep_steps = Path(run_dir), keep, d, frozenset(keep_steps)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._host = HostBuffers()  # reused: the next save waits for this write before refilling them
@@ -197,10 +243,22 @@ class CheckpointWriter:
         try:
             atomic_save_torch(path, snapshot)
             for old in list_checkpoints(self.run_dir)[: -self.keep]:
-                old.unlink()
+                if step_of(old) not in self.keep_steps:
+                    old.unlink()
         except BaseException as e:  # re-raised in the training thread by wait()
-            self._error = e
+            self._error = self._disk_full(path, snapshot) if _no_space(e) else e
         self.write_seconds.append(time.perf_counter() - t0)
+
+    def _disk_full(self, path: Path, snapshot: dict[str, Any]) -> UserError:
+        gb = 1e9
+        held = list_checkpoints(self.run_dir)
+        return UserError(
+            f"{path.name} ({state_nbytes(snapshot) / gb:.2f} GB) could not be written: no space left on the disk "
+            f"of {path.parent} ({free_disk_bytes(path.parent) / gb:.2f} GB free; the run holds {len(held)} "
+            f"checkpoint(s), {sum(p.stat().st_size for p in held) / gb:.2f} GB). The checkpoints written before "
+            "are intact and --resume continues from the newest: free space, keep fewer (--keep-checkpoints "
+            f"{self.keep} now) or move --run-dir to a larger disk"
+        )
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk; re-raise its error."""

@@ -119,6 +119,8 @@ class TrainConfig:
     seed: int = option(0, "data order, each sample's noise and timestep, initial weights")
     ckpt_every: int = option(1000, "checkpoint every this many steps (written in the background)")
     keep_checkpoints: int = option(2, "checkpoints kept on disk (the newest)")
+    keep_steps: tuple[int, ...] = option(default_factory=tuple, help="checkpoints also kept, never pruned: a run's "
+                                         "evaluation steps (not a flag)")
     log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
     num_workers: int = option(4, "DataLoader worker processes")
     max_bad_videos: float = option(0.01, "videos that may turn out unreadable while training, as a fraction of the "
@@ -143,6 +145,9 @@ class TrainConfig:
         for name in ("steps", "num_workers", "start_clip_iter"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 0")
+        self.keep_steps = tuple(int(s) for s in self.keep_steps)  # a record's JSON list, too
+        if any(s < 0 for s in self.keep_steps):
+            raise UserError(f"keep_steps {self.keep_steps}: steps must be at least 0")
         # the comparisons below are False for NaN, so NaN is refused too
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay {self.ema_decay}: expected 0 <= decay < 1")
@@ -169,8 +174,8 @@ class TrainConfig:
         """What identifies the run. Lengths, intervals, workers, compile, the preflight, the two knobs a diverged
         run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by it is
         resumed with a larger one) may change across a resume; the ledger records each start."""
-        skip = {"steps", "ckpt_every", "keep_checkpoints", "log_every", "num_workers", "device", "run_dir", "compile",
-                "preflight"}
+        skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "device",
+                "run_dir", "compile", "preflight"}
         skip |= {"lr", "precision", "max_bad_videos"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 

@@ -190,8 +190,17 @@ def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
             gpu=torch.cuda.get_device_name(device),
             gpu_count=torch.cuda.device_count(),
             cuda=torch.version.cuda,
+            mps=mps_running(),
         )
     return rec
+
+
+def mps_running(pipe_dir: str | None = None) -> bool:
+    """Whether a CUDA Multi-Process Service daemon is up (its control pipe exists), so that processes sharing
+    the GPU run their kernels side by side instead of taking turns. The pipe is in ``$CUDA_MPS_PIPE_DIRECTORY``,
+    by default ``/tmp/nvidia-mps`` (NVIDIA's MPS documentation)."""
+    pipe_dir = pipe_dir or os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
+    return os.path.exists(os.path.join(pipe_dir, "control"))
 
 
 def machine_description(device: str | torch.device = "cpu") -> str:

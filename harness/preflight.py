@@ -35,6 +35,13 @@ on a CPU (tiny models, batch 2, 16 frames; 2026-11-30; two runs where a range is
 ``train`` refuses a run whose estimate exceeds 90 % of the memory the device has free (CUDA:
 ``torch.cuda.mem_get_info``; CPU: ``MemAvailable``), naming a ``--batch`` or ``--image-size`` that would
 fit; ``--no-preflight`` skips the check.
+
+**Disk.** ``train`` and ``run`` also refuse a run whose checkpoints will not fit on the disk of its run folder
+(:func:`disk_need`, :func:`check_disk`): 16 bytes a parameter a checkpoint (harness.checkpoint), times the
+evaluation steps kept for good + the newest ``keep_checkpoints`` and the one being written of the others, less what
+the run's prunable checkpoints already hold; ``run`` adds up its experiments, which share one disk. The third mini
+run on the H200 filled its 64 GB disk (eight models, up to 100 checkpoints each) and three trainings stopped on a
+message that did not say why (results/mini/README.md).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -196,4 +204,47 @@ def check(cfg: TrainConfig, model_args: dict, device: torch.device, vae_downsamp
         f"{est.activations_per_clip * est.batch / gib:.1f} "
         f"GiB of activations for {est.batch} clip(s) of {est.tokens_per_clip:,} tokens) and this {where} has "
         f"{free / gib:.1f} GiB free{hint} (harness.preflight; --no-preflight skips this check)"
+    )
+
+
+def disk_need(run_dir: str | Path, checkpoint_bytes: int, keep: int, keep_steps: tuple[int, ...], steps: int,
+              ckpt_every: int) -> int:
+    """Bytes the training run in ``run_dir`` still adds to its disk, up to ``steps``, for checkpoints of
+    ``checkpoint_bytes`` each.
+
+    The checkpoints still to be written are those at multiples of ``ckpt_every``, at ``steps`` and at the
+    ``keep_steps`` ahead (harness.train writes step 0 only when asked for ``steps`` 0, as ``run`` does). Those at
+    ``keep_steps`` stay; of the others at most the newest ``keep`` plus the one being written share the disk, less
+    what the run's prunable checkpoints already hold there (a new write needs at least its own size). 0 when the run
+    is already at ``steps``.
+    """
+    from harness.checkpoint import list_checkpoints, step_of
+
+    held = list_checkpoints(run_dir)
+    start = max((step_of(p) for p in held), default=-1)
+    if start >= steps:
+        return 0
+    ahead = {s for s in range(max(start + 1, 1), steps + 1) if s % ckpt_every == 0} | {steps}
+    ahead |= {s for s in keep_steps if start < s <= steps}
+    kept = len(ahead & set(keep_steps))
+    rolling = len(ahead) - kept
+    prunable = sum(p.stat().st_size for p in held if step_of(p) not in keep_steps)
+    window = max(checkpoint_bytes, min(rolling, keep + 1) * checkpoint_bytes - prunable) if rolling else 0
+    return kept * checkpoint_bytes + window
+
+
+def check_disk(run_dir: str | Path, needs: dict[str, int], fix: str) -> None:
+    """Refuse (UserError, one line ending in ``fix``) when the bytes in ``needs`` ({what: bytes}) exceed the free
+    space of ``run_dir``'s disk."""
+    from harness.checkpoint import free_disk_bytes
+
+    need, free = sum(needs.values()), free_disk_bytes(run_dir)
+    if need <= free:
+        return
+    gb = 1e9
+    largest = sorted(needs.items(), key=lambda kv: -kv[1])[:3]
+    detail = ", ".join(f"{k} {v / gb:.1f} GB" for k, v in largest) + (", ..." if len(needs) > 3 else "")
+    raise UserError(
+        f"the checkpoints need about {need / gb:.1f} GB more on the disk of {run_dir} ({detail}) and it has "
+        f"{free / gb:.1f} GB free: {fix}"
     )

@@ -124,12 +124,15 @@ PRESETS = {
     # The first run (400 steps, one model at a time: 21.3 min) left every model's samples noise. The second
     # (800 steps): six models learned (Matten-S v3 at step 800: FVD 2,507, floor 70.5) and were done in 12.5 min;
     # variant 2 was at step 710 after 21 min (2.2 s a step beside the others). Its S-/T-mamba scans are packed since
-    # (models/mamba.py: 807 -> 275 ms a step alone), which leaves room for 1,000 steps.
+    # (models/mamba.py: 807 -> 275 ms a step alone), which leaves room for 1,000 steps. The third run (results/mini/,
+    # 1,000 steps): all eight finished in 24.5 min over two commands, Matten-S v3 at FVD 1,494 (21x the floor), but
+    # Matten-B diverged near step 935 at this lr, and 100 checkpoints a model filled the 64 GB disk: now the newest
+    # one is kept, plus the evaluation steps' (keep_steps), and `run` checks the disk first.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
         eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8,
         train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
-                          ckpt_every=100, keep_checkpoints=100, precision="bf16", num_workers=2, device="cuda",
+                          ckpt_every=100, keep_checkpoints=1, precision="bf16", num_workers=2, device="cuda",
                           compile=False),
         sample=SampleConfig(num=256, batch_size=256, sampler="ddim", steps=50, cfg_scale=1.0, precision="bf16",
                             device="cuda", mp4=False),
@@ -239,7 +242,26 @@ def stage_encode(root: Path, preset: Preset, dataset: str, prepared: Path) -> Pa
 def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> TrainConfig:
     """The preset's training configuration for this experiment, trained up to ``steps``."""
     return replace(preset.train, data=str(prepared), run_dir=str(exp_dir), family=exp.family, size=exp.size,
-                   variant=exp.variant, conditioning=exp.conditioning, seed=exp.seed, steps=steps)
+                   variant=exp.variant, conditioning=exp.conditioning, seed=exp.seed, steps=steps,
+                   keep_steps=preset.eval_steps)
+
+
+def check_checkpoint_disk(root: Path, preset: Preset, experiments: list[Experiment], prepared: dict[str, Path]) -> None:
+    """Refuse (UserError) a run whose experiments' checkpoints, all on the disk of ``root``, will not fit there
+    (harness.preflight.disk_need for each, added up: with ``jobs`` > 1 they are written at once)."""
+    from harness import preflight
+    from harness.checkpoint import CHECKPOINT_BYTES_PER_PARAM
+
+    needs = {}
+    for e in experiments:
+        exp_dir = root / "exp" / e.name
+        cfg = train_config(preset, e, prepared[e.dataset], exp_dir, preset.train_steps)
+        size = CHECKPOINT_BYTES_PER_PARAM * experiment_params(cfg, prepared[e.dataset])
+        needs[e.name] = preflight.disk_need(exp_dir, size, cfg.keep_checkpoints, cfg.keep_steps, cfg.steps,
+                                            cfg.ckpt_every)
+    preflight.check_disk(root, needs, f"free space or move --run-dir to a larger disk (each experiment keeps "
+                         f"{preset.train.keep_checkpoints} checkpoint(s) + its {len(preset.eval_steps)} evaluation "
+                         "steps; harness.preflight)")
 
 
 def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
@@ -502,6 +524,8 @@ def run(
             for family, size in preset.flops_models():
                 stage_flops(root, preset, family, size)
         prepared = {d: stage_prepare(root, preset, d, data) for d in {e.dataset for e in experiments}}
+        if experiments and preset.train.preflight:
+            check_checkpoint_disk(root, preset, experiments, prepared)
         if experiments:
             ensure_i3d(root)
             for d, p in prepared.items():
@@ -537,6 +561,13 @@ def run(
             # point's FVD here, one I3D for all, also of an experiment that failed later on. A failed experiment
             # costs the others nothing: the report is written, and the run ends with one line naming it.
             jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
+            if preset.train.device.startswith("cuda"):
+                from harness.machine import mps_running
+
+                if not mps_running():
+                    console.print(f"note    the {preset.jobs} jobs take turns on the GPU; with CUDA MPS running "
+                                  "(nvidia-cuda-mps-control -d) their kernels run side by side, which sped up the "
+                                  "slowest mini model 2.3x on an H200 (results/mini/README.md)", highlight=False)
             failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
                                                                  root / "exp" / exp.name),
                                     root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)

@@ -46,7 +46,13 @@ import torch
 from rich.markup import escape
 
 from harness import ledger
-from harness.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint, set_rng_state
+from harness.checkpoint import (
+    CHECKPOINT_BYTES_PER_PARAM,
+    CheckpointWriter,
+    latest_checkpoint,
+    load_checkpoint,
+    set_rng_state,
+)
 from harness.config import TrainConfig
 from harness.console import console, progress
 from harness.data.clips import UnreadableVideo, clips_to_float
@@ -57,6 +63,7 @@ from harness.errors import UserError
 from harness.lock import folder_lock
 from harness.machine import (
     compile_blocks,
+    count_params,
     machine_record,
     peak_memory_gib,
     reset_peak_memory,
@@ -433,6 +440,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
+    if cfg.preflight and start < cfg.steps:  # will its checkpoints fit on the disk? refused before any step
+        _check_disk(cfg, count_params(model), d, device)
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
     compiled_what = compile_blocks(model) if compiled else None  # in place, before DDP wraps it
     forward = wrap(model, device, d)
@@ -473,7 +482,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     # -- the loop: everything below only queues work on the device, except where a comment says otherwise
     model.train()
     reset_peak_memory(device)
-    writer = CheckpointWriter(run_dir, cfg.keep_checkpoints, d)
+    writer = CheckpointWriter(run_dir, cfg.keep_checkpoints, d, cfg.keep_steps)
     last_ckpt, t_log, n_log = ckpt, time.perf_counter(), 0
     with progress() if d.main else _NoBar() as bar, _closing(writer):
         task = bar.add_task("train", total=cfg.steps, completed=start)
@@ -539,6 +548,29 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         )
     barrier(d)
     return rec or {}
+
+
+def _check_disk(cfg: TrainConfig, params: int, d: Dist, device: torch.device) -> None:
+    """Refuse on every rank when rank 0's disk cannot hold the run's checkpoints (harness.preflight.check_disk)."""
+    from harness import preflight
+
+    refused = None
+    if d.main:
+        run_dir = Path(cfg.run_dir)
+        need = preflight.disk_need(run_dir, CHECKPOINT_BYTES_PER_PARAM * params,
+                                   cfg.keep_checkpoints, cfg.keep_steps, cfg.steps, cfg.ckpt_every)
+        try:
+            preflight.check_disk(run_dir, {run_dir.name: need},
+                                 "free space, lower --keep-checkpoints or move --run-dir to a larger disk "
+                                 "(harness.preflight; --no-preflight skips this check)")
+        except UserError as e:
+            refused = e
+    if d.world > 1:  # the other ranks stop too, none waiting in a collective
+        flag = all_reduce_sum(torch.tensor([float(refused is not None)], device=device), d)
+        refused = refused or (UserError(f"rank 0's disk cannot hold the checkpoints of {cfg.run_dir}")
+                              if flag.item() else None)
+    if refused is not None:
+        raise refused
 
 
 def start_step_of(ckpt: Path | None) -> int:

@@ -101,3 +101,69 @@ def test_junk_and_truncated_files_are_not_called_payloads(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert "not a readable checkpoint" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- disk: what stays, and a full disk
+
+
+def test_the_writer_keeps_the_newest_and_the_evaluation_steps(tmp_path):
+    """keep=1 with keep_steps (a run's evaluation steps): those stay after later writes, the rest is pruned."""
+    from harness.distributed import Dist
+
+    writer = C.CheckpointWriter(tmp_path, 1, Dist(), keep_steps=(0, 2, 4))
+    for step in range(6):
+        writer.save(step, {"w": torch.full((3,), float(step))})
+    writer.close()
+    assert [C.step_of(p) for p in C.list_checkpoints(tmp_path)] == [0, 2, 4, 5]
+    assert torch.equal(C.load_checkpoint(C.checkpoint_path(tmp_path, 4))["w"], torch.full((3,), 4.0))
+
+
+def test_a_full_disk_is_a_one_line_error_and_the_previous_checkpoint_stays(tmp_path, monkeypatch):
+    """torch.save reports ENOSPC as 'RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos …'
+    raised while handling the OSError (the third mini run on the H200); the writer says what happened."""
+    import errno
+
+    from harness.distributed import Dist
+
+    writer = C.CheckpointWriter(tmp_path, 2, Dist())
+    writer.save(1, {"w": torch.zeros(250_000)})  # 1 MB
+    writer.wait()
+    real_save = C.atomic_save_torch
+
+    def full_disk(path, obj):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 104575424 vs 1") from None
+
+    monkeypatch.setattr(C, "atomic_save_torch", full_disk)
+    writer.save(2, {"w": torch.ones(250_000)})
+    with pytest.raises(UserError) as e:
+        writer.wait()
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("step-0000002.pt (0.00 GB) could not be written: no space left")
+    assert "the run holds 1 checkpoint(s)" in message and "--keep-checkpoints 2 now" in message
+    assert [p.name for p in C.list_checkpoints(tmp_path)] == ["step-0000001.pt"]
+    monkeypatch.setattr(C, "atomic_save_torch", real_save)  # any other error is re-raised as it was
+    monkeypatch.setattr(C, "atomic_save_torch", lambda path, obj: (_ for _ in ()).throw(PermissionError("ro")))
+    writer.save(3, {"w": torch.ones(1)})
+    with pytest.raises(PermissionError):
+        writer.wait()
+
+
+def test_state_nbytes_counts_every_tensor_once_by_hand():
+    state = {"model": {"a": torch.zeros(3, 4), "b": torch.zeros(5, dtype=torch.float16)},
+             "optimizer": {"state": {0: {"exp_avg": torch.zeros(12), "step": torch.tensor(1.0)}}},
+             "rng": [torch.zeros(7, dtype=torch.uint8)], "step": 3, "name": "x"}
+    assert C.state_nbytes(state) == 3 * 4 * 4 + 5 * 2 + 12 * 4 + 4 + 7
+
+
+def test_train_refuses_a_run_whose_checkpoints_will_not_fit_before_its_first_step(tmp_path, monkeypatch):
+    data = make_latent_cache(tmp_path / "cache")
+    monkeypatch.setattr(C, "free_disk_bytes", lambda path: 1000)
+    with pytest.raises(UserError, match=r"^the checkpoints need about 0\.\d GB more on the disk of .*run \(run "
+                                        r".* and it has 0\.0 GB free: free space, lower --keep-checkpoints"):
+        T.train(config(data, tmp_path / "run", steps=4))
+    assert C.list_checkpoints(tmp_path / "run") == [] and not (tmp_path / "run" / "records").exists()
+    T.train(config(data, tmp_path / "run", steps=4, preflight=False))  # --no-preflight skips it
+    assert [C.step_of(p) for p in C.list_checkpoints(tmp_path / "run")] == [2, 4]

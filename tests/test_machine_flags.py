@@ -88,3 +88,13 @@ def test_compile_blocks_compiles_each_block_in_place_and_keeps_the_modules():
     assert list(model.state_dict()) == keys
     assert all(b._compiled_call_impl is not None for b in model.blocks)
     assert compile_blocks(torch.nn.Linear(2, 2)) == "the model"
+
+
+def test_mps_is_seen_by_its_control_pipe(tmp_path, monkeypatch):
+    from harness.machine import mps_running
+
+    assert not mps_running(str(tmp_path))
+    (tmp_path / "control").write_text("")  # the daemon's named pipe; its existence is what is checked
+    assert mps_running(str(tmp_path))
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert mps_running()

@@ -110,3 +110,46 @@ def test_the_estimate_on_cuda_lies_between_the_measured_peak_and_twice_it(varian
     args = {"in_channels": 3, "input_size": 32, "num_classes": 10, "num_frames": 16}
     est = preflight.estimate(cfg, args, scan=scan).total / 2**30
     assert peak < est < 2 * peak
+
+
+# ----------------------------------------------------------------------------- disk
+
+
+def _fake_checkpoints(run_dir, steps, nbytes):
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in steps:
+        (folder / f"step-{s:07d}.pt").write_bytes(b"\0" * nbytes)
+
+
+def test_disk_need_by_hand(tmp_path):
+    """The evaluation steps ahead stay; of the other checkpoints ahead, the newest keep + the one being written, less
+    what prunable checkpoints already hold (at least one's size)."""
+    ck, size, evals = tmp_path, 1000, (0, 250, 500, 1000)
+    # the mini preset from scratch: a checkpoint every 100 steps to 1000 and at 0 (run trains to step 0 first):
+    # 0, 250, 500, 1000 kept + 8 others, of which 1 newest + 1 being written: 6 checkpoints
+    assert preflight.disk_need(ck, size, 1, evals, 1000, 100) == 4 * size + 2 * size
+    # keep 100 never prunes: every one of the 12 at once
+    assert preflight.disk_need(ck, size, 100, evals, 1000, 100) == 4 * size + 8 * size
+    # resumed at step 300 with 0 and 250 kept and 300 prunable (100 bytes on disk): 500 and 1000 kept ahead, and
+    # of 400, 600, 700, 800, 900 the newest + the one being written, less the 100 bytes
+    _fake_checkpoints(ck, (0, 250, 300), 100)
+    assert preflight.disk_need(ck, size, 1, evals, 1000, 100) == 2 * size + (2 * size - 100)
+    # many prunable ones (keep lowered from 100 to 1): the next write still needs its own size
+    _fake_checkpoints(ck, range(301, 310), 1000)
+    assert preflight.disk_need(ck, size, 1, evals, 1000, 100) == 2 * size + size
+    assert preflight.disk_need(ck, size, 1, evals, 400, 100) == size  # only 400 ahead
+    assert preflight.disk_need(ck, size, 1, (), 309, 100) == 0  # already there
+    # plain train, steps 10, a checkpoint every 4: 4, 8 and 10, keep 2: all three at once (2 + 1 being written)
+    assert preflight.disk_need(tmp_path / "new", size, 2, (), 10, 4) == 3 * size
+
+
+def test_check_disk_refuses_in_one_line_naming_the_largest(tmp_path, monkeypatch):
+    from harness import checkpoint
+
+    monkeypatch.setattr(checkpoint, "free_disk_bytes", lambda path: 5e9)
+    preflight.check_disk(tmp_path, {"a": 2e9, "b": 3e9}, "fix it")  # fits exactly
+    with pytest.raises(UserError) as e:
+        preflight.check_disk(tmp_path, {"a": 2e9, "b": 3e9, "c": 1e9, "d": 0.5e9}, "free space")
+    assert str(e.value) == (f"the checkpoints need about 6.5 GB more on the disk of {tmp_path} (b 3.0 GB, a 2.0 GB, "
+                            "c 1.0 GB, ...) and it has 5.0 GB free: free space")

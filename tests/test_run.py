@@ -420,3 +420,34 @@ def test_a_file_where_an_experiment_folder_goes_is_one_line(tmp_path, stages):
     with pytest.raises(UserError, match="a file where an experiment's folder goes"):
         do_run(tmp_path)
     assert "train" not in stages.calls
+
+
+def test_a_run_whose_checkpoints_will_not_fit_is_refused_before_any_training(tmp_path, stages, monkeypatch):
+    """The experiments share one disk: their checkpoints are added up (the third mini run on the H200 filled its
+    64 GB with eight models' checkpoints, results/mini/README.md). By hand, per experiment: 16 bytes a parameter,
+    times the checkpoints this preset writes (a checkpoint every step to step 4: 1, 2, 3, 4), which keep 100 never
+    prunes."""
+    from harness import checkpoint
+    from harness.run import experiment_params, plan_experiments, train_config
+
+    exps = plan_experiments(PRESET, ["variants", "flops"])
+    prepared = tmp_path / "run" / "data" / "synthetic" / "prepared"
+    keep, evals = PRESET.train.keep_checkpoints, len(PRESET.eval_steps)
+    assert PRESET.train.ckpt_every == 1 and PRESET.eval_steps == (2, 4) and keep >= 4
+    need = sum(16 * experiment_params(train_config(PRESET, e, prepared, tmp_path, 4), prepared) * 4 for e in exps)
+    monkeypatch.setattr(checkpoint, "free_disk_bytes", lambda path: need - 1)
+    with pytest.raises(UserError, match=rf"^the checkpoints need about {need / 1e9:.1f} GB more on the disk of .*"
+                                        rf"\(each experiment keeps {keep} checkpoint\(s\) \+ its {evals} evaluation"):
+        do_run(tmp_path)
+    assert stages.calls == {"flops": 4, "prepare": 1}  # nothing trained, no FVD floor
+    monkeypatch.setattr(checkpoint, "free_disk_bytes", lambda path: need)
+    do_run(tmp_path)
+    assert stages.calls["train"] == 8
+
+
+def test_the_mini_preset_keeps_its_evaluation_steps_checkpoints_and_one_more():
+    from harness.run import train_config
+
+    mini = PRESETS["mini"]
+    cfg = train_config(mini, Experiment("matten", "s", "synthetic"), Path("p"), Path("e"), 250)
+    assert cfg.keep_checkpoints == 1 and cfg.keep_steps == mini.eval_steps == (0, 250, 500, 1000)

@@ -47,7 +47,7 @@ def encode(
 
 
 @app.command()
-@config_command(TrainConfig, exclude=("model_overrides",))
+@config_command(TrainConfig, exclude=("model_overrides", "keep_steps"))
 def train(cfg: TrainConfig, resume: bool = typer.Option(False, "--resume", help="continue from the run's latest "
                                                         "checkpoint")) -> None:
     """Train Matten or Latte with the IDDPM loss (one process, or one per GPU under torchrun)."""

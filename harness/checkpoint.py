@@ -51,10 +51,18 @@ def set_rng_state(s: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
 
 
-# A checkpoint's bytes per trainable parameter: fp32 weights, the fp32 EMA and AdamW's two fp32 moments (buffers,
-# RNG states and the configuration add a few MB). Measured: Matten-S/8 (41.6M parameters) writes 0.67 GB, Matten-B/8
-# (164.6M) 2.6 GB (results/mini/README.md).
-CHECKPOINT_BYTES_PER_PARAM = 16
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """A checkpoint's size in bytes, less a few MB (RNG states, configuration): the model's and the EMA's state
+    (weights and buffers, as stored) and AdamW's two fp32 moments of each trainable parameter. Works on a model on
+    the meta device. Measured: Matten-S/8 (41.6M parameters) writes 0.67 GB, Matten-B/8 (164.6M) 2.6 GB
+    (results/mini/README.md): 16 bytes a parameter."""
+    moments = sum(2 * p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    return 2 * state_nbytes(model.state_dict()) + moments
+
+
+def gb(nbytes: float) -> str:
+    """Bytes as decimal gigabytes to three significant digits ('0.67 GB', '0.000415 GB')."""
+    return f"{nbytes / 1e9:.3g} GB"
 
 
 def free_disk_bytes(path: str | Path) -> int:
@@ -66,12 +74,12 @@ def free_disk_bytes(path: str | Path) -> int:
 
 
 def _no_space(e: BaseException | None) -> bool:
-    """Whether ``e`` or an exception it was raised from is ENOSPC (``torch.save`` reports a full disk as a
-    RuntimeError 'unexpected pos …' raised while handling the OSError)."""
+    """Whether ``e`` or an exception it was raised from is a full disk or quota (ENOSPC, EDQUOT; ``torch.save``
+    reports one as a RuntimeError 'unexpected pos …' raised while handling the OSError)."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -246,18 +254,23 @@ class CheckpointWriter:
                 if step_of(old) not in self.keep_steps:
                     old.unlink()
         except BaseException as e:  # re-raised in the training thread by wait()
-            self._error = self._disk_full(path, snapshot) if _no_space(e) else e
+            self._error = e
+            if _no_space(e):
+                try:
+                    self._error = self._disk_full(path, snapshot)
+                    self._error.__cause__ = e  # torch's message and the OSError stay in the traceback
+                except Exception:  # the message could not be made (a file gone meanwhile): the error as raised
+                    pass
         self.write_seconds.append(time.perf_counter() - t0)
 
     def _disk_full(self, path: Path, snapshot: dict[str, Any]) -> UserError:
-        gb = 1e9
         held = list_checkpoints(self.run_dir)
         return UserError(
-            f"{path.name} ({state_nbytes(snapshot) / gb:.2f} GB) could not be written: no space left on the disk "
-            f"of {path.parent} ({free_disk_bytes(path.parent) / gb:.2f} GB free; the run holds {len(held)} "
-            f"checkpoint(s), {sum(p.stat().st_size for p in held) / gb:.2f} GB). The checkpoints written before "
-            "are intact and --resume continues from the newest: free space, keep fewer (--keep-checkpoints "
-            f"{self.keep} now) or move --run-dir to a larger disk"
+            f"{path.name} ({gb(state_nbytes(snapshot))}) could not be written: no space left on the disk of "
+            f"{path.parent} ({gb(free_disk_bytes(path.parent))} free; the run holds {len(held)} checkpoint(s), "
+            f"{gb(sum(p.stat().st_size for p in held))}). The checkpoints written before are intact, and "
+            "train --resume (or the same `run` command) continues from the newest: free space, keep fewer "
+            f"(--keep-checkpoints {self.keep} now) or move --run-dir to a larger disk"
         )
 
     def wait(self) -> None:

@@ -37,7 +37,7 @@ on a CPU (tiny models, batch 2, 16 frames; 2026-11-30; two runs where a range is
 fit; ``--no-preflight`` skips the check.
 
 **Disk.** ``train`` and ``run`` also refuse a run whose checkpoints will not fit on the disk of its run folder
-(:func:`disk_need`, :func:`check_disk`): 16 bytes a parameter a checkpoint (harness.checkpoint), times the
+(:func:`disk_need`, :func:`check_disk`): a checkpoint's bytes (harness.checkpoint.checkpoint_bytes), times the
 evaluation steps kept for good + the newest ``keep_checkpoints`` and the one being written of the others, less what
 the run's prunable checkpoints already hold; ``run`` adds up its experiments, which share one disk. The third mini
 run on the H200 filled its 64 GB disk (eight models, up to 100 checkpoints each) and three trainings stopped on a
@@ -229,22 +229,24 @@ def disk_need(run_dir: str | Path, checkpoint_bytes: int, keep: int, keep_steps:
     kept = len(ahead & set(keep_steps))
     rolling = len(ahead) - kept
     prunable = sum(p.stat().st_size for p in held if step_of(p) not in keep_steps)
-    window = max(checkpoint_bytes, min(rolling, keep + 1) * checkpoint_bytes - prunable) if rolling else 0
+    # the others: the held prunable ones and those ahead, of which at most keep + 1 at a time (pruning starts
+    # only past keep), and at least the one being written
+    window = max(checkpoint_bytes, min(rolling * checkpoint_bytes, (keep + 1) * checkpoint_bytes - prunable))
+    window = window if rolling else 0
     return kept * checkpoint_bytes + window
 
 
 def check_disk(run_dir: str | Path, needs: dict[str, int], fix: str) -> None:
     """Refuse (UserError, one line ending in ``fix``) when the bytes in ``needs`` ({what: bytes}) exceed the free
     space of ``run_dir``'s disk."""
-    from harness.checkpoint import free_disk_bytes
+    from harness.checkpoint import free_disk_bytes, gb
 
     need, free = sum(needs.values()), free_disk_bytes(run_dir)
     if need <= free:
         return
-    gb = 1e9
     largest = sorted(needs.items(), key=lambda kv: -kv[1])[:3]
-    detail = ", ".join(f"{k} {v / gb:.1f} GB" for k, v in largest) + (", ..." if len(needs) > 3 else "")
+    detail = ", ".join(f"{k} {gb(v)}" for k, v in largest) + (", ..." if len(needs) > 3 else "")
     raise UserError(
-        f"the checkpoints need about {need / gb:.1f} GB more on the disk of {run_dir} ({detail}) and it has "
-        f"{free / gb:.1f} GB free: {fix}"
+        f"the checkpoints need about {gb(need)} more on the disk of {run_dir} ({detail}) and it has {gb(free)} "
+        f"free: {fix}"
     )

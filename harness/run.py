@@ -250,13 +250,13 @@ def check_checkpoint_disk(root: Path, preset: Preset, experiments: list[Experime
     """Refuse (UserError) a run whose experiments' checkpoints, all on the disk of ``root``, will not fit there
     (harness.preflight.disk_need for each, added up: with ``jobs`` > 1 they are written at once)."""
     from harness import preflight
-    from harness.checkpoint import CHECKPOINT_BYTES_PER_PARAM
+    from harness.checkpoint import checkpoint_bytes
 
     needs = {}
     for e in experiments:
         exp_dir = root / "exp" / e.name
         cfg = train_config(preset, e, prepared[e.dataset], exp_dir, preset.train_steps)
-        size = CHECKPOINT_BYTES_PER_PARAM * experiment_params(cfg, prepared[e.dataset])
+        size = checkpoint_bytes(meta_model(cfg, prepared[e.dataset]))
         needs[e.name] = preflight.disk_need(exp_dir, size, cfg.keep_checkpoints, cfg.keep_steps, cfg.steps,
                                             cfg.ckpt_every)
     preflight.check_disk(root, needs, f"free space or move --run-dir to a larger disk (each experiment keeps "
@@ -279,28 +279,47 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
             "params": experiment_params(config, prepared),
         }
 
-    return recorded_stage(exp_dir, f"train-{steps:07d}", asdict(config), fn, label=f"train {exp.name} to step {steps}")
+    return recorded_stage(exp_dir, f"train-{steps:07d}", train_identity(config), fn,
+                          label=f"train {exp.name} to step {steps}")
 
 
-def experiment_params(cfg: TrainConfig, prepared: Path) -> int:
-    """Trainable parameters of the model as this configuration trains it (built on the meta device)."""
+# Training options that do not change the model a training stage ends with: how often it is saved and logged, what
+# is kept, the loader's workers (data order and noise are keyed by position), the preflight checks and the folder
+# (the record lives in it). A change to one of them reuses a finished stage; before, switching --jobs (which turns
+# the preflight off) re-ran every stage, and the first, step 0, was refused as "past --steps 0".
+NOT_TRAIN_IDENTITY = frozenset({"run_dir", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers",
+                                "preflight"})
+
+
+def train_identity(config: TrainConfig) -> dict[str, Any]:
+    """A training stage's configuration in the run ledger: ``config`` less :data:`NOT_TRAIN_IDENTITY`."""
+    return {k: v for k, v in asdict(config).items() if k not in NOT_TRAIN_IDENTITY}
+
+
+def meta_model(cfg: TrainConfig, prepared: Path):
+    """The model as this configuration trains it, built on the meta device (shapes only, no memory)."""
     import json
 
     import torch
 
-    from harness.machine import count_params
     from models import build_model
 
     info = Path(prepared) / "dataset.json"
     meta = json.loads(info.read_text()) if info.exists() else {}
     pixel = cfg.vae == "identity"
     with torch.device("meta"):
-        model = build_model(
+        return build_model(
             cfg.family, cfg.size, variant=cfg.variant, patch=cfg.patch, conditioning=cfg.conditioning,
             num_classes=int(meta.get("num_classes", 0)), num_frames=cfg.num_frames,
             in_channels=3 if pixel else 4, input_size=cfg.image_size // (1 if pixel else 8),
         )
-    return count_params(model)
+
+
+def experiment_params(cfg: TrainConfig, prepared: Path) -> int:
+    """Trainable parameters of the model as this configuration trains it."""
+    from harness.machine import count_params
+
+    return count_params(meta_model(cfg, prepared))
 
 
 def checkpoint_for(exp_dir: Path, train_step: int) -> Path:

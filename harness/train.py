@@ -47,8 +47,9 @@ from rich.markup import escape
 
 from harness import ledger
 from harness.checkpoint import (
-    CHECKPOINT_BYTES_PER_PARAM,
     CheckpointWriter,
+    checkpoint_bytes,
+    checkpoint_dir,
     latest_checkpoint,
     load_checkpoint,
     set_rng_state,
@@ -63,7 +64,6 @@ from harness.errors import UserError
 from harness.lock import folder_lock
 from harness.machine import (
     compile_blocks,
-    count_params,
     machine_record,
     peak_memory_gib,
     reset_peak_memory,
@@ -440,8 +440,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
-    if cfg.preflight and start < cfg.steps:  # will its checkpoints fit on the disk? refused before any step
-        _check_disk(cfg, count_params(model), d, device)
+    if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
+        _check_disk(cfg, checkpoint_bytes(model), d, device)
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
     compiled_what = compile_blocks(model) if compiled else None  # in place, before DDP wraps it
     forward = wrap(model, device, d)
@@ -550,17 +550,16 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     return rec or {}
 
 
-def _check_disk(cfg: TrainConfig, params: int, d: Dist, device: torch.device) -> None:
+def _check_disk(cfg: TrainConfig, size: int, d: Dist, device: torch.device) -> None:
     """Refuse on every rank when rank 0's disk cannot hold the run's checkpoints (harness.preflight.check_disk)."""
     from harness import preflight
 
     refused = None
     if d.main:
         run_dir = Path(cfg.run_dir)
-        need = preflight.disk_need(run_dir, CHECKPOINT_BYTES_PER_PARAM * params,
-                                   cfg.keep_checkpoints, cfg.keep_steps, cfg.steps, cfg.ckpt_every)
+        need = preflight.disk_need(run_dir, size, cfg.keep_checkpoints, cfg.keep_steps, cfg.steps, cfg.ckpt_every)
         try:
-            preflight.check_disk(run_dir, {run_dir.name: need},
+            preflight.check_disk(checkpoint_dir(run_dir), {run_dir.name: need},
                                  "free space, lower --keep-checkpoints or move --run-dir to a larger disk "
                                  "(harness.preflight; --no-preflight skips this check)")
         except UserError as e:

@@ -140,6 +140,10 @@ def test_disk_need_by_hand(tmp_path):
     assert preflight.disk_need(ck, size, 1, evals, 1000, 100) == 2 * size + size
     assert preflight.disk_need(ck, size, 1, evals, 400, 100) == size  # only 400 ahead
     assert preflight.disk_need(ck, size, 1, (), 309, 100) == 0  # already there
+    # keep 100 resumed at 500 with 100..500 held: nothing is pruned, so 600..1000 all add (a helper's case: the
+    # first formula said one checkpoint)
+    _fake_checkpoints(tmp_path / "k100", range(100, 501, 100), size)
+    assert preflight.disk_need(tmp_path / "k100", size, 100, (), 1000, 100) == 5 * size
     # plain train, steps 10, a checkpoint every 4: 4, 8 and 10, keep 2: all three at once (2 + 1 being written)
     assert preflight.disk_need(tmp_path / "new", size, 2, (), 10, 4) == 3 * size
 
@@ -151,5 +155,5 @@ def test_check_disk_refuses_in_one_line_naming_the_largest(tmp_path, monkeypatch
     preflight.check_disk(tmp_path, {"a": 2e9, "b": 3e9}, "fix it")  # fits exactly
     with pytest.raises(UserError) as e:
         preflight.check_disk(tmp_path, {"a": 2e9, "b": 3e9, "c": 1e9, "d": 0.5e9}, "free space")
-    assert str(e.value) == (f"the checkpoints need about 6.5 GB more on the disk of {tmp_path} (b 3.0 GB, a 2.0 GB, "
-                            "c 1.0 GB, ...) and it has 5.0 GB free: free space")
+    assert str(e.value) == (f"the checkpoints need about 6.5 GB more on the disk of {tmp_path} (b 3 GB, a 2 GB, "
+                            "c 1 GB, ...) and it has 5 GB free: free space")

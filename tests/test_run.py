@@ -428,15 +428,20 @@ def test_a_run_whose_checkpoints_will_not_fit_is_refused_before_any_training(tmp
     times the checkpoints this preset writes (a checkpoint every step to step 4: 1, 2, 3, 4), which keep 100 never
     prunes."""
     from harness import checkpoint
-    from harness.run import experiment_params, plan_experiments, train_config
+    from harness.checkpoint import state_nbytes
+    from harness.run import meta_model, plan_experiments, train_config
 
     exps = plan_experiments(PRESET, ["variants", "flops"])
     prepared = tmp_path / "run" / "data" / "synthetic" / "prepared"
     keep, evals = PRESET.train.keep_checkpoints, len(PRESET.eval_steps)
     assert PRESET.train.ckpt_every == 1 and PRESET.eval_steps == (2, 4) and keep >= 4
-    need = sum(16 * experiment_params(train_config(PRESET, e, prepared, tmp_path, 4), prepared) * 4 for e in exps)
+    models = [meta_model(train_config(PRESET, e, prepared, tmp_path, 4), prepared) for e in exps]
+    # a checkpoint: model and EMA as stored, and AdamW's two fp32 moments of each trainable parameter
+    size = [2 * state_nbytes(m.state_dict()) + 8 * sum(p.numel() for p in m.parameters() if p.requires_grad)
+            for m in models]
+    need = 4 * sum(size)
     monkeypatch.setattr(checkpoint, "free_disk_bytes", lambda path: need - 1)
-    with pytest.raises(UserError, match=rf"^the checkpoints need about {need / 1e9:.1f} GB more on the disk of .*"
+    with pytest.raises(UserError, match=rf"^the checkpoints need about {need / 1e9:.3g} GB more on the disk of .*"
                                         rf"\(each experiment keeps {keep} checkpoint\(s\) \+ its {evals} evaluation"):
         do_run(tmp_path)
     assert stages.calls == {"flops": 4, "prepare": 1}  # nothing trained, no FVD floor
@@ -451,3 +456,18 @@ def test_the_mini_preset_keeps_its_evaluation_steps_checkpoints_and_one_more():
     mini = PRESETS["mini"]
     cfg = train_config(mini, Experiment("matten", "s", "synthetic"), Path("p"), Path("e"), 250)
     assert cfg.keep_checkpoints == 1 and cfg.keep_steps == mini.eval_steps == (0, 250, 500, 1000)
+
+
+def test_options_that_do_not_change_the_model_reuse_finished_trainings(tmp_path, stages):
+    """Saving, logging, workers and the preflight are not a training's identity: switching --jobs (which turns the
+    preflight off) once re-ran every training, and the first, to step 0, was refused as 'past --steps 0'."""
+    do_run(tmp_path)
+    quiet = replace(PRESET, train=replace(PRESET.train, preflight=False, num_workers=3, keep_checkpoints=7,
+                                          ckpt_every=2, log_every=5))
+    do_run(tmp_path, preset=quiet)
+    assert stages.calls["train"] == 8 and stages.calls["sample"] == 8  # all reused
+    do_run(tmp_path / "lr", preset=replace(PRESET, train=replace(PRESET.train, lr=3e-4)))
+    lr_run = replace(PRESET, train=replace(PRESET.train, lr=3e-4))
+    from harness.run import NOT_TRAIN_IDENTITY, train_identity
+
+    assert "lr" in train_identity(lr_run.train) and not NOT_TRAIN_IDENTITY & set(train_identity(quiet.train))

@@ -486,13 +486,15 @@ def run(
     preset: Preset | None = None,
     report_only: bool = False,
     jobs: int | None = None,
+    mps: bool = False,
 ) -> Path:
     """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path.
 
     ``report_only``: run no stage and check no stage input (data, GPU, VAE); write the report from the records
     already under ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times),
     which must hold records of this scale's models or counts for the tables (check_report_only).
-    ``jobs``: experiments trained and sampled at once (default: the preset's; harness.jobs)."""
+    ``jobs``: experiments trained and sampled at once (default: the preset's; harness.jobs). ``mps``: run those jobs
+    under a private CUDA MPS daemon (harness.mps), so that their kernels share the GPU instead of taking turns."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
     for t in tables:  # every name checked, also beside "all"
@@ -506,12 +508,16 @@ def run(
         if jobs < 1:
             raise UserError(f"--jobs {jobs}: expected 1 or more (experiments trained at once)")
         preset = replace(preset, jobs=jobs)
+    if mps and not report_only and (preset.jobs == 1 or not preset.train.device.startswith("cuda")):
+        raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
+                        f"{preset.train.device}")
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
     experiments = plan_experiments(preset, tables)
     command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
     command += f" --jobs {jobs}" if jobs is not None and not report_only else ""
+    command += " --mps" if mps and not report_only else ""
     if report_only:
         check_report_only(root, preset, tables, experiments)
         from harness.collect import build_report
@@ -580,16 +586,19 @@ def run(
             # point's FVD here, one I3D for all, also of an experiment that failed later on. A failed experiment
             # costs the others nothing: the report is written, and the run ends with one line naming it.
             jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
-            if preset.train.device.startswith("cuda"):
-                from harness.machine import mps_running
+            from contextlib import nullcontext
 
-                if not mps_running():
-                    console.print(f"note    the {preset.jobs} jobs take turns on the GPU; with CUDA MPS running "
-                                  "(nvidia-cuda-mps-control -d) their kernels run side by side, which sped up the "
-                                  "slowest mini model 2.3x on an H200 (results/mini/README.md)", highlight=False)
-            failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
-                                                                 root / "exp" / exp.name),
-                                    root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
+            from harness.machine import mps_running
+            from harness.mps import mps_daemon
+
+            if preset.train.device.startswith("cuda") and not mps and not mps_running():
+                console.print(f"note    the {preset.jobs} jobs take turns on the GPU; under CUDA MPS (--mps) their "
+                              "kernels run side by side, which sped up the slowest mini model 2.3x on an H200 "
+                              "(results/mini/README.md)", highlight=False)
+            with mps_daemon() if mps else nullcontext():
+                failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
+                                                                     root / "exp" / exp.name),
+                                        root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
             for exp in experiments:
                 for s in preset.eval_steps:
                     measure(exp, s)

@@ -23,13 +23,15 @@ def run_command(
                                      "already in --run-dir (e.g. a run copied back from a GPU machine)"),
     jobs: int = typer.Option(None, "--jobs", help="experiments trained and sampled at once, each in its own process "
                              "(default: the scale's; the numbers do not depend on it)"),
+    mps: bool = typer.Option(False, "--mps", help="run the jobs under a private CUDA MPS daemon, so that their "
+                             "kernels share the GPU instead of taking turns (harness.mps)"),
 ) -> None:
     """Run (or reuse, via the run ledger) every stage the tables need, then write results/<scale>/REPORT.md."""
     from harness.console import console
     from harness.run import parse_data, run
 
     report = run(table, scale, run_dir=run_dir, results_dir=results_dir, data=parse_data(data), vae=vae, yes=yes,
-                 report_only=report_only, jobs=jobs)
+                 report_only=report_only, jobs=jobs, mps=mps)
     console.print(f"report: {escape(str(report))}")
 
 

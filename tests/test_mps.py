@@ -1,0 +1,72 @@
+"""harness.mps: a private CUDA MPS daemon for a run's jobs, started and stopped around them (a stand-in for
+nvidia-cuda-mps-control on the PATH: the CI machine has no GPU)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from harness.errors import UserError
+from harness.machine import mps_running
+from harness.mps import mps_daemon
+
+FAKE = """#!/bin/sh
+# a stand-in for nvidia-cuda-mps-control: '-d' makes the control pipe, 'quit' on stdin removes it
+echo "$@ pipe=$CUDA_MPS_PIPE_DIRECTORY log=$CUDA_MPS_LOG_DIRECTORY" >> "{calls}"
+if [ "$1" = "-d" ]; then {start}; exit 0; fi
+read line; echo "stdin=$line" >> "{calls}"; rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"
+"""
+
+
+def fake_control(tmp_path, monkeypatch, start='touch "$CUDA_MPS_PIPE_DIRECTORY/control"'):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    exe = bin_dir / "nvidia-cuda-mps-control"
+    exe.write_text(FAKE.format(calls=calls, start=start))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    return calls
+
+
+def test_the_daemon_is_private_to_the_block_and_quit_after_it(tmp_path, monkeypatch):
+    calls = fake_control(tmp_path, monkeypatch)
+    monkeypatch.setenv("CUDA_MPS_LOG_DIRECTORY", "/somewhere/else")
+    with mps_daemon() as pipe:
+        assert os.environ["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe) and (pipe / "control").exists()
+        assert mps_running()  # and so every record's machine description says "mps": true
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['CUDA_MPS_PIPE_DIRECTORY'])"],
+                               capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == str(pipe)  # the jobs' processes inherit it
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and os.environ["CUDA_MPS_LOG_DIRECTORY"] == "/somewhere/else"
+    assert not pipe.exists()  # its temporary folder is gone
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith(f"-d pipe={pipe} log=") and lines[1].startswith(f" pipe={pipe}")
+    assert lines[2] == "stdin=quit"
+
+
+def test_a_daemon_that_does_not_come_up_is_a_one_line_error(tmp_path, monkeypatch):
+    fake_control(tmp_path, monkeypatch, start="echo 'cannot open the device' >&2; exit 1")
+    with pytest.raises(UserError, match=r"^--mps: nvidia-cuda-mps-control -d did not start a daemon \(cannot open "
+                                        r"the device; its log: .*\); run without --mps$"):
+        with mps_daemon(wait_s=0.5):
+            pass
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+
+
+def test_no_control_program_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="^--mps: nvidia-cuda-mps-control is not on the PATH"):
+        with mps_daemon():
+            pass
+
+
+def test_run_refuses_mps_without_several_gpu_jobs(tmp_path):
+    from harness.run import run
+
+    with pytest.raises(UserError, match=r"^--mps is for several jobs on one GPU; this run has 1 job\(s\) on cpu"):
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", mps=True)

@@ -73,12 +73,14 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
     _, gflops = flops.get((exp.family, exp.size), (None, None))
     if preset.scale != "paper":
         gflops = None  # FLOPs are counted at the paper's input (16x4x32x32 latents); smaller scales train on others
-    params = None
+    params = lr = None
     last = f"run.train-{max(preset.eval_steps):07d}"
     rec = ledger.read_record(exp_dir, last)
     if rec and rec.get("status") == "complete" and isinstance(rec["outputs"].get("params"), (int, float)):
         link = publish_record(ledger.record_path(exp_dir, last), report_dir, f"{exp.name}/train", root)
         params = Point(rec["outputs"]["params"] / 1e6, link)
+        if isinstance(rec.get("config", {}).get("lr"), (int, float)):
+            lr = Point(rec["config"]["lr"], link)  # the preset's, or scaled by width (harness.run.Preset.lr_width)
     return {
         "name": exp.name,
         "family": exp.family,
@@ -92,6 +94,7 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         "fvd": curve,
         "fvd_clips": preset.fvd.num,
         "params": params,
+        "lr": lr,
         "gflops": gflops,
     }
 

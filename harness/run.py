@@ -87,6 +87,17 @@ class Preset:
     # Experiments trained and sampled at once, each in a process of its own (harness.jobs): a small model's eager
     # step leaves most of a GPU idle. 1: one after the other in this process. The numbers do not depend on it.
     jobs: int = 1
+    # The hidden size at which train.lr applies; a model of hidden size h trains at lr x lr_width / h (None: every
+    # model at train.lr, as Latte and DiT train every size). Adam moves each weight by about lr a step, and a layer's
+    # output then moves in proportion to its width, so the stable learning rate falls as 1/width (the muP rule for
+    # hidden layers, Yang et al. 2022, "Tensor Programs V", here applied to every parameter).
+    lr_width: int | None = None
+
+    def lr_for(self, size: str) -> float:
+        """The learning rate of a model of ``size`` (:attr:`lr_width`)."""
+        from models.registry import SIZE_CONFIGS
+
+        return self.train.lr * (self.lr_width / SIZE_CONFIGS[size].hidden if self.lr_width else 1.0)
 
     @property
     def train_steps(self) -> int:
@@ -127,10 +138,12 @@ PRESETS = {
     # (models/mamba.py: 807 -> 275 ms a step alone), which leaves room for 1,000 steps. The third run (results/mini/,
     # 1,000 steps): all eight finished in 24.5 min over two commands, Matten-S v3 at FVD 1,494 (21x the floor), but
     # Matten-B diverged near step 935 at this lr, and 100 checkpoints a model filled the 64 GB disk: now the newest
-    # one is kept, plus the evaluation steps' (keep_steps), and `run` checks the disk first.
+    # one is kept, plus the evaluation steps' (keep_steps), and `run` checks the disk first. Since then the lr falls
+    # with the width (lr_width: B, twice as wide as S, trains at 5e-4), chosen by that rule before any B-vs-S result
+    # at it: not yet run.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
-        eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8,
+        eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8, lr_width=384,
         train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
                           ckpt_every=100, keep_checkpoints=1, precision="bf16", num_workers=2, device="cuda",
                           compile=False),
@@ -243,7 +256,7 @@ def train_config(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path,
     """The preset's training configuration for this experiment, trained up to ``steps``."""
     return replace(preset.train, data=str(prepared), run_dir=str(exp_dir), family=exp.family, size=exp.size,
                    variant=exp.variant, conditioning=exp.conditioning, seed=exp.seed, steps=steps,
-                   keep_steps=preset.eval_steps)
+                   keep_steps=preset.eval_steps, lr=preset.lr_for(exp.size))
 
 
 def check_checkpoint_disk(root: Path, preset: Preset, experiments: list[Experiment], prepared: dict[str, Path]) -> None:

@@ -229,9 +229,9 @@ def params_table(rows: list[dict[str, Any]], baselines: dict[str, pd.DataFrame])
 
 
 def learning_table(experiments: list[dict[str, Any]], floor: Point | None) -> pd.DataFrame:
-    """One row per model: FVD of the untrained model (step 0), at the last step with its 95 % interval, the
-    last FVD over the real-vs-real floor (1 = as close to the data as the data is to itself), and whether the
-    model has learned (harness.verdict.has_learned: the last interval wholly below step 0's)."""
+    """One row per model: its learning rate, FVD of the untrained model (step 0), at the last step with its 95 %
+    interval, the last FVD over the real-vs-real floor (1 = as close to the data as the data is to itself), and
+    whether the model has learned (harness.verdict.has_learned: the last interval wholly below step 0's)."""
     rows = []
     for exp in experiments:
         curve = exp.get("fvd") or {}
@@ -241,12 +241,12 @@ def learning_table(experiments: list[dict[str, Any]], floor: Point | None) -> pd
             ratio = f"{last.value / floor.value:,.1f}×"
         first = curve.get(0)
         learned = has_learned(first and first.interval, last and last.interval)
-        rows.append({"Model": model_label(exp), "Params (M)": fmt(exp.get("params"), 2),
+        rows.append({"Model": model_label(exp), "Params (M)": fmt(exp.get("params"), 2), "lr": fmt(exp.get("lr"), None),
                      "FVD @ 0 (untrained)": fmt_interval(first),
                      "Last step": str(step) if step is not None else MISSING,
                      "FVD @ last step (95 % interval)": fmt_interval(last), "Last / floor": ratio,
                      "Learned": MISSING if learned is None or step == 0 else ("yes" if learned else "**no**")})
-    return pd.DataFrame(rows, columns=["Model", "Params (M)", "FVD @ 0 (untrained)", "Last step",
+    return pd.DataFrame(rows, columns=["Model", "Params (M)", "lr", "FVD @ 0 (untrained)", "Last step",
                                        "FVD @ last step (95 % interval)", "Last / floor", "Learned"])
 
 

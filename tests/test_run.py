@@ -262,6 +262,8 @@ def test_learning_section_floor_seed_gap_and_verdicts(tmp_path, stages):
     floor = "Floor (synthetic, 2 vs 2 real clips, 0 videos shared): [50.00](records/floor/synthetic.json) (45.0–55.0)"
     assert floor in text
     assert "[100.00](records/matten-tiny-v3-madan-synthetic/fvd-0000000.json) (98.0–103.0)" in text  # step 0
+    # each model's learning rate, linked to the training record that used it
+    assert "| [0.0001](records/matten-tiny-v3-madan-synthetic/train.json) " in text
     assert "Matten-TINY variant 3: spatial attn + temporal attn + global Mamba, seed 1" in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| variant 3 (")
             or line.startswith("| M-AdaN") or line.startswith("| Matten beats") or line.startswith("| the larger")}
@@ -471,3 +473,15 @@ def test_options_that_do_not_change_the_model_reuse_finished_trainings(tmp_path,
     from harness.run import NOT_TRAIN_IDENTITY, train_identity
 
     assert "lr" in train_identity(lr_run.train) and not NOT_TRAIN_IDENTITY & set(train_identity(quiet.train))
+
+
+def test_the_learning_rate_falls_with_the_width_where_the_preset_says_so():
+    """Mini: lr 1e-3 at S's width 384, so Matten-B (768) trains at 5e-4 (it diverged at 1e-3 in the third mini
+    run); the paper scale trains every size at Latte's 1e-4."""
+    from harness.run import train_config
+
+    mini, paper = PRESETS["mini"], PRESETS["paper"]
+    lr = {s: train_config(mini, Experiment("matten", s, "synthetic"), Path("p"), Path("e"), 250).lr for s in ("s", "b")}
+    assert lr == {"s": 1e-3, "b": 5e-4}
+    assert {paper.lr_for(s) for s in ("s", "b", "l", "xl")} == {1e-4}
+    assert mini.lr_for("xl") == 1e-3 * 384 / 1152

@@ -80,7 +80,8 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         link = publish_record(ledger.record_path(exp_dir, last), report_dir, f"{exp.name}/train", root)
         params = Point(rec["outputs"]["params"] / 1e6, link)
         if isinstance(rec.get("config", {}).get("lr"), (int, float)):
-            lr = Point(rec["config"]["lr"], link)  # the preset's, or scaled by width (harness.run.Preset.lr_width)
+            # the preset's, or scaled by width (harness.run.Preset.lr_width); 3 significant digits (1e-3 * 384/1152)
+            lr = Point(float(f"{rec['config']['lr']:.3g}"), link)
     return {
         "name": exp.name,
         "family": exp.family,
@@ -279,6 +280,11 @@ def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> di
                        f"{floor['videos_shared']} videos shared): {tables.fmt_interval(floor_point)}.")
     else:
         caption.append("No floor was measured.")
+    lrs = sorted({e["lr"].value for e in exps if e.get("lr") is not None})
+    if len(lrs) > 1:  # Preset.lr_width: a comparison across sizes is also one across learning rates
+        caption.append(f"The models trained at {len(lrs)} learning rates ({', '.join(f'{x:g}' for x in lrs)}; the lr "
+                       "column): the rate falls with the model's width, so a comparison between sizes is also one "
+                       "between learning rates.")
     blocks = [("Every model from its untrained state to its last step", tables.learning_table(exps, floor_point)),
               (f"The paper's orderings at step {at}" if at is not None else "The paper's orderings",
                tables.verdict_table(verdict_list))]

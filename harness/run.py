@@ -88,9 +88,10 @@ class Preset:
     # step leaves most of a GPU idle. 1: one after the other in this process. The numbers do not depend on it.
     jobs: int = 1
     # The hidden size at which train.lr applies; a model of hidden size h trains at lr x lr_width / h (None: every
-    # model at train.lr, as Latte and DiT train every size). Adam moves each weight by about lr a step, and a layer's
-    # output then moves in proportion to its width, so the stable learning rate falls as 1/width (the muP rule for
-    # hidden layers, Yang et al. 2022, "Tensor Programs V", here applied to every parameter).
+    # model at train.lr, as Latte and DiT train every size). A heuristic: Adam moves each weight by about lr a step,
+    # and a hidden layer's output then moves in proportion to its width. It borrows muP's learning rate for hidden
+    # weights under Adam (Yang et al. 2022, "Tensor Programs V") and applies it to every parameter; it is not muP,
+    # which also changes the initialisation, the output layer and the attention scale.
     lr_width: int | None = None
 
     def lr_for(self, size: str) -> float:
@@ -139,8 +140,8 @@ PRESETS = {
     # 1,000 steps): all eight finished in 24.5 min over two commands, Matten-S v3 at FVD 1,494 (21x the floor), but
     # Matten-B diverged near step 935 at this lr, and 100 checkpoints a model filled the 64 GB disk: now the newest
     # one is kept, plus the evaluation steps' (keep_steps), and `run` checks the disk first. Since then the lr falls
-    # with the width (lr_width: B, twice as wide as S, trains at 5e-4), chosen by that rule before any B-vs-S result
-    # at it: not yet run.
+    # as 1/width (lr_width: B, twice as wide as S, trains at 5e-4), chosen by that rule before any B-vs-S result at
+    # it: not yet run. So "B below S" compares two learning rates; the report's learning table shows each.
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
         eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8, lr_width=384,
@@ -278,14 +279,25 @@ def check_checkpoint_disk(root: Path, preset: Preset, experiments: list[Experime
 
 
 def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, steps: int) -> dict[str, Any]:
-    """Train (or continue training) up to ``steps``; the checkpoint ``checkpoints/step-<steps>.pt`` is the output."""
+    """Train (or continue training) up to ``steps``; the checkpoint ``checkpoints/step-<steps>.pt`` is the output.
+
+    Raises UserError when ``exp_dir`` holds a training made with another configuration (:func:`check_same_training`)
+    or checkpoints past ``steps`` without the one at ``steps`` (pruned before evaluation steps were kept)."""
     config = train_config(preset, exp, prepared, exp_dir, steps)
+    check_same_training(exp_dir, train_identity(config))
 
     def fn():
-        from harness.checkpoint import latest_checkpoint
+        from harness.checkpoint import checkpoint_path, latest_checkpoint, step_of
         from harness.train import train
 
-        record = train(config, resume=latest_checkpoint(exp_dir) is not None)
+        latest = latest_checkpoint(exp_dir)
+        if latest is not None and step_of(latest) > steps:  # trained past it under a record of another format
+            if not checkpoint_path(exp_dir, steps).exists():
+                raise UserError(f"{exp_dir} holds checkpoints up to step {step_of(latest)} but not step {steps} "
+                                f"(pruned): delete {exp_dir} or use another --run-dir to train it again")
+            return {"checkpoint": f"checkpoints/step-{steps:07d}.pt", "train_record": "records/train.json",
+                    "params": experiment_params(config, prepared)}
+        record = train(config, resume=latest is not None)
         return {
             "checkpoint": (record or {}).get("outputs", {}).get("checkpoint"),
             "train_record": "records/train.json",
@@ -307,6 +319,24 @@ NOT_TRAIN_IDENTITY = frozenset({"run_dir", "ckpt_every", "keep_checkpoints", "ke
 def train_identity(config: TrainConfig) -> dict[str, Any]:
     """A training stage's configuration in the run ledger: ``config`` less :data:`NOT_TRAIN_IDENTITY`."""
     return {k: v for k, v in asdict(config).items() if k not in NOT_TRAIN_IDENTITY}
+
+
+def check_same_training(exp_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse (UserError, one line) to train in ``exp_dir`` when an earlier training stage there was made with
+    another configuration: its checkpoints would be continued as if they were this one's. Not compared: the length
+    (``steps``), where the data and the run are (``data``: a run folder copied elsewhere is the same run) and
+    ``device``, and keys an older record has that :func:`train_identity` leaves out."""
+    import json
+
+    skip = {"steps", "data", "device"}
+    mine = json.loads(json.dumps({k: v for k, v in identity.items() if k not in skip}, default=str))
+    for path in sorted((exp_dir / "records").glob("run.train-*.json")):
+        theirs = (ledger.read_record(exp_dir, path.stem) or {}).get("config", {})
+        differ = [k for k in mine if k in theirs and theirs[k] != mine[k]]
+        if differ:
+            what = ", ".join(f"{k} {theirs[k]!r} then, {mine[k]!r} now" for k in differ[:4])
+            raise UserError(f"{exp_dir} was trained with another configuration ({what}; {path.name}): its "
+                            f"checkpoints cannot continue this one: delete {exp_dir} or use another --run-dir")
 
 
 def meta_model(cfg: TrainConfig, prepared: Path):
@@ -521,9 +551,13 @@ def run(
         if jobs < 1:
             raise UserError(f"--jobs {jobs}: expected 1 or more (experiments trained at once)")
         preset = replace(preset, jobs=jobs)
-    if mps and not report_only and (preset.jobs == 1 or not preset.train.device.startswith("cuda")):
-        raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
-                        f"{preset.train.device}")
+    if mps and not report_only:
+        if preset.jobs == 1 or not preset.train.device.startswith("cuda"):
+            raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
+                            f"{preset.train.device}")
+        from harness.mps import control_program
+
+        control_program()  # a missing control program is said before any stage
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
@@ -608,7 +642,7 @@ def run(
                 console.print(f"note    the {preset.jobs} jobs take turns on the GPU; under CUDA MPS (--mps) their "
                               "kernels run side by side, which sped up the slowest mini model 2.3x on an H200 "
                               "(results/mini/README.md)", highlight=False)
-            with mps_daemon() if mps else nullcontext():
+            with mps_daemon(root / "mps") if mps and experiments else nullcontext():
                 failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
                                                                      root / "exp" / exp.name),
                                         root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)

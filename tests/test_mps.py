@@ -22,11 +22,14 @@ read line; echo "stdin=$line" >> "{calls}"; rm -f "$CUDA_MPS_PIPE_DIRECTORY/cont
 """
 
 
-def fake_control(tmp_path, monkeypatch, start='touch "$CUDA_MPS_PIPE_DIRECTORY/control"'):
+def fake_control(tmp_path, monkeypatch, start='touch "$CUDA_MPS_PIPE_DIRECTORY/control"', quit_status=0):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the pipe folder: no /tmp/mb-mps-* left by tests
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
     bin_dir.mkdir()
     exe = bin_dir / "nvidia-cuda-mps-control"
-    exe.write_text(FAKE.format(calls=calls, start=start))
+    exe.write_text(FAKE.format(calls=calls, start=start) + f"exit {quit_status}\n")
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
@@ -36,7 +39,7 @@ def fake_control(tmp_path, monkeypatch, start='touch "$CUDA_MPS_PIPE_DIRECTORY/c
 def test_the_daemon_is_private_to_the_block_and_quit_after_it(tmp_path, monkeypatch):
     calls = fake_control(tmp_path, monkeypatch)
     monkeypatch.setenv("CUDA_MPS_LOG_DIRECTORY", "/somewhere/else")
-    with mps_daemon() as pipe:
+    with mps_daemon(tmp_path / "log") as pipe:
         assert os.environ["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe) and (pipe / "control").exists()
         assert mps_running()  # and so every record's machine description says "mps": true
         child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['CUDA_MPS_PIPE_DIRECTORY'])"],
@@ -45,7 +48,7 @@ def test_the_daemon_is_private_to_the_block_and_quit_after_it(tmp_path, monkeypa
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and os.environ["CUDA_MPS_LOG_DIRECTORY"] == "/somewhere/else"
     assert not pipe.exists()  # its temporary folder is gone
     lines = calls.read_text().splitlines()
-    assert lines[0].startswith(f"-d pipe={pipe} log=") and lines[1].startswith(f" pipe={pipe}")
+    assert lines[0] == f"-d pipe={pipe} log={tmp_path / 'log'}" and lines[1].startswith(f" pipe={pipe}")
     assert lines[2] == "stdin=quit"
 
 
@@ -53,7 +56,7 @@ def test_a_daemon_that_does_not_come_up_is_a_one_line_error(tmp_path, monkeypatc
     fake_control(tmp_path, monkeypatch, start="echo 'cannot open the device' >&2; exit 1")
     with pytest.raises(UserError, match=r"^--mps: nvidia-cuda-mps-control -d did not start a daemon \(cannot open "
                                         r"the device; its log: .*\); run without --mps$"):
-        with mps_daemon(wait_s=0.5):
+        with mps_daemon(tmp_path / "log", wait_s=0.5):
             pass
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
 
@@ -61,7 +64,7 @@ def test_a_daemon_that_does_not_come_up_is_a_one_line_error(tmp_path, monkeypatc
 def test_no_control_program_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match="^--mps: nvidia-cuda-mps-control is not on the PATH"):
-        with mps_daemon():
+        with mps_daemon(tmp_path / "log"):
             pass
 
 
@@ -70,3 +73,24 @@ def test_run_refuses_mps_without_several_gpu_jobs(tmp_path):
 
     with pytest.raises(UserError, match=r"^--mps is for several jobs on one GPU; this run has 1 job\(s\) on cpu"):
         run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", mps=True)
+
+
+def test_an_interrupt_still_quits_the_daemon_and_a_daemon_that_stays_is_named(tmp_path, monkeypatch, capsys):
+    calls = fake_control(tmp_path, monkeypatch, quit_status=1)  # 'quit' not confirmed
+    with pytest.raises(KeyboardInterrupt):
+        with mps_daemon(tmp_path / "log") as pipe:
+            raise KeyboardInterrupt
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and calls.read_text().splitlines()[-1] == "stdin=quit"
+    assert pipe.exists()  # kept: the only way to reach a daemon that did not quit
+    out = " ".join(capsys.readouterr().err.split())  # the console writes to stderr
+    assert f"stop it with: CUDA_MPS_PIPE_DIRECTORY={pipe} nvidia-cuda-mps-control, then quit" in out
+
+
+def test_run_says_a_missing_control_program_before_any_stage(tmp_path, monkeypatch):
+    from harness.run import PRESETS, replace, run
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    gpu = replace(PRESETS["smoke"], jobs=2, train=replace(PRESETS["smoke"].train, device="cuda"))
+    with pytest.raises(UserError, match="^--mps: nvidia-cuda-mps-control is not on the PATH"):
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu, mps=True)
+    assert not (tmp_path / "run").exists()

@@ -485,3 +485,51 @@ def test_the_learning_rate_falls_with_the_width_where_the_preset_says_so():
     assert lr == {"s": 1e-3, "b": 5e-4}
     assert {paper.lr_for(s) for s in ("s", "b", "l", "xl")} == {1e-4}
     assert mini.lr_for("xl") == 1e-3 * 384 / 1152
+
+
+def test_a_folder_trained_with_another_configuration_is_refused_not_continued(tmp_path, stages):
+    """A changed learning rate (or any option that changes the model) in an existing run folder: its checkpoints
+    must not be continued as the new configuration's (a helper's case: Matten-B's lr halved, the old step-5
+    checkpoint resumed, and step 0 refused as 'past --steps 0')."""
+    do_run(tmp_path)
+    with pytest.raises(UserError, match=r"^\S+/exp/matten-tiny-v1-madan-synthetic was trained with another "
+                                        r"configuration \(lr 0\.0001 then, 0\.0002 now; run\.train-0000002\.json\): "
+                                        r"its checkpoints cannot continue this one: delete .* or use another "
+                                        r"--run-dir$"):
+        do_run(tmp_path, preset=replace(PRESET, train=replace(PRESET.train, lr=2e-4)))
+
+
+def test_a_run_folder_with_records_of_an_older_format_is_reused_without_training_again(tmp_path, stages):
+    """Records written before the training identity left out saving, logging and the preflight: their stages run
+    again as far as the ledger knows, but a step already trained is not trained again (and a pruned one is named)."""
+    import json
+
+    do_run(tmp_path)
+    trained = stages.calls["train"]
+    for rec in (tmp_path / "run" / "exp").glob("*/records/run.train-*.json"):  # the older format: every option
+        r = json.loads(rec.read_text())
+        r["config"] = {**r["config"], "preflight": True, "num_workers": 0, "ckpt_every": 1}
+        r["config_hash"] = "older"
+        rec.write_text(json.dumps(r))
+    do_run(tmp_path)
+    assert stages.calls["train"] == trained + 4  # only each model's last step's stage calls train (nothing left)
+    exp = next((tmp_path / "run" / "exp").glob("matten-tiny-v1-*"))
+    (exp / "checkpoints" / "step-0000002.pt").unlink()
+    (exp / "records" / "run.train-0000002.json").unlink()
+    with pytest.raises(UserError, match=r"holds checkpoints up to step 4 but not step 2 \(pruned\)"):
+        do_run(tmp_path)
+
+
+def test_the_report_says_when_models_trained_at_different_learning_rates(tmp_path, stages):
+    from harness.run import train_config
+
+    wide = replace(PRESET, lr_width=32, sizes=("tiny",))  # tiny is 64 wide: lr 1e-4 x 32 / 64
+    assert train_config(wide, Experiment("matten", "tiny", "synthetic"), Path("p"), Path("e"), 2).lr == 5e-5
+    text = do_run(tmp_path, preset=wide, tables=("variants",)).read_text()
+    assert "learning rates" not in text  # one size, one rate
+    assert "| [5e-05](records/matten-tiny-v1-madan-synthetic/train.json) " in text
+    two = replace(wide, sizes=("tiny", "s"), train_scaling=True)  # S is 384 wide: 1e-4 x 32 / 384 = 8.33e-6
+    text = do_run(tmp_path / "two", preset=two, tables=("scaling",)).read_text()
+    assert ("The models trained at 2 learning rates (8.33e-06, 5e-05; the lr column): the rate falls with the "
+            "model's width, so a comparison between sizes is also one between learning rates.") in text
+    assert "| [8.33e-06](records/matten-s-v3-madan-synthetic/train.json) " in text

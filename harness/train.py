@@ -36,7 +36,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from harness.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     set_rng_state,
+    step_of,
 )
 from harness.config import TrainConfig
 from harness.console import console, progress
@@ -401,18 +402,25 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     d = init_distributed(device)
     with contextlib.ExitStack() as held:
-        refused = None
-        if d.main:
-            try:
-                held.enter_context(folder_lock(cfg.run_dir, "train"))
-            except UserError as e:
-                refused = e
-        if d.world > 1:  # every rank stops when rank 0 could not take the folder (none waits in a collective)
-            flag = all_reduce_sum(torch.tensor([float(refused is not None)], device=device), d)
-            refused = refused or (UserError(f"rank 0 could not take {cfg.run_dir}") if flag.item() else None)
-        if refused is not None:
-            raise refused
+        on_rank0_for_all(lambda: held.enter_context(folder_lock(cfg.run_dir, "train")), d, device,
+                         f"rank 0 could not take {cfg.run_dir}")
         return _train(cfg, resume, device, d)
+
+
+def on_rank0_for_all(check: Callable[[], Any], d: Dist, device: torch.device, elsewhere: str) -> None:
+    """Run ``check`` on rank 0; when it raises a UserError, every rank stops (rank 0 with it, the others with
+    ``elsewhere``) and none is left waiting in a collective. One all-reduce with several processes."""
+    refused = None
+    if d.main:
+        try:
+            check()
+        except UserError as e:
+            refused = e
+    if d.world > 1:
+        flag = all_reduce_sum(torch.tensor([float(refused is not None)], device=device), d)
+        refused = refused or (UserError(elsewhere) if flag.item() else None)
+    if refused is not None:
+        raise refused
 
 
 def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dict[str, Any]:
@@ -554,27 +562,19 @@ def _check_disk(cfg: TrainConfig, size: int, d: Dist, device: torch.device) -> N
     """Refuse on every rank when rank 0's disk cannot hold the run's checkpoints (harness.preflight.check_disk)."""
     from harness import preflight
 
-    refused = None
-    if d.main:
+    def check() -> None:
         run_dir = Path(cfg.run_dir)
         need = preflight.disk_need(run_dir, size, cfg.keep_checkpoints, cfg.keep_steps, cfg.steps, cfg.ckpt_every)
-        try:
-            preflight.check_disk(checkpoint_dir(run_dir), {run_dir.name: need},
-                                 "free space, lower --keep-checkpoints or move --run-dir to a larger disk "
-                                 "(harness.preflight; --no-preflight skips this check)")
-        except UserError as e:
-            refused = e
-    if d.world > 1:  # the other ranks stop too, none waiting in a collective
-        flag = all_reduce_sum(torch.tensor([float(refused is not None)], device=device), d)
-        refused = refused or (UserError(f"rank 0's disk cannot hold the checkpoints of {cfg.run_dir}")
-                              if flag.item() else None)
-    if refused is not None:
-        raise refused
+        preflight.check_disk(checkpoint_dir(run_dir), {run_dir.name: need},
+                             "free space, lower --keep-checkpoints or move --run-dir to a larger disk "
+                             "(harness.preflight; --no-preflight skips this check)")
+
+    on_rank0_for_all(check, d, device, f"rank 0's disk cannot hold the checkpoints of {cfg.run_dir}")
 
 
 def start_step_of(ckpt: Path | None) -> int:
     """The step a checkpoint file is at, from its name (``step-NNNNNNN.pt``); 0 without one."""
-    return int(ckpt.stem.split("-")[1]) if ckpt is not None else 0
+    return step_of(ckpt) if ckpt is not None else 0
 
 
 def _model_inputs(cfg: TrainConfig, ds, device: torch.device):

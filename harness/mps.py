@@ -1,9 +1,9 @@
 """A private CUDA Multi-Process Service (MPS) daemon for the jobs of one `run --mps`.
 
 Processes that share a GPU without MPS take turns on it: one process's kernels never run beside another's. With
-MPS their kernels run side by side. For the mini scale's eight trainings on one H200 (results/mini/README.md, a
-65-s probe) that took variant 2, the run's slowest model, from 23 to 52 samples/s, v1 from 48 to 67 and Matten-B
-from 63 to 102, while Latte-S, the fastest, went from 259 to 152.
+MPS their kernels run side by side. For the mini scale's eight trainings on one H200 (results/mini/README.md) that
+took variant 2, the run's slowest model, from 35 to 53 samples/s and Latte-S, the fastest, from 294 to 153, and the
+whole run from 24.5 to 19.5 min; the mini preset runs under it by default (``Preset.mps``).
 
 :func:`mps_daemon` starts ``nvidia-cuda-mps-control -d`` (it comes with the NVIDIA driver) with its pipe folder in a
 fresh temporary folder (it holds Unix sockets, whose paths must be short) and its log folder where the caller says,
@@ -39,11 +39,12 @@ VARIABLES = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
 QUIT_TIMEOUT_S = 60.0  # the daemon quits once its clients have ended; the jobs have by then
 
 
-def control_program() -> str:
-    """The path of ``nvidia-cuda-mps-control``; UserError (one line) when it is not on the PATH."""
+def control_program(hint: str = "") -> str:
+    """The path of ``nvidia-cuda-mps-control``; UserError (one line, after ``hint``) when it is not on the PATH."""
     exe = shutil.which(CONTROL)
     if exe is None:
-        raise UserError(f"--mps: {CONTROL} is not on the PATH (it comes with the NVIDIA driver); run without --mps")
+        raise UserError(f"--mps: {hint}{CONTROL} is not on the PATH (it comes with the NVIDIA driver); run with "
+                        "--no-mps")
     return exe
 
 
@@ -66,8 +67,8 @@ def mps_daemon(log_dir: str | Path, wait_s: float = 10.0) -> Iterator[Path]:
         if started.returncode == 0:  # a daemon that comes up late must not stay
             _quit(exe, env, pipe)
         reason = (started.stderr or started.stdout).strip().splitlines()[-1:] or ["no control pipe"]
-        raise UserError(f"--mps: {CONTROL} -d did not start a daemon ({reason[0]}; its log: {log}); run without "
-                        "--mps")
+        raise UserError(f"--mps: {CONTROL} -d did not start a daemon ({reason[0]}; its log: {log}); run with "
+                        "--no-mps")
     console.print(f"mps     a private MPS daemon for the jobs (pipe {pipe}, log {log})", highlight=False,
                   soft_wrap=True)
     before = {k: os.environ.get(k) for k in VARIABLES}

@@ -85,7 +85,7 @@ class Preset:
     latent_cache: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)  # harness.data.synthetic's options
     # Experiments trained and sampled at once, each in a process of its own (harness.jobs): a small model's eager
-    # step leaves most of a GPU idle. 1: one after the other in this process. The numbers do not depend on it.
+    # step leaves most of a GPU idle. 1: one after the other in this process. The computation does not depend on it.
     jobs: int = 1
     # The hidden size at which train.lr applies; a model of hidden size h trains at lr x lr_width / h (None: every
     # model at train.lr, as Latte and DiT train every size). A heuristic: Adam moves each weight by about lr a step,
@@ -93,6 +93,9 @@ class Preset:
     # weights under Adam (Yang et al. 2022, "Tensor Programs V") and applies it to every parameter; it is not muP,
     # which also changes the initialisation, the output layer and the attention scale.
     lr_width: int | None = None
+    # Run the jobs (jobs > 1, on CUDA) under a private CUDA MPS daemon (harness.mps) unless `run --no-mps`: without
+    # it the jobs' processes take turns on the GPU. The mini run under it took 19.5 min, 24.5 without (results/mini/).
+    mps: bool = False
 
     def lr_for(self, size: str) -> float:
         """The learning rate of a model of ``size`` (:attr:`lr_width`)."""
@@ -141,10 +144,12 @@ PRESETS = {
     # Matten-B diverged near step 935 at this lr, and 100 checkpoints a model filled the 64 GB disk: now the newest
     # one is kept, plus the evaluation steps' (keep_steps), and `run` checks the disk first. Since then the lr falls
     # as 1/width (lr_width: B, twice as wide as S, trains at 5e-4), chosen by that rule before any B-vs-S result at
-    # it: not yet run. So "B below S" compares two learning rates; the report's learning table shows each.
+    # it, so "B below S" compares two learning rates; the report's learning table shows each. The fourth run (the
+    # committed results/mini/) added both and CUDA MPS (mps=True): 19.5 min in one command, every model learned
+    # (Matten-B at FVD 3,614, Matten-S v3 at 1,311: 18.6x the floor).
     "mini": Preset(
         scale="mini", datasets=("synthetic",), main_size="s", sizes=("s", "b"), flops_sizes=("s", "b", "l", "xl"),
-        eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8, lr_width=384,
+        eval_steps=(0, 250, 500, 1000), train_scaling=True, extra_seeds=(1,), jobs=8, lr_width=384, mps=True,
         train=TrainConfig(patch=8, num_frames=16, frame_interval=1, image_size=32, batch=64, lr=1e-3,
                           ckpt_every=100, keep_checkpoints=1, precision="bf16", num_workers=2, device="cuda",
                           compile=False),
@@ -529,7 +534,7 @@ def run(
     preset: Preset | None = None,
     report_only: bool = False,
     jobs: int | None = None,
-    mps: bool = False,
+    mps: bool | None = None,
 ) -> Path:
     """Run (or reuse) every stage the tables need, then write ``results/<scale>/`` and return REPORT.md's path.
 
@@ -537,7 +542,8 @@ def run(
     already under ``run_dir`` (a run made elsewhere and copied here: its records carry their own device and times),
     which must hold records of this scale's models or counts for the tables (check_report_only).
     ``jobs``: experiments trained and sampled at once (default: the preset's; harness.jobs). ``mps``: run those jobs
-    under a private CUDA MPS daemon (harness.mps), so that their kernels share the GPU instead of taking turns."""
+    under a private CUDA MPS daemon (harness.mps), so that their kernels share the GPU instead of taking turns
+    (None: the preset's :attr:`Preset.mps`, used where it can be, i.e. for several jobs on CUDA)."""
     if scale not in PRESETS and preset is None:
         raise UserError(f"--scale {scale!r}: one of {', '.join(SCALES)}{did_you_mean(scale, SCALES)}")
     for t in tables:  # every name checked, also beside "all"
@@ -551,20 +557,22 @@ def run(
         if jobs < 1:
             raise UserError(f"--jobs {jobs}: expected 1 or more (experiments trained at once)")
         preset = replace(preset, jobs=jobs)
-    if mps and not report_only:
-        if preset.jobs == 1 or not preset.train.device.startswith("cuda"):
-            raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
-                            f"{preset.train.device}")
+    several_gpu_jobs = preset.jobs > 1 and preset.train.device.startswith("cuda")
+    if mps and not several_gpu_jobs and not report_only:
+        raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
+                        f"{preset.train.device}")
+    use_mps = (preset.mps and several_gpu_jobs if mps is None else mps) and not report_only
+    if mps and not report_only:  # asked for: a missing control program is said before anything else
         from harness.mps import control_program
 
-        control_program()  # a missing control program is said before any stage
+        control_program()
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
     experiments = plan_experiments(preset, tables)
     command = "matten-bench run " + " ".join(f"--table {t}" for t in tables) + f" --scale {scale}"
     command += f" --jobs {jobs}" if jobs is not None and not report_only else ""
-    command += " --mps" if mps and not report_only else ""
+    command += {True: " --mps", False: " --no-mps", None: ""}[mps] if not report_only else ""
     if report_only:
         check_report_only(root, preset, tables, experiments)
         from harness.collect import build_report
@@ -573,7 +581,7 @@ def run(
         with folder_lock(report_dir, "report"):
             return build_report(root, report_dir, preset, tables, experiments,
                                 command=f"{command} --run-dir {run_dir or root} --report-only")
-    check_inputs(preset, experiments, data)
+    check_inputs(preset, experiments, data, mps=use_mps)
     clashes = [str(root / "exp" / e.name) for e in experiments if (root / "exp" / e.name).is_file()]
     if clashes:
         raise UserError(f"{', '.join(clashes)}: a file where an experiment's folder goes; move it away")
@@ -638,11 +646,11 @@ def run(
             from harness.machine import mps_running
             from harness.mps import mps_daemon
 
-            if preset.train.device.startswith("cuda") and not mps and not mps_running():
+            if preset.train.device.startswith("cuda") and not use_mps and not mps_running():
                 console.print(f"note    the {preset.jobs} jobs take turns on the GPU; under CUDA MPS (--mps) their "
                               "kernels run side by side, which sped up the slowest mini model 2.3x on an H200 "
                               "(results/mini/README.md)", highlight=False)
-            with mps_daemon(root / "mps") if mps and experiments else nullcontext():
+            with mps_daemon(root / "mps") if use_mps and experiments else nullcontext():
                 failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
                                                                      root / "exp" / exp.name),
                                         root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
@@ -685,10 +693,11 @@ def check_report_only(root: Path, preset: Preset, tables: list[str], experiments
                       f"{len(experiments)} models ({', '.join(missing)}): their rows are '–'", soft_wrap=True)
 
 
-def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path]) -> None:
+def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path], mps: bool = False) -> None:
     """Every input of a run checked before its first stage, every problem at once (one line): ``--data``
     entries the scale does not use, datasets it needs but was not given, a GPU it needs that torch does
-    not see, a VAE whose weights are not there."""
+    not see, the MPS control program where the jobs run under MPS (``mps``) and there is a GPU, a VAE whose
+    weights are not there."""
     problems = []
     needed = sorted({e.dataset for e in experiments} - {"synthetic"})
     unused = sorted(set(data) - set(preset.datasets))
@@ -706,6 +715,13 @@ def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, 
         if any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available():
             problems.append(f"the {preset.scale} scale trains and samples on a GPU and torch sees none "
                             "(matten-bench doctor); on a CPU use --scale smoke")
+        elif mps:
+            from harness.mps import control_program
+
+            try:
+                control_program(hint=f"the {preset.scale} scale runs its jobs under CUDA MPS; ")
+            except UserError as e:
+                problems.append(str(e))
         try:
             from harness.vae import check_vae
 

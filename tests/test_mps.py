@@ -55,7 +55,7 @@ def test_the_daemon_is_private_to_the_block_and_quit_after_it(tmp_path, monkeypa
 def test_a_daemon_that_does_not_come_up_is_a_one_line_error(tmp_path, monkeypatch):
     fake_control(tmp_path, monkeypatch, start="echo 'cannot open the device' >&2; exit 1")
     with pytest.raises(UserError, match=r"^--mps: nvidia-cuda-mps-control -d did not start a daemon \(cannot open "
-                                        r"the device; its log: .*\); run without --mps$"):
+                                        r"the device; its log: .*\); run with --no-mps$"):
         with mps_daemon(tmp_path / "log", wait_s=0.5):
             pass
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
@@ -94,3 +94,49 @@ def test_run_says_a_missing_control_program_before_any_stage(tmp_path, monkeypat
     with pytest.raises(UserError, match="^--mps: nvidia-cuda-mps-control is not on the PATH"):
         run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu, mps=True)
     assert not (tmp_path / "run").exists()
+
+
+def gpu_preset(jobs: int = 2, mps: bool = True):
+    from harness.run import PRESETS, replace
+
+    return replace(PRESETS["smoke"], jobs=jobs, mps=mps, train=replace(PRESETS["smoke"].train, device="cuda"))
+
+
+def test_a_scale_that_runs_under_mps_says_so_and_names_no_mps(tmp_path, monkeypatch):
+    import torch
+
+    from harness.run import run
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # without a GPU, that is the one problem named
+    with pytest.raises(UserError, match="^--mps: the smoke scale runs its jobs under CUDA MPS; nvidia-cuda-mps-control "
+                                        r"is not on the PATH \(it comes with the NVIDIA driver\); run with --no-mps$"):
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu_preset())
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("mps, jobs, daemon", [(None, 2, True), (False, 2, False), (None, 1, False)])
+def test_the_preset_decides_unless_told(tmp_path, monkeypatch, mps, jobs, daemon):
+    # the preset's MPS for several GPU jobs; --no-mps, and --jobs 1, need no daemon (so no control program)
+    import torch
+
+    import harness.run as R
+
+    def stop_at_the_input_check(*args, mps):
+        seen.append(mps)
+        raise RuntimeError("past")
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(R, "check_inputs", stop_at_the_input_check)
+    seen = []
+    with pytest.raises(RuntimeError, match="past"):
+        R.run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu_preset(jobs),
+              mps=mps)
+    assert seen == [daemon]
+
+
+def test_the_mini_scale_runs_under_mps_by_default():
+    from harness.run import PRESETS
+
+    assert PRESETS["mini"].mps and PRESETS["mini"].jobs > 1 and not PRESETS["smoke"].mps and not PRESETS["paper"].mps

@@ -22,9 +22,10 @@ def run_command(
     report_only: bool = typer.Option(False, "--report-only", help="run no stage: write the report from the records "
                                      "already in --run-dir (e.g. a run copied back from a GPU machine)"),
     jobs: int = typer.Option(None, "--jobs", help="experiments trained and sampled at once, each in its own process "
-                             "(default: the scale's; the numbers do not depend on it)"),
-    mps: bool = typer.Option(False, "--mps", help="run the jobs under a private CUDA MPS daemon, so that their "
-                             "kernels share the GPU instead of taking turns (harness.mps)"),
+                             "(default: the scale's; the computation does not depend on it)"),
+    mps: bool = typer.Option(None, "--mps/--no-mps", help="run the jobs under a private CUDA MPS daemon, so that "
+                             "their kernels share the GPU instead of taking turns (harness.mps; default: the "
+                             "scale's, on for mini)"),
 ) -> None:
     """Run (or reuse, via the run ledger) every stage the tables need, then write results/<scale>/REPORT.md."""
     from harness.console import console

@@ -128,6 +128,10 @@ class TrainConfig:
                                    "clip drawn from (seed, position), records/train.json lists it; one more stops "
                                    "the run")
     device: str = option("auto", "auto | cpu | cuda | cuda:N (under torchrun, cuda = LOCAL_RANK's GPU)")
+    ddp_bucket_mb: int = option(25, "under torchrun: DistributedDataParallel's gradient bucket size in MiB "
+                                "(PyTorch's default 25; larger buckets mean fewer, larger all-reduces)")
+    ddp_static_graph: bool = option(False, "under torchrun: DistributedDataParallel(static_graph=True), for a "
+                                    "model whose parameters all get gradients every step, as ours do")
     compile: bool | None = option(None, "torch.compile the model (default: on for CUDA, off on the CPU)")
     preflight: bool = option(True, "estimate a step's memory first and refuse a run that will not fit "
                              "(harness.preflight)")
@@ -139,7 +143,7 @@ class TrainConfig:
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
         flag = {"num_frames": "frames"}
         for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval",
-                     "image_size", "patch"):
+                     "image_size", "patch", "ddp_bucket_mb"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag.get(name, name).replace('_', '-')} {getattr(self, name)}: must be at least 1")
         for name in ("steps", "num_workers", "start_clip_iter"):
@@ -171,11 +175,11 @@ class TrainConfig:
         return EMASchedule(self.ema_decay, self.ema_warmup)
 
     def hashed(self) -> dict[str, Any]:
-        """What identifies the run. Lengths, intervals, workers, compile, the preflight, the two knobs a diverged
-        run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by it is
-        resumed with a larger one) may change across a resume; the ledger records each start."""
+        """What identifies the run. Lengths, intervals, workers, compile, the preflight, DDP's bucketing, the two
+        knobs a diverged run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by
+        it is resumed with a larger one) may change across a resume; the ledger records each start."""
         skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "device",
-                "run_dir", "compile", "preflight"}
+                "run_dir", "compile", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
         skip |= {"lr", "precision", "max_bad_videos"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 

@@ -39,14 +39,19 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
-    """``model`` inside DistributedDataParallel when there are several processes, else itself."""
+def wrap(model: torch.nn.Module, device: torch.device, d: Dist, bucket_mb: int = 25,
+         static_graph: bool = False) -> torch.nn.Module:
+    """``model`` inside DistributedDataParallel when there are several processes, else itself.
+
+    ``bucket_mb``: the gradient bucket size in MiB (DDP's ``bucket_cap_mb``; PyTorch's default 25), ``static_graph``:
+    DDP's ``static_graph`` (the same parameters used every step). Neither changes which gradients are summed."""
     if d.world == 1:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     # gradient_as_bucket_view: the gradients are views into DDP's all-reduce buckets, so no copy into and out of
     # them each step (the same sums; PyTorch's DDP notes recommend it where nothing keeps .grad across steps)
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
+                                                     bucket_cap_mb=bucket_mb, static_graph=static_graph)
 
 
 def all_reduce_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""A private CUDA Multi-Process Service (MPS) daemon for the jobs of one `run --mps`.
+"""A private CUDA Multi-Process Service (MPS) daemon for the jobs of one `run` (``--mps``; the mini scale's default).
 
 Processes that share a GPU without MPS take turns on it: one process's kernels never run beside another's. With
 MPS their kernels run side by side. For the mini scale's eight trainings on one H200 (results/mini/README.md) that
-took variant 2, the run's slowest model, from 35 to 53 samples/s and Latte-S, the fastest, from 294 to 153, and the
-whole run from 24.5 to 19.5 min; the mini preset runs under it by default (``Preset.mps``).
+took variant 2, the run's slowest model, from 35 to 53 samples/s and Latte-S, the fastest, from 294 to 153; the
+whole run took 19.5 min under it, against 24.5 min without it and before two other changes (results/mini/README.md).
+The mini preset runs under it by default (``Preset.mps``).
 
 :func:`mps_daemon` starts ``nvidia-cuda-mps-control -d`` (it comes with the NVIDIA driver) with its pipe folder in a
 fresh temporary folder (it holds Unix sockets, whose paths must be short) and its log folder where the caller says,
@@ -39,12 +40,12 @@ VARIABLES = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
 QUIT_TIMEOUT_S = 60.0  # the daemon quits once its clients have ended; the jobs have by then
 
 
-def control_program(hint: str = "") -> str:
-    """The path of ``nvidia-cuda-mps-control``; UserError (one line, after ``hint``) when it is not on the PATH."""
+def control_program(prefix: str = "--mps: ") -> str:
+    """The path of ``nvidia-cuda-mps-control``; UserError (one line, starting with ``prefix``) when it is not on
+    the PATH."""
     exe = shutil.which(CONTROL)
     if exe is None:
-        raise UserError(f"--mps: {hint}{CONTROL} is not on the PATH (it comes with the NVIDIA driver); run with "
-                        "--no-mps")
+        raise UserError(f"{prefix}{CONTROL} is not on the PATH (it comes with the NVIDIA driver); run with --no-mps")
     return exe
 
 

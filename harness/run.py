@@ -94,7 +94,9 @@ class Preset:
     # which also changes the initialisation, the output layer and the attention scale.
     lr_width: int | None = None
     # Run the jobs (jobs > 1, on CUDA) under a private CUDA MPS daemon (harness.mps) unless `run --no-mps`: without
-    # it the jobs' processes take turns on the GPU. The mini run under it took 19.5 min, 24.5 without (results/mini/).
+    # it the jobs' processes take turns on the GPU. Under it, the mini scale's slowest model trained 1.5x as fast
+    # beside the seven others, its fastest 0.5x; the whole run took 19.5 min, against 24.5 without MPS and before
+    # the learning-rate and checkpoint changes (results/mini/README.md).
     mps: bool = False
 
     def lr_for(self, size: str) -> float:
@@ -314,11 +316,11 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
 
 
 # Training options that do not change the model a training stage ends with: how often it is saved and logged, what
-# is kept, the loader's workers (data order and noise are keyed by position), the preflight checks and the folder
-# (the record lives in it). A change to one of them reuses a finished stage; before, switching --jobs (which turns
-# the preflight off) re-ran every stage, and the first, step 0, was refused as "past --steps 0".
+# is kept, the loader's workers (data order and noise are keyed by position), DDP's bucketing, the preflight checks
+# and the folder (the record lives in it). A change to one of them reuses a finished stage; before, switching --jobs
+# (which turns the preflight off) re-ran every stage, and the first, step 0, was refused as "past --steps 0".
 NOT_TRAIN_IDENTITY = frozenset({"run_dir", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers",
-                                "preflight"})
+                                "preflight", "ddp_bucket_mb", "ddp_static_graph"})
 
 
 def train_identity(config: TrainConfig) -> dict[str, Any]:
@@ -562,10 +564,6 @@ def run(
         raise UserError(f"--mps is for several jobs on one GPU; this run has {preset.jobs} job(s) on "
                         f"{preset.train.device}")
     use_mps = (preset.mps and several_gpu_jobs if mps is None else mps) and not report_only
-    if mps and not report_only:  # asked for: a missing control program is said before anything else
-        from harness.mps import control_program
-
-        control_program()
     root = Path(run_dir or Path("runs") / scale).resolve()
     report_dir = Path(results_dir or Path("results") / scale)
     data = data or {}
@@ -581,7 +579,7 @@ def run(
         with folder_lock(report_dir, "report"):
             return build_report(root, report_dir, preset, tables, experiments,
                                 command=f"{command} --run-dir {run_dir or root} --report-only")
-    check_inputs(preset, experiments, data, mps=use_mps)
+    check_inputs(preset, experiments, data, mps=use_mps, mps_asked=bool(mps))
     clashes = [str(root / "exp" / e.name) for e in experiments if (root / "exp" / e.name).is_file()]
     if clashes:
         raise UserError(f"{', '.join(clashes)}: a file where an experiment's folder goes; move it away")
@@ -648,7 +646,7 @@ def run(
 
             if preset.train.device.startswith("cuda") and not use_mps and not mps_running():
                 console.print(f"note    the {preset.jobs} jobs take turns on the GPU; under CUDA MPS (--mps) their "
-                              "kernels run side by side, which sped up the slowest mini model 2.3x on an H200 "
+                              "kernels run side by side, which sped up the slowest mini model 1.5x on an H200 "
                               "(results/mini/README.md)", highlight=False)
             with mps_daemon(root / "mps") if use_mps and experiments else nullcontext():
                 failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
@@ -693,11 +691,12 @@ def check_report_only(root: Path, preset: Preset, tables: list[str], experiments
                       f"{len(experiments)} models ({', '.join(missing)}): their rows are '–'", soft_wrap=True)
 
 
-def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path], mps: bool = False) -> None:
+def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, Path], mps: bool = False,
+                 mps_asked: bool = False) -> None:
     """Every input of a run checked before its first stage, every problem at once (one line): ``--data``
     entries the scale does not use, datasets it needs but was not given, a GPU it needs that torch does
-    not see, the MPS control program where the jobs run under MPS (``mps``) and there is a GPU, a VAE whose
-    weights are not there."""
+    not see, the MPS control program where the jobs run under MPS (``mps``: asked for with ``--mps`` when
+    ``mps_asked``, else the preset's) and there is a GPU, a VAE whose weights are not there."""
     problems = []
     needed = sorted({e.dataset for e in experiments} - {"synthetic"})
     unused = sorted(set(data) - set(preset.datasets))
@@ -719,7 +718,8 @@ def check_inputs(preset: Preset, experiments: list[Experiment], data: dict[str, 
             from harness.mps import control_program
 
             try:
-                control_program(hint=f"the {preset.scale} scale runs its jobs under CUDA MPS; ")
+                control_program("--mps: " if mps_asked else f"MPS: the {preset.scale} scale runs its jobs under CUDA "
+                                "MPS; ")
             except UserError as e:
                 problems.append(str(e))
         try:

@@ -452,7 +452,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         _check_disk(cfg, checkpoint_bytes(model), d, device)
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
     compiled_what = compile_blocks(model) if compiled else None  # in place, before DDP wraps it
-    forward = wrap(model, device, d)
+    forward = wrap(model, device, d, cfg.ddp_bucket_mb, cfg.ddp_static_graph)
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])
     loader = (

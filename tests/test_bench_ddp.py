@@ -42,3 +42,13 @@ def test_bench_ddp_with_every_check_off_is_a_one_line_error():
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "leave nothing to run" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr
+
+
+def test_bench_ddp_hands_its_ddp_options_to_train_and_names_their_runs():
+    from harness.bench.ddp import Setup, train_command
+
+    default, tuned = Setup(device="cpu"), Setup(device="cpu", ddp_bucket_mb=100, ddp_static_graph=True)
+    cmd = train_command(2, Path("cache"), Path("run"), "latte", tuned, 10)
+    assert cmd[cmd.index("--ddp-bucket-mb") + 1] == "100" and "--ddp-static-graph" in cmd
+    assert "--no-ddp-static-graph" in train_command(2, Path("cache"), Path("run"), "latte", default, 10)
+    assert default.ddp_suffix() == "" and tuned.ddp_suffix() == "-bucket100-static"

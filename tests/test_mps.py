@@ -87,13 +87,23 @@ def test_an_interrupt_still_quits_the_daemon_and_a_daemon_that_stays_is_named(tm
 
 
 def test_run_says_a_missing_control_program_before_any_stage(tmp_path, monkeypatch):
+    import torch
+
     from harness.run import PRESETS, replace, run
 
     monkeypatch.setenv("PATH", str(tmp_path))
     gpu = replace(PRESETS["smoke"], jobs=2, train=replace(PRESETS["smoke"].train, device="cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # no GPU: that is the problem named, not MPS
+    with pytest.raises(UserError, match="^the smoke scale trains and samples on a GPU and torch sees none"):
+        run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu, mps=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(UserError, match="^--mps: nvidia-cuda-mps-control is not on the PATH"):
         run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu, mps=True)
     assert not (tmp_path / "run").exists()
+    # a table that trains nothing starts no daemon, so it needs no control program (nor a GPU)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = run(["params"], "smoke", run_dir=tmp_path / "run2", results_dir=tmp_path / "r2", preset=gpu, mps=True)
+    assert out.exists()
 
 
 def gpu_preset(jobs: int = 2, mps: bool = True):
@@ -109,7 +119,7 @@ def test_a_scale_that_runs_under_mps_says_so_and_names_no_mps(tmp_path, monkeypa
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # without a GPU, that is the one problem named
-    with pytest.raises(UserError, match="^--mps: the smoke scale runs its jobs under CUDA MPS; nvidia-cuda-mps-control "
+    with pytest.raises(UserError, match="^MPS: the smoke scale runs its jobs under CUDA MPS; nvidia-cuda-mps-control "
                                         r"is not on the PATH \(it comes with the NVIDIA driver\); run with --no-mps$"):
         run(["variants"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=gpu_preset())
     assert not (tmp_path / "run").exists()
@@ -122,7 +132,7 @@ def test_the_preset_decides_unless_told(tmp_path, monkeypatch, mps, jobs, daemon
 
     import harness.run as R
 
-    def stop_at_the_input_check(*args, mps):
+    def stop_at_the_input_check(*args, mps, mps_asked):
         seen.append(mps)
         raise RuntimeError("past")
 

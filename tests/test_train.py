@@ -162,24 +162,29 @@ def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     assert last["step"] == 3 and last["lr"] == 5e-5 and np.isfinite(last["loss"])
 
 
-def _ddp_worker(rank, port, data, run):
+def _ddp_worker(rank, port, data, run, ddp_options):
     os.environ.update(
         WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    T.train(config(data, run, steps=1, batch=2, class_dropout=0.0, ckpt_every=1))
+    T.train(config(data, run, steps=1, batch=2, class_dropout=0.0, ckpt_every=1, **ddp_options))
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_processes_equal_one_process_double_batch(tmp_path):
+# PyTorch's DDP defaults, and 1-MiB buckets (the tiny model's 1.5 MB of gradients in two) with static_graph: the
+# bucketing changes when gradients are summed, not what is summed
+@pytest.mark.parametrize("ddp_options", [{}, {"ddp_bucket_mb": 1, "ddp_static_graph": True}])
+def test_ddp_two_processes_equal_one_process_double_batch(tmp_path, ddp_options):
     data = make_latent_cache(tmp_path / "data")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(port, str(data), str(tmp_path / "ddp")), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_ddp_worker, args=(port, str(data), str(tmp_path / "ddp"), ddp_options), nprocs=2,
+                                join=True)
     T.train(config(data, tmp_path / "single", steps=1, batch=4, class_dropout=0.0, ckpt_every=1))
     a, b = final_state(tmp_path / "ddp"), final_state(tmp_path / "single")
     assert a["data"]["world_size"] == 2 and len(a["rng"]) == 2
+    assert {k: a["config"][k] for k in ddp_options} == ddp_options  # the record keeps what the run used
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-5, atol=1e-6)
     # the step really moved the weights: gradients were non-zero on both sides
@@ -281,6 +286,7 @@ def test_steps_0_writes_the_untrained_checkpoint_and_training_continues_from_it(
         ("seed", 20240101, "--seed 20240101: expected 0..4,293,967"),
         ("image_size", 0, "--image-size 0: must be at least 1"),
         ("num_frames", 0, "--frames 0: must be at least 1"),
+        ("ddp_bucket_mb", 0, "--ddp-bucket-mb 0: must be at least 1"),
         ("clip_max_norm", -1.0, "--clip-max-norm -1.0: expected a positive norm"),
         ("class_dropout", 1.0, "--class-dropout 1.0: expected 0 <= p < 1"),
         ("ema_decay", float("nan"), "--ema-decay nan: expected 0 <= decay < 1"),
@@ -311,3 +317,17 @@ def test_resume_with_fewer_steps_than_done_is_refused_and_a_torn_metrics_line_is
     assert_bitwise_equal(final_state(run), final_state(full))
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == list(range(1, 8))
+
+
+def test_ddp_gets_the_bucket_size_and_static_graph(tmp_path):
+    # harness.distributed.wrap hands both to DistributedDataParallel (a one-process gloo group stands in for torchrun)
+    from harness.distributed import Dist, wrap
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = wrap(torch.nn.Linear(4, 4), torch.device("cpu"), Dist(rank=0, world=2), bucket_mb=7, static_graph=True)
+        assert ddp.bucket_bytes_cap == 7 * 2**20 and ddp.static_graph
+        default = wrap(torch.nn.Linear(4, 4), torch.device("cpu"), Dist(rank=0, world=2))
+        assert default.bucket_bytes_cap == 25 * 2**20 and not default.static_graph
+    finally:
+        torch.distributed.destroy_process_group()

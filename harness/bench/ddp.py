@@ -52,6 +52,14 @@ class Setup:
     precision: str = "bf16"
     compile: bool = True
     workers: int = 2
+    ddp_bucket_mb: int = 25  # train's --ddp-bucket-mb (PyTorch's default)
+    ddp_static_graph: bool = False  # train's --ddp-static-graph
+
+    def ddp_suffix(self) -> str:
+        """A run folder's suffix naming DDP options other than PyTorch's defaults ('' for the defaults), so that
+        runs with other bucketing sit beside the defaults' in one workdir."""
+        return (f"-bucket{self.ddp_bucket_mb}" if self.ddp_bucket_mb != 25 else "") + (
+            "-static" if self.ddp_static_graph else "")
 
 
 def make_cache(workdir: Path, setup: Setup) -> Path:
@@ -76,7 +84,9 @@ def train_command(nproc: int, cache: Path, run_dir: Path, family: str, setup: Se
            "--size", setup.shape.size, "--patch", str(setup.shape.patch), "--batch", str(setup.shape.batch),
            "--steps", str(steps), "--log-every", str(log_every),
            "--ckpt-every", str(ckpt_every), "--device", setup.device, "--precision", setup.precision,
-           "--num-workers", str(setup.workers), "--compile" if setup.compile else "--no-compile"]
+           "--num-workers", str(setup.workers), "--compile" if setup.compile else "--no-compile",
+           "--ddp-bucket-mb", str(setup.ddp_bucket_mb),
+           "--ddp-static-graph" if setup.ddp_static_graph else "--no-ddp-static-graph"]
     return cmd + (["--resume"] if resume else []) + list(extra)
 
 
@@ -131,7 +141,7 @@ def scaling(families: list[str], setup: Setup, workdir: Path, nprocs: int = 2, s
     for family in families:
         rate = {}
         for k in (1, nprocs):
-            run_dir = workdir / f"scaling-{family}-{k}"
+            run_dir = workdir / f"scaling-{family}-{k}{setup.ddp_suffix()}"  # 1 and N side by side, each setup
             cmd = train_command(k, cache, run_dir, family, setup, steps, log_every=log_every)
             _run(cmd, run_dir.with_suffix(".log"))
             rate[k] = throughput(run_dir, skip)

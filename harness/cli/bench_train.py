@@ -146,6 +146,9 @@ def bench_ddp(
     device: str = typer.Option("cuda", help="cuda (NCCL) or cpu (gloo, a dry run)"),
     precision: str = typer.Option("bf16", help="bf16 | fp32 (the equality check is always fp32)"),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="train's torch.compile"),
+    ddp_bucket_mb: int = typer.Option(25, min=1, help="train's --ddp-bucket-mb: DDP's gradient bucket size, MiB"),
+    ddp_static_graph: bool = typer.Option(False, "--ddp-static-graph/--no-ddp-static-graph",
+                                          help="train's --ddp-static-graph: DDP's static_graph"),
     scaling: bool = typer.Option(True, "--scaling/--no-scaling", help="samples/s on 1 and on N processes"),
     equality: bool = typer.Option(True, "--equality/--no-equality", help="one fp32 step: ranks vs one process"),
     kill: bool = typer.Option(True, "--kill/--no-kill", help="a killed run resumed, against an uninterrupted one"),
@@ -170,7 +173,7 @@ def bench_ddp(
     if record and record_dir.exists() and not record_dir.is_dir():
         raise UserError(f"--record-dir {record_dir} is a file, not a folder")
     setup = ddp.Setup(Shape(size=size, batch=batch, frames=frames, latent=latent), device=device, precision=precision,
-                      compile=compile)
+                      compile=compile, ddp_bucket_mb=ddp_bucket_mb, ddp_static_graph=ddp_static_graph)
     if not (scaling or equality or kill):
         raise UserError("--no-scaling, --no-equality and --no-kill leave nothing to run")
     rows = []

@@ -33,9 +33,28 @@ if not any(isinstance(h, _ConsoleHandler) for h in _models_log.handlers):
     _models_log.propagate = False  # shown once here, not again by a handler on the root logger
 
 
+class _Bar(Progress):
+    """A rich Progress that knows whether another of ours is on screen: one started meanwhile (e.g. an FVD measured
+    while `run`'s jobs bar shows) stays hidden, as rich before 14 allows one live display at a time and two of one
+    console would interleave; its work goes on, and the lines printed above the shown bar say what it does."""
+
+    shown = 0  # bars started and not yet stopped, in this process
+
+    def start(self) -> None:
+        self.disable = self.disable or _Bar.shown > 0
+        _Bar.shown += 1
+        super().start()
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            _Bar.shown -= 1
+
+
 def progress(transient: bool = False) -> Progress:
-    """A progress bar for anything that runs longer than a few seconds."""
-    return Progress(
+    """A progress bar for anything that runs longer than a few seconds (hidden while another is shown)."""
+    return _Bar(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

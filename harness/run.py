@@ -400,8 +400,12 @@ def stage_sample(preset: Preset, exp: Experiment, exp_dir: Path, train_step: int
 
 
 def stage_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, train_step: int) -> dict:
-    """The FVD of the samples at ``train_step`` against the prepared dataset (the preset's protocol and N)."""
+    """The FVD of the samples at ``train_step`` against the prepared dataset (the preset's protocol and N).
+
+    Its configuration holds the sampling stage's (by its hash): samples made again with other options, in the same
+    folder, are measured again instead of keeping the FVD of the ones they replaced."""
     fvd_cfg = replace(preset.fvd, real=str(prepared), fake=str(exp_dir / f"samples-{train_step:07d}"))
+    sampled = ledger.read_record(exp_dir, f"run.sample-{train_step:07d}") or {}
 
     def fvd_fn():
         from harness.fvd import compute_fvd
@@ -409,8 +413,8 @@ def stage_fvd(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, tr
         result = compute_fvd(fvd_cfg)
         return {"fvd": fvd_value(result), "result": result}
 
-    return recorded_stage(exp_dir, f"fvd-{train_step:07d}", _relative(fvd_cfg, exp_dir), fvd_fn,
-                label=f"FVD {exp.name} @ {train_step}")
+    config = {**_relative(fvd_cfg, exp_dir), "samples_config_hash": sampled.get("config_hash")}
+    return recorded_stage(exp_dir, f"fvd-{train_step:07d}", config, fvd_fn, label=f"FVD {exp.name} @ {train_step}")
 
 
 def train_and_sample(preset: Preset, exp: Experiment, train_data: Path, exp_dir: Path) -> None:
@@ -635,8 +639,10 @@ def run(
                     measure(exp, s)
         else:
             # the trainings and their samples, preset.jobs experiments at a time, each job's memory not checked
-            # beforehand (the GPU is shared: a job that runs out fails alone, named at the end); then every sampled
-            # point's FVD here, one I3D for all, also of an experiment that failed later on. A failed experiment
+            # beforehand (the GPU is shared: a job that runs out fails alone, named at the end); every sampled
+            # point's FVD here, one I3D for all, also of an experiment that failed later on: while the jobs run,
+            # once fewer than preset.jobs are left (before that, the FVDs would take GPU time from all of them; the
+            # mini run spent its last 2 of 19.5 min on them), and what is left after them. A failed experiment
             # costs the others nothing: the report is written, and the run ends with one line naming it.
             jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
             from contextlib import nullcontext
@@ -648,12 +654,47 @@ def run(
                 console.print(f"note    the {preset.jobs} jobs take turns on the GPU; under CUDA MPS (--mps) their "
                               "kernels run side by side, which sped up the slowest mini model 1.5x on an H200 "
                               "(results/mini/README.md)", highlight=False)
+            points = [(exp, s) for exp in experiments for s in preset.eval_steps]
+            measured: set[tuple[str, int]] = set()
+            jobs_started = time.time()
+
+            def sampled_now(exp: Experiment, s: int) -> bool:
+                """Whether a job of this command has finished sampling the point (samples from an earlier command
+                may be about to be made again: those wait for the jobs to end)."""
+                path = ledger.record_path(root / "exp" / exp.name, f"run.sample-{s:07d}")
+                try:
+                    if not path.is_file() or path.stat().st_mtime < jobs_started:
+                        return False
+                    sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
+                except (OSError, UserError):  # named by the measurement after the jobs
+                    return False
+                return bool(sampled) and sampled.get("status") == "complete"
+
+            def measure_one_sampled(running: int) -> None:
+                """While the jobs run, once a job has ended: the FVD of one point sampled since they started."""
+                if running >= preset.jobs:
+                    return
+                import torch
+
+                for exp, s in points:
+                    if (exp.name, s) not in measured and sampled_now(exp, s):
+                        measured.add((exp.name, s))
+                        try:
+                            measure(exp, s)
+                        except torch.cuda.OutOfMemoryError:  # the jobs hold the memory: measured after them
+                            measured.discard((exp.name, s))
+                            torch.cuda.empty_cache()
+                            console.print(f"note    FVD {escape(exp.name)} @ {s}: out of GPU memory beside the jobs; "
+                                          "measured after them", highlight=False)
+                        return
+
             with mps_daemon(root / "mps") if use_mps and experiments else nullcontext():
                 failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
                                                                      root / "exp" / exp.name),
-                                        root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs)
-            for exp in experiments:
-                for s in preset.eval_steps:
+                                        root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs,
+                                  meanwhile=measure_one_sampled)
+            for exp, s in points:
+                if (exp.name, s) not in measured:
                     measure(exp, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 

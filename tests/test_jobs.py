@@ -133,3 +133,30 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_meanwhile_runs_here_while_tasks_run_with_the_count_still_running(tmp_path):
+    # a quick task and a slow one (it waits for a file that meanwhile writes once the quick one has ended)
+    go = tmp_path / "go"
+    tasks = [Task("quick", write_pid, (str(tmp_path / "q"), "q"), tmp_path / "q.log"),
+             Task("slow", wait_for, (str(go),), tmp_path / "s.log")]
+    seen = []
+
+    def meanwhile(running: int) -> None:
+        seen.append(running)
+        if running == 1:
+            go.write_text("go")
+
+    assert run_jobs(tasks, jobs=2, threads=1, meanwhile=meanwhile) == []
+    assert seen[0] == 2 and 1 in seen and set(seen) <= {1, 2} and go.exists()
+    assert seen == sorted(seen, reverse=True)  # never called after the last task ended, never more than running
+
+
+def wait_for(path: str) -> None:
+    import time
+
+    deadline = time.time() + 60
+    while not Path(path).exists():
+        if time.time() > deadline:
+            raise RuntimeError("meanwhile never ran")
+        time.sleep(0.05)

@@ -175,6 +175,14 @@ def test_second_run_reuses_everything(tmp_path, stages):
     assert "[96.00](" in report.read_text()
 
 
+def test_samples_made_again_with_other_options_are_measured_again(tmp_path, stages):
+    # the FVD stage's configuration holds the sampling stage's: new samples in the same folders, new FVDs
+    do_run(tmp_path)
+    stages.calls.clear()
+    do_run(tmp_path, preset=replace(PRESET, sample=replace(PRESET.sample, steps=PRESET.sample.steps + 1)))
+    assert stages.calls == {"sample": 8, "fvd": 8}
+
+
 def test_changed_configuration_reruns_only_what_it_changes(tmp_path, stages):
     do_run(tmp_path)
     stages.calls.clear()

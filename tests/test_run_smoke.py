@@ -99,6 +99,9 @@ def test_a_failed_experiment_leaves_the_others_measured_and_reported(tmp_path, i
     assert "a rerun of the same command resumes what failed" in msg
     for step in (0, 1, 2):
         assert ledger.read_record(tmp_path / "run" / "exp" / madan, f"run.fvd-{step:07d}")["status"] == "complete"
+    # with one of the two jobs ended, the other's points were measured while it still trained
+    fvd0 = ledger.read_record(tmp_path / "run" / "exp" / madan, "run.fvd-0000000")
+    assert fvd0["started"] < ledger.read_record(tmp_path / "run" / "exp" / madan, "run.train-0000002")["finished"]
     text = (results / "REPORT.md").read_text()
     assert f"records/{madan}/fvd-0000002.json" in text and f"records/{tokens}/" not in text
 

@@ -76,6 +76,7 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
     params = lr = None
     last = f"run.train-{max(preset.eval_steps):07d}"
     rec = ledger.read_record(exp_dir, last)
+    on_gpu = bool(rec) and (rec.get("environment") or {}).get("machine", {}).get("device") == "cuda"
     if rec and rec.get("status") == "complete" and isinstance(rec["outputs"].get("params"), (int, float)):
         link = publish_record(ledger.record_path(exp_dir, last), report_dir, f"{exp.name}/train", root)
         params = Point(rec["outputs"]["params"] / 1e6, link)
@@ -96,6 +97,7 @@ def collect_experiment(root: Path, report_dir: Path, exp, preset, flops: dict) -
         "fvd_clips": preset.fvd.num,
         "params": params,
         "lr": lr,
+        "trained_on_gpu": on_gpu,
         "gflops": gflops,
     }
 
@@ -285,6 +287,11 @@ def learning_section(preset, exps: list[dict], floor: dict | None, judged) -> di
         caption.append(f"The models trained at {len(lrs)} learning rates ({', '.join(f'{x:g}' for x in lrs)}; the lr "
                        "column): the rate falls with the model's width, so a comparison between sizes is also one "
                        "between learning rates.")
+    if any(e["family"] == "matten" and e.get("trained_on_gpu") for e in exps):
+        caption.append("Matten trained on a GPU is not reproduced bit for bit: mamba-ssm's backward adds with atomics "
+                       "(state-spaces/mamba#493), so one seed trained twice gives two FVDs. On the mini scale, two "
+                       "runs of each recipe on one H200 differed by 45 to 466 at step 1,000 (results/mini/README.md), "
+                       "more than a seed gap there; Latte, without Mamba, was reproduced exactly.")
     blocks = [("Every model from its untrained state to its last step", tables.learning_table(exps, floor_point)),
               (f"The paper's orderings at step {at}" if at is not None else "The paper's orderings",
                tables.verdict_table(verdict_list))]

@@ -7,6 +7,7 @@ across a whole run can be checked exactly, in well under a second each.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -542,3 +543,15 @@ def test_the_report_says_when_models_trained_at_different_learning_rates(tmp_pat
     assert ("The models trained at 2 learning rates (8.33e-06, 5e-05; the lr column): the rate falls with the "
             "model's width, so a comparison between sizes is also one between learning rates.") in text
     assert "| [8.33e-06](records/matten-s-v3-madan-synthetic/train.json) " in text
+
+
+def test_the_report_says_that_matten_on_a_gpu_is_not_reproduced_bit_for_bit(tmp_path, stages):
+    text = do_run(tmp_path, tables=("variants",)).read_text()
+    assert "not reproduced bit for bit" not in text  # trained on the CPU (the stand-in stages' records say so)
+    for rec in (tmp_path / "run" / "exp").glob("matten-tiny-v3-*/records/run.train-0000004.json"):
+        r = json.loads(rec.read_text())
+        r["environment"]["machine"]["device"] = "cuda"  # as a GPU run's record says
+        rec.write_text(json.dumps(r))
+    text = do_run(tmp_path, tables=("variants",)).read_text()
+    assert ("Matten trained on a GPU is not reproduced bit for bit: mamba-ssm's backward adds with atomics "
+            "(state-spaces/mamba#493)") in " ".join(text.split())

@@ -39,17 +39,22 @@ class _Bar(Progress):
     console would interleave; its work goes on, and the lines printed above the shown bar say what it does."""
 
     shown = 0  # bars started and not yet stopped, in this process
+    _counted = False
 
     def start(self) -> None:
         self.disable = self.disable or _Bar.shown > 0
-        _Bar.shown += 1
         super().start()
+        if not self._counted:
+            self._counted = True
+            _Bar.shown += 1
 
     def stop(self) -> None:
         try:
             super().stop()
         finally:
-            _Bar.shown -= 1
+            if self._counted:
+                self._counted = False
+                _Bar.shown -= 1
 
 
 def progress(transient: bool = False) -> Progress:

@@ -63,8 +63,9 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None,
     """Run every task, up to ``jobs`` at a time, and wait for all of them; returns the failed ones.
 
     ``meanwhile(running)``, if given, is called here between two looks at the tasks (every 0.2 s, with the number
-    of tasks still running) for work of this process's own, e.g. measuring what a finished part of a task left; it
-    should return within seconds, as tasks that end are noticed (and the next started) only after it returns.
+    of tasks still running) once every task has started, for work of this process's own, e.g. measuring what a
+    finished part of a task left; it should return within seconds, as tasks that end are noticed only after it
+    returns. An exception it raises stops every task, as an interrupt does.
 
     ``threads``: torch's CPU threads in each process (default: this process's, so that CPU arithmetic, whose
     results depend on the thread count, is the same as with ``jobs=1``; on a CPU, jobs then share the cores).
@@ -127,7 +128,7 @@ def run_jobs(tasks: Sequence[Task], jobs: int, *, threads: int | None = None,
                         console.print(f"[red]failed[/red]  {escape(name)} after {took:.0f} s (exit code "
                                       f"{proc.exitcode}): {escape(failed[-1].error)}", highlight=False,
                                       soft_wrap=True)
-                if meanwhile is not None and (waiting or running):
+                if meanwhile is not None and running and not waiting:
                     meanwhile(len(running))
                 time.sleep(0.2)
     finally:  # an interrupted run stops its tasks too (each stage resumes from its ledger next time)

@@ -619,8 +619,9 @@ def run(
 
         fvd_errors: list[str] = []
 
-        def measure(exp: Experiment, s: int) -> None:
-            """The FVD of a sampled point; one that fails (one line) is named at the end and costs no other."""
+        def measure(exp: Experiment, s: int) -> bool:
+            """The FVD of a sampled point; one that fails (one line) is named at the end and costs no other.
+            False when it failed so."""
             try:
                 sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
                 if sampled and sampled.get("status") == "complete":
@@ -629,6 +630,8 @@ def run(
                 fvd_errors.append(f"FVD {exp.name} @ {s}: {e}")
                 console.print(f"[red]failed[/red]  FVD {escape(exp.name)} @ {s}: {escape(str(e))}", soft_wrap=True,
                               highlight=False)
+                return False
+            return True
 
         failed = []
         if preset.jobs == 1:  # one point after the other: trained, sampled and measured (a failure stops the run)
@@ -641,9 +644,10 @@ def run(
             # the trainings and their samples, preset.jobs experiments at a time, each job's memory not checked
             # beforehand (the GPU is shared: a job that runs out fails alone, named at the end); every sampled
             # point's FVD here, one I3D for all, also of an experiment that failed later on: while the jobs run,
-            # once fewer than preset.jobs are left (before that, the FVDs would take GPU time from all of them; the
-            # mini run spent its last 2 of 19.5 min on them), and what is left after them. A failed experiment
-            # costs the others nothing: the report is written, and the run ends with one line naming it.
+            # once all have started and one has ended (before that, the FVDs would take GPU time from all of them;
+            # the mini run spent its last 2 of 19.5 min on them), and then every point after them (those measured
+            # meanwhile are reused from their records). A failed experiment costs the others nothing: the report is
+            # written, and the run ends with one line naming it.
             jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
             from contextlib import nullcontext
 
@@ -655,8 +659,11 @@ def run(
                               "kernels run side by side, which sped up the slowest mini model 1.5x on an H200 "
                               "(results/mini/README.md)", highlight=False)
             points = [(exp, s) for exp in experiments for s in preset.eval_steps]
-            measured: set[tuple[str, int]] = set()
+            tried: set[tuple[str, int]] = set()  # measured, or tried, while the jobs ran
+            failed_meanwhile: set[tuple[str, int]] = set()  # named already (fvd_errors)
+            at_once = min(preset.jobs, len(experiments))  # as run_jobs runs them
             jobs_started = time.time()
+            meanwhile_on = True  # off after an FVD fails beside the jobs otherwise than in one line
 
             def sampled_now(exp: Experiment, s: int) -> bool:
                 """Whether a job of this command has finished sampling the point (samples from an earlier command
@@ -671,21 +678,27 @@ def run(
                 return bool(sampled) and sampled.get("status") == "complete"
 
             def measure_one_sampled(running: int) -> None:
-                """While the jobs run, once a job has ended: the FVD of one point sampled since they started."""
-                if running >= preset.jobs:
+                """While the jobs run, once a job has ended: the FVD of one point sampled since they started. A
+                point that fails otherwise than in one line (e.g. out of GPU memory beside the jobs) is left to
+                the measurement after them, and no other is measured meanwhile: the jobs go on either way."""
+                nonlocal meanwhile_on
+                if running >= at_once or not meanwhile_on:
                     return
                 import torch
 
                 for exp, s in points:
-                    if (exp.name, s) not in measured and sampled_now(exp, s):
-                        measured.add((exp.name, s))
+                    if (exp.name, s) not in tried and sampled_now(exp, s):
+                        tried.add((exp.name, s))
                         try:
-                            measure(exp, s)
-                        except torch.cuda.OutOfMemoryError:  # the jobs hold the memory: measured after them
-                            measured.discard((exp.name, s))
-                            torch.cuda.empty_cache()
-                            console.print(f"note    FVD {escape(exp.name)} @ {s}: out of GPU memory beside the jobs; "
-                                          "measured after them", highlight=False)
+                            if not measure(exp, s):
+                                failed_meanwhile.add((exp.name, s))
+                        except Exception as e:  # noqa: BLE001  (the jobs must not die of the main process's FVD)
+                            meanwhile_on = False
+                            first = str(e).splitlines()[0] if str(e) else ""
+                            console.print(f"note    FVD {escape(exp.name)} @ {s} beside the jobs: "
+                                          f"{escape(type(e).__name__)}: {escape(first)}; the FVDs are measured after "
+                                          "the jobs", highlight=False, soft_wrap=True)
+                        torch.cuda.empty_cache()  # no cached memory of ours beside the jobs (a no-op on the CPU)
                         return
 
             with mps_daemon(root / "mps") if use_mps and experiments else nullcontext():
@@ -694,7 +707,7 @@ def run(
                                         root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs,
                                   meanwhile=measure_one_sampled)
             for exp, s in points:
-                if (exp.name, s) not in measured:
+                if (exp.name, s) not in failed_meanwhile:
                     measure(exp, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 

@@ -17,3 +17,22 @@ def test_a_bar_started_under_another_is_hidden_and_counts_still_add_up():
         outer.update(job, advance=2)
     with progress() as later:  # once the first has stopped, the next one shows again
         assert not later.disable
+
+
+def test_a_bar_that_fails_to_start_or_stops_twice_leaves_the_next_shown(monkeypatch):
+    from rich.progress import Progress
+
+    def refuse(self):
+        raise RuntimeError("no terminal")
+
+    bar = progress()
+    monkeypatch.setattr(Progress, "start", refuse)
+    try:
+        bar.start()
+    except RuntimeError:
+        pass
+    monkeypatch.undo()
+    bar.stop()
+    bar.stop()
+    with progress() as later:
+        assert not later.disable

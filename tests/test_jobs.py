@@ -160,3 +160,21 @@ def wait_for(path: str) -> None:
         if time.time() > deadline:
             raise RuntimeError("meanwhile never ran")
         time.sleep(0.05)
+
+
+def test_meanwhile_waits_until_every_task_has_started(tmp_path, capsys):
+    # three tasks, two at a time: meanwhile's work must not hold back the third task's start
+    from harness.console import console
+
+    go = tmp_path / "go"
+    tasks = [Task(f"quick{k}", write_pid, (str(tmp_path / f"q{k}"), "q"), tmp_path / f"q{k}.log") for k in range(2)]
+    tasks.append(Task("third", wait_for, (str(go),), tmp_path / "t.log"))
+
+    def meanwhile(running: int) -> None:
+        if not go.exists():
+            console.print("meanwhile's first call")
+            go.write_text("go")
+
+    assert run_jobs(tasks, jobs=2, threads=1, meanwhile=meanwhile) == []
+    err = capsys.readouterr().err
+    assert "meanwhile's first call" in err and err.index("start   third") < err.index("meanwhile's first call")

@@ -109,3 +109,35 @@ def test_a_failed_experiment_leaves_the_others_measured_and_reported(tmp_path, i
     run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=results, preset=TINY, jobs=2)
     assert ledger.read_record(tmp_path / "run" / "exp" / madan, "run.fvd-0000002") == before  # reused
     assert f"records/{tokens}/fvd-0000002.json" in (results / "REPORT.md").read_text()
+
+
+def test_an_fvd_that_breaks_beside_the_jobs_costs_them_nothing(tmp_path, i3d_weights, monkeypatch, capsys):
+    """An FVD measured while jobs run that fails otherwise than in one line (here a stand-in CUDA error, while a
+    job is alive) stops the measuring beside the jobs, not the jobs: every point is measured after them."""
+    import multiprocessing
+
+    import harness.run as R
+    from harness.errors import UserError
+    from harness.lock import folder_lock
+
+    real, broke = R.stage_fvd, []
+
+    def breaks_beside_a_job(*args, **kwargs):
+        if multiprocessing.active_children() and not broke:
+            broke.append(args[-1])
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(R, "stage_fvd", breaks_beside_a_job)
+    madan, tokens = (Experiment("matten", "tiny", "synthetic", conditioning=c).name for c in ("madan", "tokens"))
+    with folder_lock(tmp_path / "run" / "exp" / tokens, "another job"):  # tokens fails at once; madan runs alone
+        with pytest.raises(UserError) as e:
+            run(["conditioning"], "smoke", run_dir=tmp_path / "run", results_dir=tmp_path / "r", preset=TINY, jobs=2)
+    assert str(e.value).startswith(f"1 of 2 experiments failed: {tokens} ") and "FVD(s) failed" not in str(e.value)
+    assert broke  # it broke beside the running job ...
+    err = " ".join(capsys.readouterr().err.split())
+    assert "beside the jobs: RuntimeError: CUDA error: an illegal memory access was encountered; the FVDs are " \
+           "measured after the jobs" in err
+    for step in (0, 1, 2):  # ... and madan trained to the end and every point of it was measured
+        assert ledger.read_record(tmp_path / "run" / "exp" / madan, f"run.fvd-{step:07d}")["status"] == "complete"
+    assert ledger.read_record(tmp_path / "run" / "exp" / madan, "run.train-0000002")["status"] == "complete"

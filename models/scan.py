@@ -18,6 +18,9 @@ Backends:
   reference  a plain sequential loop, written the way mamba-ssm's `selective_scan_ref` is: what
              mamba's authors point CPU users to. Slow (autograd records every step); for tests and as
              the benchmark's anchor.
+  triton     ours in Triton (models.scan_triton): chunked associative scans, a deterministic backward.
+             Needs triton and CUDA tensors (CPU tensors under TRITON_INTERPRET=1, for tests). Not measured
+             on a GPU yet, so only chosen by name.
 
 `set_backend("auto")` (the default) uses `cuda` for CUDA tensors when mamba_ssm imports, else `torch`.
 Nothing falls back silently: the backend is logged once the first time it is used, and
@@ -37,7 +40,7 @@ from models.errors import ModelConfigError
 
 log = logging.getLogger("models.scan")  # the harness shows the models' INFO lines on its console
 
-BACKENDS = ("auto", "cuda", "torch", "reference")
+BACKENDS = ("auto", "cuda", "torch", "reference", "triton")
 _backend = "auto"
 _last_used: str | None = None
 _logged: set[str] = set()
@@ -62,10 +65,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available() and _import_cuda_kernel() is not None
 
 
-def set_backend(name: str) -> None:
-    """Choose the backend for every later call: 'auto' | 'cuda' | 'torch' | 'reference'.
+def triton_available() -> bool:
+    """Whether the `triton` backend can run here: triton imports (the GPU's check is the caller's)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    Raises ModelConfigError for an unknown name, or 'cuda' without mamba-ssm."""
+
+def set_backend(name: str) -> None:
+    """Choose the backend for every later call: 'auto' | 'cuda' | 'torch' | 'reference' | 'triton'.
+
+    Raises ModelConfigError for an unknown name, 'cuda' without mamba-ssm, or 'triton' without triton."""
     global _backend
     if name not in BACKENDS:
         raise ModelConfigError(f"unknown selective-scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -73,6 +85,9 @@ def set_backend(name: str) -> None:
         raise ModelConfigError(
             f"selective-scan backend 'cuda' needs mamba-ssm ({_cuda_import_error}); pip install mamba-ssm"
         )
+    if name == "triton" and not triton_available():
+        raise ModelConfigError("selective-scan backend 'triton' needs triton, which does not import: pip install "
+                               "triton")
     _backend = name
 
 
@@ -140,6 +155,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         return _cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if name == "reference":
         return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if name == "triton":
+        import os
+
+        if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("selective-scan backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1, Triton's "
+                             "interpreter); use set_backend('torch') on CPU")
+        from models.scan_triton import selective_scan_triton
+
+        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -161,7 +162,8 @@ AGREEMENT_SHAPES = ((2, 64, 256, 16, None), (2, 128, 1024, 16, 2), (1, 96, 4096,
 
 def scan_agreement(device: str = "cuda", shapes=AGREEMENT_SHAPES,
                    dtypes=(torch.float32, torch.bfloat16)) -> list[dict]:
-    """Max relative error of the `cuda` backend against `torch` (outputs and every gradient) on random inputs.
+    """Max relative error of the `cuda` backend (and of `triton` where it imports) against `torch` (outputs and
+    every gradient) on random inputs.
     Relative = max|a−b| / max|b|; `torch` computes in fp32 from the same (possibly bf16) inputs."""
     if not device.startswith("cuda"):
         other = scan.selective_scan_reference  # on CPU: torch vs reference, so the command is testable anywhere
@@ -170,24 +172,28 @@ def scan_agreement(device: str = "cuda", shapes=AGREEMENT_SHAPES,
         if scan._import_cuda_kernel() is None:
             raise RuntimeError(f"mamba_ssm's kernel does not import: {scan._cuda_import_error}")
         other, other_name = scan._cuda_fn, "cuda"
+    others = [(other, other_name)]
+    if device.startswith("cuda") and scan.triton_available():
+        from models.scan_triton import selective_scan_triton
+
+        others.append((selective_scan_triton, "triton"))
     rows = []
-    for b, d, L, N, groups in shapes:
-        for dtype in dtypes:
-            ins = scan_inputs(b, d, L, N, device=device, dtype=dtype, groups=groups)
-            w = torch.randn(b, d, L, device=device)
-            results = []
-            for fn in (other, scan.selective_scan_torch):
-                leaves = {k: v.clone().requires_grad_() for k, v in ins.items()}
-                out = fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
-                         leaves["z"], leaves["delta_bias"], True)
-                (out.float() * w).sum().backward()
-                results.append({"out": out.detach().float(), **{k: v.grad.float() for k, v in leaves.items()}})
-            errs = {k: ((results[0][k] - results[1][k]).abs().max() / results[1][k].abs().max()).item()
-                    for k in results[1]}
-            rows.append({"compare": f"{other_name} vs torch", "dtype": str(dtype).replace("torch.", ""),
-                         "shape (b,d,L,N,G)": f"{b},{d},{L},{N},{groups or 1}",
-                         "out": errs["out"], "worst grad": max(v for k, v in errs.items() if k != "out"),
-                         "worst grad of": max((k for k in errs if k != "out"), key=errs.get)})
+    for (b, d, L, N, groups), dtype, (other, other_name) in itertools.product(shapes, dtypes, others):
+        ins = scan_inputs(b, d, L, N, device=device, dtype=dtype, groups=groups)
+        w = torch.randn(b, d, L, device=device)
+        results = []
+        for fn in (other, scan.selective_scan_torch):
+            leaves = {k: v.clone().requires_grad_() for k, v in ins.items()}
+            out = fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
+                     leaves["z"], leaves["delta_bias"], True)
+            (out.float() * w).sum().backward()
+            results.append({"out": out.detach().float(), **{k: v.grad.float() for k, v in leaves.items()}})
+        errs = {k: ((results[0][k] - results[1][k]).abs().max() / results[1][k].abs().max()).item()
+                for k in results[1]}
+        rows.append({"compare": f"{other_name} vs torch", "dtype": str(dtype).replace("torch.", ""),
+                     "shape (b,d,L,N,G)": f"{b},{d},{L},{N},{groups or 1}",
+                     "out": errs["out"], "worst grad": max(v for k, v in errs.items() if k != "out"),
+                     "worst grad of": max((k for k in errs if k != "out"), key=errs.get)})
     return rows
 
 
@@ -398,6 +404,10 @@ def scan_floor(device: str = "cuda", shape: dict | None = None, dtype=torch.bflo
     backends = [("torch", scan.selective_scan_torch)]
     if torch.device(device).type == "cuda" and scan.cuda_available():
         backends.insert(0, ("cuda (mamba-ssm)", scan._cuda_fn))
+    if torch.device(device).type == "cuda" and scan.triton_available():
+        from models.scan_triton import selective_scan_triton
+
+        backends.insert(1, ("triton (ours)", selective_scan_triton))
     rows = []
     for name, fn in backends:
         for backward in (False, True):

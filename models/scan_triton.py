@@ -31,7 +31,13 @@ def _compose(a1, b1, a2, b2):
 
 @triton.jit
 def _softplus(x):
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    # log(1 + e^x) as torch's softplus (threshold 20), with log1p's accuracy for small e^x: log(w) e / (w - 1) with
+    # w = 1 + e stays accurate where w rounds (Goldberg, "What every computer scientist should know about
+    # floating-point arithmetic", 1991, theorem 4); log(1 + e) alone loses e's digits below fp32's 1e-7, and Mamba's
+    # dt_bias starts near -7
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    return tl.where(x > 20.0, x, tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0)))
 
 
 @triton.jit
@@ -107,7 +113,7 @@ def _bwd_kernel(U, DELTA, A, B, C, D, Z, BIAS, DOUT, HS,
         dt = _softplus(dl) if SOFTPLUS else dl
         bt = tl.load(B + bc + t[None, :], mask=m[None, :], other=0.0).to(tl.float32)
         ct = tl.load(C + bc + t[None, :], mask=m[None, :], other=0.0).to(tl.float32)
-        a = tl.exp(dt[:, None, :] * A_dn[:, :, None])
+        a = tl.where(m[None, None, :], tl.exp(dt[:, None, :] * A_dn[:, :, None]), 1.0)  # past L: no inf, no NaN
         bu = (dt * u)[:, None, :] * bt[None, :, :]
         # h_{t-1} for each step: the same scan over the steps before it (inputs read one step earlier)
         tp = t - 1
@@ -240,6 +246,32 @@ class _Scan(torch.autograd.Function):
         return du, ddelta, dA, dB.to(b_dtype), dC.to(c_dtype), dD, dz, dbias, None, None, None
 
 
+def _check(u, delta, A, B, C, D, z, delta_bias) -> None:
+    """ValueError (one line) for inputs the kernels would read out of bounds or round silently."""
+    import os
+
+    if u.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("the triton scan needs CUDA tensors (or TRITON_INTERPRET=1, Triton's interpreter)")
+    if torch.float64 in (u.dtype, delta.dtype, B.dtype, C.dtype):
+        raise ValueError("the triton scan computes in fp32: pass fp32, bf16 or fp16 inputs, not float64")
+    if A.is_complex():
+        raise ValueError("the triton scan takes a real A")
+    batch, dim, L = u.shape
+    if B.shape != C.shape or B.dim() not in (3, 4):
+        raise ValueError(f"B {tuple(B.shape)} and C {tuple(C.shape)}: expected one shape, (batch, N, L) or "
+                         "(batch, G, N, L)")
+    groups = B.shape[1] if B.dim() == 4 else 1
+    if B.shape[0] != batch or B.shape[-1] != L or dim % groups:
+        raise ValueError(f"B/C {tuple(B.shape)} do not fit u {tuple(u.shape)}: batch and L must match, and the "
+                         f"{dim} channels split into the {groups} groups")
+    want = {"delta": (delta, u.shape), "A": (A, (dim, B.shape[-2])), "D": (D, (dim,)), "z": (z, u.shape),
+            "delta_bias": (delta_bias, (dim,))}
+    wrong = [f"{k} {tuple(t.shape)} (expected {tuple(s)})" for k, (t, s) in want.items()
+             if t is not None and tuple(t.shape) != tuple(s)]
+    if wrong:
+        raise ValueError("the triton scan's inputs do not fit u " + str(tuple(u.shape)) + ": " + ", ".join(wrong))
+
+
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk=32,
                           block=4):
     """models.scan's selective scan (same signature and shapes) in Triton, forward and backward. Tuning (both
@@ -247,9 +279,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     program scans (fewer where a B/C group's channel count needs it; more channels mean fewer partial dB/dC sums,
     larger tiles). Returns (batch, d, L) in u's dtype. Raises ValueError for a d_state, chunk or block that is
     not a power of two, or channels that do not split into the B/C groups."""
+    _check(u, delta, A, B, C, D, z, delta_bias)
     N = B.shape[-2]
     if any(v < 1 or v & (v - 1) for v in (N, chunk, block)):
-        raise ValueError(f"the triton scan needs a power-of-two d_state, chunk and block, got {N}, {chunk}, {block}")
-    if B.dim() == 4 and u.shape[1] % B.shape[1]:
-        raise ValueError(f"{u.shape[1]} channels do not split into {B.shape[1]} B/C groups")
+        raise ValueError(f"the triton scan needs a power-of-two d_state (got {N}), chunk ({chunk}) and block ({block})")
     return _Scan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block)

@@ -27,10 +27,10 @@ from models import scan
 from models.scan import selective_scan_reference
 from models.scan_triton import selective_scan_triton
 
-def inputs(b, d, L, N, G, dtype, z, D, bias, seed):
+def inputs(b, d, L, N, G, dtype, z, D, bias, seed, shift=0.0):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)
-    u, delta = r(b, d, L).to(dtype), (0.5 * r(b, d, L)).to(dtype)
+    u, delta = r(b, d, L).to(dtype), (0.5 * r(b, d, L) + shift).to(dtype)
     A = -torch.rand(d, N, generator=g) * 2 - 0.1  # negative, as -exp(A_log)
     shape = (b, G, N, L) if G else (b, N, L)
     return [u, delta, A, r(*shape).to(dtype), r(*shape).to(dtype), r(d) if D else None,
@@ -58,6 +58,18 @@ for shape, dtype, (z, D, bias, softplus) in itertools.product(
     fn = lambda *a, **k: selective_scan_triton(*a, **k, chunk=chunk, block=block)
     rows.append({"shape": shape, "dtype": str(dtype), "options": [z, D, bias, softplus],
                  "errors": errors(fn, inputs(*shape, dtype, z, D, bias, seed=len(rows)), softplus)})
+# delta far below 0 (Mamba's dt_bias starts near -7): softplus must keep e^x's digits
+for shift in (-6.9, -25.0):
+    fn = lambda *a, **k: selective_scan_triton(*a, **k, chunk=8)
+    rows.append({"shape": [2, 4, 19, 4, None], "dtype": "torch.float32", "options": [True, True, True, True],
+                 "shift": shift, "errors": errors(fn, inputs(2, 4, 19, 4, None, torch.float32, True, True, True,
+                                                           seed=len(rows), shift=shift), True)})
+# steps past L in a chunk, where exp(delta A) of a negative bias would overflow: no NaN may reach dA
+A = torch.full((1, 1), -100.0)
+ins = [torch.ones(1, 1, 3), torch.full((1, 1, 3), 2.0), A, torch.ones(1, 1, 3), torch.ones(1, 1, 3), None, None,
+       torch.tensor([-1.0])]
+rows.append({"shape": "padding", "dtype": "torch.float32", "options": "no softplus, bias -1, A -100",
+             "errors": errors(lambda *a, **k: selective_scan_triton(*a, **k, chunk=4), ins, False)})
 # the same through the backend switch that models use
 scan.set_backend("triton")
 ins = inputs(2, 8, 21, 4, 2, torch.float32, True, True, True, seed=99)
@@ -77,11 +89,14 @@ def run_grid() -> list[dict]:
 
 def test_triton_scan_equals_the_reference_on_outputs_and_every_gradient():
     rows = run_grid()
-    assert len(rows) == 17
+    assert len(rows) == 20
     for row in rows:
         tol = 1e-5 if row["dtype"] == "torch.float32" else 1e-2
         worst = max(row["errors"].items(), key=lambda kv: kv[1])
-        assert worst[1] <= tol, row
+        assert worst[1] <= tol, row  # NaN fails this too
+        if row["shape"] == "padding":
+            assert set(row["errors"]) == {"out", "u", "delta", "A", "B", "C", "delta_bias"}, row
+            continue
         expected = {"out", "u", "delta", "A", "B", "C"} | ({"D", "z", "delta_bias"} if row["options"] != [
             False, False, False, False] else set())
         assert set(row["errors"]) == expected, row
@@ -108,14 +123,27 @@ def test_triton_backend_refuses_cpu_tensors_outside_the_interpreter_and_a_missin
         scan.set_backend("triton")
 
 
-def test_triton_scan_refuses_a_d_state_that_is_not_a_power_of_two():
+def test_triton_scan_refuses_inputs_it_would_misread(monkeypatch):
     import torch
 
     from models.scan_triton import selective_scan_triton
 
-    x = torch.zeros(1, 2, 4)
-    with pytest.raises(ValueError, match="power-of-two d_state, chunk and block, got 3, 32, 4"):
-        selective_scan_triton(x, x, torch.zeros(2, 3), torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
+    x, A, B = torch.zeros(1, 4, 6), torch.zeros(4, 2), torch.zeros(1, 2, 6)
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        selective_scan_triton(x, x, A, B, B)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    for args, message in [
+        ((x, x, torch.zeros(4, 3), torch.zeros(1, 3, 6), torch.zeros(1, 3, 6)), r"power-of-two d_state \(got 3\)"),
+        ((x, x, A, torch.zeros(1, 2, 2, 6), B), r"B \(1, 2, 2, 6\) and C \(1, 2, 6\): expected one shape"),
+        ((x, x, A, torch.zeros(1, 3, 2, 6), torch.zeros(1, 3, 2, 6)), "split into the 3 groups"),
+        ((x, x, A, torch.zeros(1, 2, 5), torch.zeros(1, 2, 5)), "batch and L must match"),
+        ((x, x, torch.zeros(3, 2), B, B), r"A \(3, 2\) \(expected \(4, 2\)\)"),
+        ((x.double(), x, A, B, B), "not float64"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            selective_scan_triton(*args)
+    with pytest.raises(ValueError, match=r"D \(3,\) \(expected \(4,\)\)"):
+        selective_scan_triton(x, x, A, B, B, D=torch.zeros(3))
 
 
 def test_both_kernels_compile_for_hopper_without_a_gpu():

@@ -643,11 +643,10 @@ def run(
         else:
             # the trainings and their samples, preset.jobs experiments at a time, each job's memory not checked
             # beforehand (the GPU is shared: a job that runs out fails alone, named at the end); every sampled
-            # point's FVD here, one I3D for all, also of an experiment that failed later on: while the jobs run,
-            # once all have started and one has ended (before that, the FVDs would take GPU time from all of them;
-            # the mini run spent its last 2 of 19.5 min on them), and then every point after them (those measured
-            # meanwhile are reused from their records). A failed experiment costs the others nothing: the report is
-            # written, and the run ends with one line naming it.
+            # point's FVD here, one I3D for all, also of an experiment that failed later on: while the jobs run
+            # (FVDsBesideJobs), then every point after them (those measured meanwhile are reused from their
+            # records). A failed experiment costs the others nothing: the report is written, and the run ends with
+            # one line naming it.
             jobs_preset = replace(preset, train=replace(preset.train, preflight=False))
             from contextlib import nullcontext
 
@@ -659,55 +658,14 @@ def run(
                               "kernels run side by side, which sped up the slowest mini model 1.5x on an H200 "
                               "(results/mini/README.md)", highlight=False)
             points = [(exp, s) for exp in experiments for s in preset.eval_steps]
-            tried: set[tuple[str, int]] = set()  # measured, or tried, while the jobs ran
-            failed_meanwhile: set[tuple[str, int]] = set()  # named already (fvd_errors)
-            at_once = min(preset.jobs, len(experiments))  # as run_jobs runs them
-            jobs_started = time.time()
-            meanwhile_on = True  # off after an FVD fails beside the jobs otherwise than in one line
-
-            def sampled_now(exp: Experiment, s: int) -> bool:
-                """Whether a job of this command has finished sampling the point (samples from an earlier command
-                may be about to be made again: those wait for the jobs to end)."""
-                path = ledger.record_path(root / "exp" / exp.name, f"run.sample-{s:07d}")
-                try:
-                    if not path.is_file() or path.stat().st_mtime < jobs_started:
-                        return False
-                    sampled = ledger.read_record(root / "exp" / exp.name, f"run.sample-{s:07d}")
-                except (OSError, UserError):  # named by the measurement after the jobs
-                    return False
-                return bool(sampled) and sampled.get("status") == "complete"
-
-            def measure_one_sampled(running: int) -> None:
-                """While the jobs run, once a job has ended: the FVD of one point sampled since they started. A
-                point that fails otherwise than in one line (e.g. out of GPU memory beside the jobs) is left to
-                the measurement after them, and no other is measured meanwhile: the jobs go on either way."""
-                nonlocal meanwhile_on
-                if running >= at_once or not meanwhile_on:
-                    return
-                import torch
-
-                for exp, s in points:
-                    if (exp.name, s) not in tried and sampled_now(exp, s):
-                        tried.add((exp.name, s))
-                        try:
-                            if not measure(exp, s):
-                                failed_meanwhile.add((exp.name, s))
-                        except Exception as e:  # noqa: BLE001  (the jobs must not die of the main process's FVD)
-                            meanwhile_on = False
-                            first = str(e).splitlines()[0] if str(e) else ""
-                            console.print(f"note    FVD {escape(exp.name)} @ {s} beside the jobs: "
-                                          f"{escape(type(e).__name__)}: {escape(first)}; the FVDs are measured after "
-                                          "the jobs", highlight=False, soft_wrap=True)
-                        torch.cuda.empty_cache()  # no cached memory of ours beside the jobs (a no-op on the CPU)
-                        return
-
+            beside = FVDsBesideJobs(root, points, measure, at_once=min(preset.jobs, len(experiments)))
             with mps_daemon(root / "mps") if use_mps and experiments else nullcontext():
                 failed = run_jobs([Task(exp.name, train_and_sample, (jobs_preset, exp, train_data[exp.dataset],
                                                                      root / "exp" / exp.name),
                                         root / "exp" / exp.name / "task.log") for exp in experiments], preset.jobs,
-                                  meanwhile=measure_one_sampled)
+                                  meanwhile=beside)
             for exp, s in points:
-                if (exp.name, s) not in failed_meanwhile:
+                if (exp.name, s) not in beside.failed:  # those are named already
                     measure(exp, s)
         console.print(f"stages done in {time.time() - t0:.0f} s; writing the report")
 
@@ -723,6 +681,53 @@ def run(
             parts += [f"{len(fvd_errors)} FVD(s) failed: " + "; ".join(fvd_errors)] if fvd_errors else []
             raise UserError(". ".join(parts) + after)
         return report
+
+
+class FVDsBesideJobs:
+    """``run_jobs``'s ``meanwhile`` for a run with jobs > 1: while the jobs run, once fewer than ``at_once`` are left
+    (before that the FVDs would take GPU time from all of them; the mini run spent its last 2 of 19.5 min on them),
+    one call measures one point (``measure(exp, step)``, False when it failed in one line) whose samples a job of
+    this command finished: samples from an earlier command may be about to be made again, so they wait for the
+    jobs to end. A point that fails otherwise (e.g. out of GPU memory beside the jobs) turns this off and is left
+    to the measurement after the jobs: the jobs go on either way. ``failed``: the points that failed in one line
+    (named already)."""
+
+    def __init__(self, root: Path, points: list[tuple[Experiment, int]], measure, at_once: int) -> None:
+        self.root, self.points, self.measure, self.at_once = root, points, measure, at_once
+        self.started = time.time()
+        self.tried: set[tuple[str, int]] = set()
+        self.failed: set[tuple[str, int]] = set()
+        self.on = True
+
+    def sampled_now(self, exp: Experiment, s: int) -> bool:
+        path = ledger.record_path(self.root / "exp" / exp.name, f"run.sample-{s:07d}")
+        try:
+            if not path.is_file() or path.stat().st_mtime < self.started:
+                return False
+            sampled = ledger.read_record(self.root / "exp" / exp.name, f"run.sample-{s:07d}")
+        except (OSError, UserError):  # named by the measurement after the jobs
+            return False
+        return bool(sampled) and sampled.get("status") == "complete"
+
+    def __call__(self, running: int) -> None:
+        if running >= self.at_once or not self.on:
+            return
+        import torch
+
+        for exp, s in self.points:
+            if (exp.name, s) not in self.tried and self.sampled_now(exp, s):
+                self.tried.add((exp.name, s))
+                try:
+                    if not self.measure(exp, s):
+                        self.failed.add((exp.name, s))
+                except Exception as e:  # noqa: BLE001  (the jobs must not die of this process's FVD)
+                    self.on = False
+                    first = str(e).splitlines()[0] if str(e) else ""
+                    console.print(f"note    FVD {escape(exp.name)} @ {s} beside the jobs: {escape(type(e).__name__)}: "
+                                  f"{escape(first)}; the FVDs are measured after the jobs", highlight=False,
+                                  soft_wrap=True)
+                torch.cuda.empty_cache()  # no cached memory of ours beside the jobs (a no-op on the CPU)
+                return
 
 
 def check_report_only(root: Path, preset: Preset, tables: list[str], experiments: list[Experiment]) -> None:

@@ -71,14 +71,14 @@ def _fwd_kernel(U, DELTA, A, B, C, D, Z, BIAS, OUT, HS,
         a = tl.where(m[None, None, :], a, 1.0)
         b = tl.where(m[None, None, :], b, 0.0)
         aa, hh = tl.associative_scan((a, b), 2, _compose)
-        hs = hh + aa * h[:, :, None]  # (BD, N, K): h_t for the chunk's steps
-        y = tl.sum(hs * ct[None, :, :], axis=1) + dd[:, None] * u  # (BD, K)
+        h_all = hh + aa * h[:, :, None]  # (BD, N, K): h_t for the chunk's steps
+        y = tl.sum(h_all * ct[None, :, :], axis=1) + dd[:, None] * u  # (BD, K)
         if HAS_Z:
             z = tl.load(Z + row + t[None, :], mask=m[None, :], other=0.0).to(tl.float32)
             y = y * z * tl.sigmoid(z)
         tl.store(OUT + row + t[None, :], y.to(OUT.dtype.element_ty), mask=m[None, :])
         last = tl.minimum(K, L - c * K) - 1
-        h = tl.sum(tl.where((offs_k == last)[None, None, :], hs, 0.0), axis=2)
+        h = tl.sum(tl.where((offs_k == last)[None, None, :], h_all, 0.0), axis=2)  # the state after the chunk
 
 
 @triton.jit

@@ -17,7 +17,14 @@ if part == "floor":
     bw = M.copy_bandwidth("cuda", 1024)
     ins = M.scan_inputs(shape["batch"], shape["d"], shape["L"], shape["N"], "cuda", torch.bfloat16, groups=shape["groups"])
     rows = []
-    for name, fn in [("cuda (mamba-ssm)", scan._cuda_fn)] + ([("torch", scan.selective_scan_torch)] if "torch" in sys.argv else []):
+    backends = [("cuda (mamba-ssm)", scan._cuda_fn)]
+    if scan.triton_available():  # the triton backend, since this probe first ran
+        from models.scan_triton import selective_scan_triton
+
+        backends.append(("triton (ours)", selective_scan_triton))
+    if "torch" in sys.argv:
+        backends.append(("torch", scan.selective_scan_torch))
+    for name, fn in backends:
         for bwd in (False, True):
             t = M._time_scan(fn, ins, bwd, 5, "cuda", warmup=2)
             need = nbytes["forward"] + (nbytes["backward"] if bwd else 0)

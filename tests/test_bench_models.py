@@ -38,6 +38,7 @@ def test_the_floor_table_on_the_cpu():
         assert r["bytes (GB)"] == need / 1e9
         assert r["floor ms"] == pytest.approx(need / (r["copy GB/s"] * 1e9) * 1e3)
         assert r["× floor"] == pytest.approx(r["median ms"] / r["floor ms"])
+    assert M.scan_floor("cpu", shape, torch.float32, repeats=2, mib=4, with_torch=False) == []  # torch alone here
 
 
 def test_bench_gpu_tiny_on_the_cpu_writes_its_four_tables(tmp_path):

@@ -394,20 +394,23 @@ def copy_bandwidth(device: str, mib: int = 1024, repeats: int = 10) -> float:
 
 
 def scan_floor(device: str = "cuda", shape: dict | None = None, dtype=torch.bfloat16, repeats: int = 5,
-               mib: int = 1024) -> list[dict]:
-    """Each scan backend available on ``device`` (mamba-ssm's on CUDA, ours everywhere) against the floor: the
-    bytes of :func:`scan_bytes` at the measured copy bandwidth. Rows: pass, backend, median ms, floor ms, × floor."""
+               mib: int = 1024, with_torch: bool = True) -> list[dict]:
+    """Each scan backend available on ``device`` (mamba-ssm's and triton on CUDA, ours everywhere; ``with_torch``
+    False leaves out the `torch` backend, slow at XL shapes) against the floor: the bytes of :func:`scan_bytes` at
+    the measured copy bandwidth. Rows: pass, backend, median ms, floor ms, × floor."""
     shape = shape or XL_SCAN
     nbytes = scan_bytes(**shape, elem=torch.empty((), dtype=dtype).element_size())
     bandwidth = copy_bandwidth(device, mib)
     ins = scan_inputs(shape["batch"], shape["d"], shape["L"], shape["N"], device, dtype, groups=shape["groups"])
-    backends = [("torch", scan.selective_scan_torch)]
+    backends = []
     if torch.device(device).type == "cuda" and scan.cuda_available():
-        backends.insert(0, ("cuda (mamba-ssm)", scan._cuda_fn))
+        backends.append(("cuda (mamba-ssm)", scan._cuda_fn))
     if torch.device(device).type == "cuda" and scan.triton_available():
         from models.scan_triton import selective_scan_triton
 
-        backends.insert(1, ("triton (ours)", selective_scan_triton))
+        backends.append(("triton (ours)", selective_scan_triton))
+    if with_torch:
+        backends.append(("torch", scan.selective_scan_torch))
     rows = []
     for name, fn in backends:
         for backward in (False, True):

@@ -1,6 +1,7 @@
-"""The training loss of each mini model (the mean of each 10 steps, from its metrics.jsonl) -> loss.png.
-Run here: python results/mini/run3/loss_curves.py"""
+"""The training loss of each mini model in one run's folder (the mean of each 10 steps, from the *.metrics.jsonl
+there) -> loss.png in that folder. Run here: python results/mini/loss_curves.py results/mini/run4"""
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-here = Path(__file__).parent
+TITLES = {"run3": "mini run, 2026-11-30, one H200: training loss",
+          "run4": "mini run 4 (under MPS), 2026-11-30, one H200: training loss"}
+
+here = Path(sys.argv[1])
 fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
 for f in sorted(here.glob("*.metrics.jsonl")):
     rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
@@ -18,7 +22,7 @@ for f in sorted(here.glob("*.metrics.jsonl")):
 ax.set_yscale("log")
 ax.set_xlabel("training step")
 ax.set_ylabel("loss (mse + vb), mean of 10 steps")
-ax.set_title("mini run, 2026-11-30, one H200: training loss")
+ax.set_title(TITLES.get(here.name, f"mini {here.name}: training loss"))
 ax.legend(fontsize=7)
 ax.grid(alpha=0.3)
 fig.tight_layout()

@@ -74,6 +74,15 @@ def triton_available() -> bool:
     return True
 
 
+def triton_kernel():
+    """models.scan_triton.selective_scan_triton where triton imports, else None (the GPU's check is the caller's)."""
+    if not triton_available():
+        return None
+    from models.scan_triton import selective_scan_triton
+
+    return selective_scan_triton
+
+
 def set_backend(name: str) -> None:
     """Choose the backend for every later call: 'auto' | 'cuda' | 'torch' | 'reference' | 'triton'.
 

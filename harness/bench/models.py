@@ -173,10 +173,8 @@ def scan_agreement(device: str = "cuda", shapes=AGREEMENT_SHAPES,
             raise RuntimeError(f"mamba_ssm's kernel does not import: {scan._cuda_import_error}")
         other, other_name = scan._cuda_fn, "cuda"
     others = [(other, other_name)]
-    if device.startswith("cuda") and scan.triton_available():
-        from models.scan_triton import selective_scan_triton
-
-        others.append((selective_scan_triton, "triton"))
+    if device.startswith("cuda") and (triton_fn := scan.triton_kernel()) is not None:
+        others.append((triton_fn, "triton"))
     rows = []
     for (b, d, L, N, groups), dtype, (other, other_name) in itertools.product(shapes, dtypes, others):
         ins = scan_inputs(b, d, L, N, device=device, dtype=dtype, groups=groups)
@@ -405,10 +403,8 @@ def scan_floor(device: str = "cuda", shape: dict | None = None, dtype=torch.bflo
     backends = []
     if torch.device(device).type == "cuda" and scan.cuda_available():
         backends.append(("cuda (mamba-ssm)", scan._cuda_fn))
-    if torch.device(device).type == "cuda" and scan.triton_available():
-        from models.scan_triton import selective_scan_triton
-
-        backends.append(("triton (ours)", selective_scan_triton))
+    if torch.device(device).type == "cuda" and (triton_fn := scan.triton_kernel()) is not None:
+        backends.append(("triton (ours)", triton_fn))
     if with_torch:
         backends.append(("torch", scan.selective_scan_torch))
     rows = []

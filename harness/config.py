@@ -201,6 +201,8 @@ class SampleConfig:
     spacing: str = option("iddpm", "which timesteps: iddpm = space_timesteps(1000, str(steps)), as Latte's sample.py "
                           "for DDPM and DDIM; ddim-stride = range(0, 1000, 1000/steps), the DDIM paper's")
     eta: float = option(0.0, "DDIM's eta (0 = deterministic)")
+    clip_denoised: bool = option(False, "clamp each step's predicted x_0 to [-1, 1] (IDDPM's clip_denoised; only "
+                                 "for pixel-space models, --vae identity; Latte samples latents without it)")
     cfg_scale: float | None = option(None, "classifier-free guidance (default 7.0 for class-conditional, as Latte)")
     use_ema: bool = option(True, "the EMA weights (default) or the raw model", flag="--ema")
     seed: int = option(0, "noise and labels of shard s come from (seed, s)")

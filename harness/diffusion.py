@@ -199,6 +199,12 @@ class GaussianDiffusion:
         a, b = _extract(self.sqrt_recip_alphas_cumprod, t, n), _extract(self.sqrt_recipm1_alphas_cumprod, t, n)
         return a * x_t - b * eps
 
+    def predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, x_start: torch.Tensor) -> torch.Tensor:
+        """ε from x_t and x_0: (x_t / √ᾱ_t - x_0) / √(1/ᾱ_t - 1), the inverse of :meth:`predict_xstart_from_eps`."""
+        n = x_t.ndim
+        a, b = _extract(self.sqrt_recip_alphas_cumprod, t, n), _extract(self.sqrt_recipm1_alphas_cumprod, t, n)
+        return (a * x_t - x_start) / b
+
     def p_mean_variance_from_output(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False
     ) -> dict[str, torch.Tensor]:
@@ -266,18 +272,24 @@ class GaussianDiffusion:
         noise: torch.Tensor,
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
+        clip_denoised: bool = False,
     ) -> torch.Tensor:
-        """Ancestral DDPM sampling from x_T = ``noise``; ``denoise(x_t, model_t)`` returns the model's 2C output."""
+        """Ancestral DDPM sampling from x_T = ``noise``; ``denoise(x_t, model_t)`` returns the model's 2C output.
+
+        ``clip_denoised``: clamp each step's predicted x_0 to [-1, 1] before the posterior mean (IDDPM's
+        ``clip_denoised``); for models of pixels, whose data lie in [-1, 1]."""
         x = noise
         for i in reversed(range(self.num_timesteps)):
-            x = self.p_sample(denoise, x, i, generator)
+            x = self.p_sample(denoise, x, i, generator, clip_denoised)
             if progress:
                 progress(1)
         return x
 
-    def p_sample(self, denoise, x: torch.Tensor, i: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def p_sample(
+        self, denoise, x: torch.Tensor, i: int, generator: torch.Generator | None = None, clip_denoised: bool = False
+    ) -> torch.Tensor:
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-        p = self.p_mean_variance_from_output(denoise(x, self.map_timesteps(t)).float(), x, t)
+        p = self.p_mean_variance_from_output(denoise(x, self.map_timesteps(t)).float(), x, t, clip_denoised)
         if i == 0:
             return p["mean"]
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -290,13 +302,19 @@ class GaussianDiffusion:
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
+        clip_denoised: bool = False,
     ) -> torch.Tensor:
-        """DDIM (Song et al.) over this process's steps; η = 0 is deterministic given x_T."""
+        """DDIM (Song et al.) over this process's steps; η = 0 is deterministic given x_T.
+
+        ``clip_denoised``: clamp the predicted x_0 to [-1, 1] and take ε from the clamped x_0, as IDDPM's
+        ``ddim_sample`` does (ε = (x_t/√ᾱ - x_0) / √(1/ᾱ - 1))."""
         x = noise
         for i in reversed(range(self.num_timesteps)):
             t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            p = self.p_mean_variance_from_output(denoise(x, self.map_timesteps(t)).float(), x, t)
+            p = self.p_mean_variance_from_output(denoise(x, self.map_timesteps(t)).float(), x, t, clip_denoised)
             x0, eps = p["pred_xstart"], p["eps"]
+            if clip_denoised:
+                eps = self.predict_eps_from_xstart(x, t, x0)
             ab = _extract(self.alphas_cumprod, t, x.ndim)
             ab_prev = _extract(self.alphas_cumprod_prev, t, x.ndim)
             sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
@@ -347,11 +365,13 @@ def sample_video(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    clip_denoised: bool = False,
 ) -> torch.Tensor:
     """One batch of samples (B, T, C, H, W), reproducible from ``generator``'s seed.
 
     Both samplers walk the timesteps of :func:`sampling_respacing` (``steps``, ``spacing``): by default
-    Latte's, ``space_timesteps(1000, str(steps))``.
+    Latte's, ``space_timesteps(1000, str(steps))``. ``clip_denoised`` clamps each step's predicted x_0 to
+    [-1, 1] (IDDPM's option; Latte and DiT sample latents, and leave it off).
     """
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"unknown sampler {sampler!r} (ddpm | ddim)")
@@ -359,5 +379,5 @@ def sample_video(
     noise = torch.randn(shape, generator=generator, device=device)
     denoise = make_denoiser(model, y, cfg_scale)
     if sampler == "ddpm":
-        return diffusion.p_sample_loop(denoise, noise, generator, progress)
-    return diffusion.ddim_sample_loop(denoise, noise, eta, generator, progress)
+        return diffusion.p_sample_loop(denoise, noise, generator, progress, clip_denoised)
+    return diffusion.ddim_sample_loop(denoise, noise, eta, generator, progress, clip_denoised)

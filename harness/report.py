@@ -195,8 +195,9 @@ def recorded_sampling(records: list[dict[str, Any]]) -> set[str]:
             ema = c.get("ema_schedule") or {}
             weights = f"EMA weights, decay {ema.get('decay')}, {ema.get('formula', 'schedule not recorded')}"
         spacing = c.get("spacing", "not recorded")
+        clip = ", predicted x_0 clamped to [-1, 1] at each step" if c.get("clip_denoised") else ""
         out.add(f"{str(c.get('sampler')).upper()}-{c.get('steps')} (timesteps: {spacing}), "
-                f"guidance scale {c.get('cfg_scale')}, {weights}")
+                f"guidance scale {c.get('cfg_scale')}, {weights}{clip}")
     return out
 
 

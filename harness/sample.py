@@ -163,6 +163,9 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
     if cfg_scale is None:
         cfg_scale = 7.0 if num_classes > 0 else 1.0
     vae_spec = cfg.vae or vae_spec_of(state["vae"])
+    if cfg.clip_denoised and vae_spec != "identity":
+        raise UserError(f"--clip-denoised clamps x_0 to the pixels' range [-1, 1]; this model samples latents of "
+                        f"{vae_spec}, which are not in it: sample without it")
     from harness.vae import load_vae
 
     decoder = load_vae(vae_spec, dev)
@@ -180,6 +183,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
         "steps": steps,
         "spacing": spacing,
         "eta": eta if sampler == "ddim" else None,
+        "clip_denoised": cfg.clip_denoised,
         "cfg_scale": cfg_scale,
         "seed": seed,
         "vae": vae_spec,
@@ -195,6 +199,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
         "sample",
         config,
         protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "spacing": spacing,
+                  "clip_denoised": cfg.clip_denoised,
                   "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1],
                   "clips": trained_clips(state)},
     )
@@ -225,6 +230,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
                         cfg_scale=cfg_scale,
                         generator=g,
                         device=dev,
+                        clip_denoised=cfg.clip_denoised,
                     )
                 clips = to_uint8(decoder.decode(latents.float()))
                 write_shard(out_dir, s, clips)

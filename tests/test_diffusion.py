@@ -240,3 +240,55 @@ def test_samplers_are_seeded_and_cfg_mixes_noise_channels():
     out = den(x, torch.tensor([5]))
     assert out[0, 0, 0].item() == pytest.approx(0.4 + 7 * (0.2 - 0.4))
     assert out[0, 0, 2].item() == pytest.approx(0.2)  # variance channels come from the conditional half
+
+
+def test_clip_denoised_matches_diffusers_clip_sample():
+    """``clip_denoised`` (IDDPM's) against diffusers' ``clip_sample``: DDIM with ε taken from the clamped x_0
+    (``use_clipped_model_output``), and a DDPM step whose posterior mean uses the clamped x_0. The toy network
+    predicts x_0 far outside [-1, 1], so the clamp changes every step it is on."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    weight = torch.randn(4, 8, generator=torch.Generator().manual_seed(3)) * 0.1
+
+    def model(x, t, y=None):
+        return torch.einsum("btchw,cd->btdhw", x, weight) - 0.5
+
+    noise = torch.randn(1, 2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    spaced = D.create_diffusion("ddim10")
+    sched = DDIMScheduler(beta_schedule="linear", clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=True)
+    sched.set_timesteps(10)
+    ours = spaced.ddim_sample_loop(lambda x, t: model(x, t), noise, clip_denoised=True)
+    x = noise.reshape(2, 4, 4, 4)
+    for t in sched.timesteps:
+        eps = model(x.reshape(1, 2, 4, 4, 4), t.reshape(1))[:, :, :4].reshape(2, 4, 4, 4)
+        x = sched.step(eps, t, x, use_clipped_model_output=True).prev_sample
+    torch.testing.assert_close(ours.reshape(2, 4, 4, 4), x, rtol=1e-4, atol=1e-4)
+    assert ours.abs().max() <= 1.0 + 1e-5  # the last step returns the clamped x_0
+    unclipped = spaced.ddim_sample_loop(lambda x, t: model(x, t), noise)
+    assert (unclipped - ours).abs().max() > 0.5
+
+    spaced = D.create_diffusion(25)
+    keep = spaced.timestep_map.tolist()
+    sched = DDPMScheduler(beta_schedule="linear", variance_type="learned_range", clip_sample=True,
+                          clip_sample_range=1.0)
+    sched.set_timesteps(timesteps=keep[::-1])
+    x0, xt, out = _video_output(b=1, t=2)
+    out = torch.cat([out[:, :, :4] * 20, out[:, :, 4:]], dim=2)  # ε far from x_t's noise: x_0 leaves [-1, 1]
+    flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
+    for i in (24, 10, 1):
+        ref = sched.step(flat(out), keep[i], flat(xt), generator=torch.Generator().manual_seed(i)).prev_sample
+        noise = torch.randn(flat(xt).shape, generator=torch.Generator().manual_seed(i)).reshape(xt.shape)
+        p = spaced.p_mean_variance_from_output(out, xt, torch.tensor([i]), clip_denoised=True)
+        assert p["pred_xstart"].abs().max() == 1.0
+        torch.testing.assert_close(flat(p["mean"] + torch.exp(0.5 * p["log_variance"]) * noise), ref,
+                                   rtol=1e-4, atol=1e-4)
+        free = spaced.p_mean_variance_from_output(out, xt, torch.tensor([i]))
+        assert (free["mean"] - p["mean"]).abs().max() > 1e-2
+
+
+def test_eps_from_xstart_inverts_xstart_from_eps():
+    d = D.create_diffusion(50)
+    xt, eps = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    t = torch.tensor([3, 40])
+    torch.testing.assert_close(d.predict_eps_from_xstart(xt, t, d.predict_xstart_from_eps(xt, t, eps)), eps,
+                               rtol=1e-4, atol=1e-4)

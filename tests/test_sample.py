@@ -117,3 +117,15 @@ def test_trained_clips_come_from_the_latent_cache_when_the_model_saw_one(tmp_pat
     state["config"]["data"] = str(cache)  # the config's own clip options are not what the cache holds
     assert S.trained_clips(state) == {"num_frames": 16, "frame_interval": 1, "image_size": 128, "data": "/data/prep",
                                       "latent_cache": str(cache)}
+
+
+def test_clip_denoised_is_recorded_and_refused_for_latents(checkpoint, tmp_path):
+    """``--clip-denoised`` is part of the sample record (so an FVD names it), and refused for a latent VAE:
+    latents do not lie in [-1, 1]."""
+    kw = dict(num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
+    on = sample(checkpoint, tmp_path / "on", clip_denoised=True, **kw)
+    off = sample(checkpoint, tmp_path / "off", **kw)
+    assert on["config"]["clip_denoised"] is True and off["config"]["clip_denoised"] is False
+    assert on["protocol"]["clip_denoised"] is True
+    with pytest.raises(UserError, match="--clip-denoised clamps x_0 to the pixels' range"):
+        sample(checkpoint, tmp_path / "sd", clip_denoised=True, vae="sd-v1-4:/nowhere", **kw)

@@ -184,11 +184,15 @@ def test_report_says_how_the_samples_were_made():
         {"stage": "sample", "config": {"sampler": "ddim", "steps": 50, "spacing": "iddpm", "cfg_scale": 7.0,
                                        "weights": "ema", "ema_schedule": ema}},  # the same setup: one line
         {"stage": "sample", "config": {"sampler": "ddpm", "steps": 250, "cfg_scale": 1.0, "weights": "model"}},
+        {"stage": "sample", "config": {"sampler": "ddpm", "steps": 250, "cfg_scale": 1.0, "weights": "model",
+                                       "clip_denoised": True}},
         {"stage": "train", "config": {}},
     ]
     assert recorded_sampling(records) == {
         "DDIM-50 (timesteps: iddpm), guidance scale 7.0, EMA weights, decay 0.9999, min(decay, (1 + n) / (10 + n))",
         "DDPM-250 (timesteps: not recorded), guidance scale 1.0, raw model weights",
+        "DDPM-250 (timesteps: not recorded), guidance scale 1.0, raw model weights, predicted x_0 clamped to "
+        "[-1, 1] at each step",
     }
 
 

@@ -88,6 +88,9 @@ def config_command(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable:
 MAX_SEED = (2**32 - 1) // 1000 - 1000  # the trainer seeds numpy with seed·1000 + rank (< 1000 ranks), a 32-bit number
 
 
+LOADERS = ("auto", "processes", "threads")  # harness.train.make_loader
+
+
 @dataclass
 class TrainConfig:
     """Every training option, once: the ``train`` command's flags are made from these fields
@@ -122,7 +125,11 @@ class TrainConfig:
     keep_steps: tuple[int, ...] = option(default_factory=tuple, help="checkpoints also kept, never pruned: a run's "
                                          "evaluation steps (not a flag)")
     log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
-    num_workers: int = option(4, "DataLoader worker processes")
+    num_workers: int = option(4, "processes (videos) or threads (a latent cache) that make the batches; 0 = in "
+                              "the training loop's own thread")
+    loader: str = option("auto", "auto | processes | threads: how batches are made. auto = threads for a latent "
+                         "cache (in memory; no batch crosses a process boundary), DataLoader's worker processes for "
+                         "videos (decoding). The batches are the same either way (harness.loader)")
     max_bad_videos: float = option(0.01, "videos that may turn out unreadable while training, as a fraction of the "
                                    "dataset's (rounded up; 0 = none): each is named, its samples get a substitute "
                                    "clip drawn from (seed, position), records/train.json lists it; one more stops "
@@ -141,6 +148,8 @@ class TrainConfig:
     def __post_init__(self) -> None:  # data and run_dir may be empty here (a preset's template); train() checks them
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
+        if self.loader not in LOADERS:
+            raise UserError(f"--loader must be one of {', '.join(LOADERS)}, not {self.loader!r}")
         flag = {"num_frames": "frames"}
         for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval",
                      "image_size", "patch", "ddp_bucket_mb"):
@@ -178,7 +187,7 @@ class TrainConfig:
         """What identifies the run. Lengths, intervals, workers, compile, the preflight, DDP's bucketing, the two
         knobs a diverged run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by
         it is resumed with a larger one) may change across a resume; the ledger records each start."""
-        skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "device",
+        skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "loader", "device",
                 "run_dir", "compile", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
         skip |= {"lr", "precision", "max_bad_videos"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

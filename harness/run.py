@@ -320,7 +320,7 @@ def stage_train(preset: Preset, exp: Experiment, prepared: Path, exp_dir: Path, 
 # and the folder (the record lives in it). A change to one of them reuses a finished stage; before, switching --jobs
 # (which turns the preflight off) re-ran every stage, and the first, step 0, was refused as "past --steps 0".
 NOT_TRAIN_IDENTITY = frozenset({"run_dir", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers",
-                                "preflight", "ddp_bucket_mb", "ddp_static_graph"})
+                                "loader", "preflight", "ddp_bucket_mb", "ddp_static_graph"})
 
 
 def train_identity(config: TrainConfig) -> dict[str, Any]:

@@ -286,15 +286,32 @@ class BadVideos:
         self.substituted, self.reread = int(s["substituted"]), {p: int(n) for p, n in s["reread"].items()}
 
 
+def loader_kind(ds, cfg: TrainConfig) -> str:
+    """How this run's batches are made: "threads" (harness.loader: a latent cache, in memory), "processes"
+    (DataLoader's workers: videos to decode) or "main" (``--num-workers 0``: in the loop's own thread)."""
+    if cfg.num_workers == 0:
+        return "main"
+    if cfg.loader == "auto":
+        return "processes" if hasattr(ds, "clip") else "threads"
+    return cfg.loader
+
+
 def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tuple[int, ...], num_timesteps: int,
-                pin: bool) -> torch.utils.data.DataLoader:
-    """One DataLoader for the whole run (its workers live across epochs), batches pinned for the GPU."""
+                pin: bool):
+    """One endless iterator of batches for the whole run (its workers live across epochs), pinned for the GPU:
+    a DataLoader, or harness.loader.ThreadedBatches (the same batches) as :func:`loader_kind` says."""
     if len(ds) < cfg.batch * d.world:
         raise UserError(f"the dataset has {len(ds)} clips, fewer than one global batch ({cfg.batch * d.world}); "
                         "lower --batch")
+    samples = TrainingSamples(ds, noise_shape, cfg.seed, num_timesteps)
+    keys = batch_keys(len(ds), cfg.batch, d, cfg.seed, start_step)
+    if loader_kind(ds, cfg) == "threads":
+        from harness.loader import ThreadedBatches
+
+        return ThreadedBatches(samples, keys, collate, cfg.num_workers, pin)
     return torch.utils.data.DataLoader(
-        TrainingSamples(ds, noise_shape, cfg.seed, num_timesteps),
-        batch_sampler=batch_keys(len(ds), cfg.batch, d, cfg.seed, start_step),
+        samples,
+        batch_sampler=keys,
         num_workers=cfg.num_workers,
         collate_fn=collate,
         pin_memory=pin,
@@ -467,6 +484,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         run_dir.mkdir(parents=True, exist_ok=True)
         protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
+                    "loader": {"kind": loader_kind(ds, cfg), "workers": cfg.num_workers},
                     "compiled": compiled_what,
                     "machine": machine_record(device)}
         rec = ledger.start(run_dir, "train", cfg.hashed(), protocol=protocol)
@@ -492,7 +510,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     reset_peak_memory(device)
     writer = CheckpointWriter(run_dir, cfg.keep_checkpoints, d, cfg.keep_steps)
     last_ckpt, t_log, n_log = ckpt, time.perf_counter(), 0
-    with progress() if d.main else _NoBar() as bar, _closing(writer):
+    with progress() if d.main else _NoBar() as bar, _closing(writer), _stopping(loader):
         task = bar.add_task("train", total=cfg.steps, completed=start)
         if start == cfg.steps == 0:  # --steps 0: the untrained model's checkpoint (a curve's step-0 point)
             last_ckpt = writer.save(0, checkpoint_state(0))
@@ -677,6 +695,16 @@ def _closing(writer: CheckpointWriter):
         yield writer
     finally:
         writer.close()
+
+
+@contextlib.contextmanager
+def _stopping(loader):
+    """On the way out, stop the loader's threads (harness.loader; DataLoader's workers stop with their iterator)."""
+    try:
+        yield loader
+    finally:
+        if hasattr(loader, "close"):
+            loader.close()
 
 
 class _NoBar:

@@ -49,6 +49,7 @@ def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
     assert m["train_flops_counted"] > 0 and m["ddpm250_s_per_video"] > 0 and m["speedup_vs_latte_public"] > 0
     # the loop: 6 steps logged every 2 -> 3 intervals, the first left out as warm-up
     assert len(m["loop_samples_per_s_intervals"]) == 2 and m["loop_compiled"] is False
+    assert m["loop_loader"] == "main"  # --loop-workers 0: batches made in the loop's own thread
     assert m["loop_samples_per_s"] == pytest.approx(sum(m["loop_samples_per_s_intervals"]) / 2, rel=0.01)  # median
     # a checkpoint every 4 steps of batch 2: 8 samples take 8 / steady seconds plus the loop's wait for one save
     per_cadence = 8 / m["loop_samples_per_s"] + m["loop_checkpoint_waited_s"]

@@ -216,10 +216,15 @@ class Options:
     loop_steps: int = 60
     loop_log_every: int = 10
     loop_workers: int = 4
+    loop_loader: str = "auto"  # train's --loader: threads for the loop's latent cache unless "processes"
     ckpt_every: int = 1000  # the checkpoint cadence the loop's rate is amortised over (train's default)
     builder: str = "models:build_model"
 
     def __post_init__(self) -> None:
+        from harness.config import LOADERS
+
+        if self.loop_loader not in LOADERS:
+            raise UserError(f"--loop-loader must be one of {', '.join(LOADERS)}, not {self.loop_loader!r}")
         if self.loop and self.loop_steps < 3 * self.loop_log_every:
             raise UserError(f"--loop-steps {self.loop_steps}: at least 3 logging intervals of "
                             f"{self.loop_log_every} steps are needed (the first is warm-up)")
@@ -379,7 +384,7 @@ def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -
             data=str(cache), run_dir=str(Path(work) / "run"), family=family, size=shape.size, patch=shape.patch,
             num_frames=shape.frames, steps=opts.loop_steps, batch=shape.batch, log_every=opts.loop_log_every,
             ckpt_every=opts.ckpt_every, num_workers=opts.loop_workers, device=str(device), compile=opts.compile,
-            precision="bf16", model_builder=opts.builder,
+            precision="bf16", model_builder=opts.builder, loader=opts.loop_loader,
         )
         rec = train(cfg)
         lines = [json.loads(x) for x in (Path(work) / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -397,6 +402,7 @@ def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -
         "loop_peak_mem_gib": lines[-1]["peak_mem_gib"],
         "loop_steps": opts.loop_steps,
         "loop_workers": opts.loop_workers,
+        "loop_loader": rec["protocol"]["loader"]["kind"],
         "loop_compiled": rec["protocol"]["compile"],
     }
 

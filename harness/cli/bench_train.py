@@ -36,7 +36,9 @@ def bench_train(
     loop: bool = typer.Option(True, "--loop/--no-loop", help="also run the real `train` loop at the same shape"),
     loop_steps: int = typer.Option(60, min=1, help="steps of the train loop (the first logging interval is warm-up)"),
     loop_log_every: int = typer.Option(10, min=1, help="the loop's logging interval (its samples/s are per interval)"),
-    loop_workers: int = typer.Option(4, min=0, help="the loop's DataLoader workers (train's default)"),
+    loop_workers: int = typer.Option(4, min=0, help="the loop's loader workers (train's default)"),
+    loop_loader: str = typer.Option("auto", help="train's --loader: auto (threads, as for any latent cache) | "
+                                    "processes (DataLoader's workers) | threads"),
     ckpt_every: int = typer.Option(1000, min=1, help="checkpoint cadence the loop's rate is amortised over"),
     json_out: Path = typer.Option(None, help="also write the full result as JSON here"),
     record: bool = RECORD_OPTION,
@@ -54,7 +56,8 @@ def bench_train(
     opts = B.Options(
         warmup=warmup, iters=iters, compile=compile, compile_mode=compile_mode, reference=reference,
         sampling=sampling, sample_batch=sample_batch, sample_steps=sample_steps, loop=loop, loop_steps=loop_steps,
-        loop_log_every=loop_log_every, loop_workers=loop_workers, ckpt_every=ckpt_every, builder=builder,
+        loop_log_every=loop_log_every, loop_workers=loop_workers, loop_loader=loop_loader, ckpt_every=ckpt_every,
+        builder=builder,
     )
     res = B.run(fams, shape, opts, device=device, log=console.print)
     res["command"] = "matten-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Training batches made by threads of the training process, for a dataset already in memory (a latent cache).
+
+Why not torch's DataLoader here: its worker processes hand every batch to the main process through shared-memory
+file descriptors and pickling, and that work runs in the main process's interpreter beside the training loop's
+kernel launches. Measured on one H200 (results/benchmarks-history.md, 2026-11-30, seventh session): Latte-S/8,
+eager bf16, batch 64, 4 workers: the loop at a median 0.77 of the model's pure step over four runs; the same loop
+fed the loader's first batch again and again (no transfer after it, a host-to-device copy each step as before)
+at 0.999. A latent cache needs no decoding, so a batch is an index into memory plus each sample's noise and
+timestep; threads make it without any process boundary (``torch.randn`` and the copies release the interpreter
+lock while they run). Decoding videos stays with DataLoader's worker processes (harness.train.make_loader).
+
+The batches are the DataLoader's bit for bit: the same keys (harness.train.batch_keys), the same items
+(``TrainingSamples.__getitem__``) and the same ``collate``; tests/test_train.py compares them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class ThreadedBatches:
+    """An endless iterator of ``collate([samples[k] for k in keys])`` for each list of ``keys``, made ahead (up to
+    ``depth`` batches) by a thread that spreads each batch's items over ``threads`` threads.
+
+    ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``. An error while making
+    a batch is raised by the ``next()`` that would have returned it. :meth:`close` (or leaving a ``with`` block)
+    stops the threads: the producing thread holds a reference to this object, so garbage collection never does."""
+
+    def __init__(self, samples: Any, keys: Iterator[list], collate: Callable[[list], dict[str, Any]], threads: int,
+                 pin: bool, depth: int = 4):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        self._samples, self._keys, self._collate, self._pin = samples, keys, collate, pin
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-item")
+        self._thread = threading.Thread(target=self._produce, name="batches", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> ThreadedBatches:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while True:
+            try:
+                got = self._queue.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive():  # it ended: the keys ran out, unless it put one just before
+                    try:
+                        got = self._queue.get_nowait()
+                        break
+                    except queue.Empty:
+                        raise StopIteration from None
+        if isinstance(got, _Failed):
+            self.close()
+            raise got.error
+        return got
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> ThreadedBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _produce(self) -> None:
+        try:
+            for keys in self._keys:
+                if self._stop.is_set():
+                    return
+                batch = self._collate(list(self._pool.map(self._samples.__getitem__, keys)))
+                if self._pin:
+                    batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                if not self._put(batch):
+                    return
+        except BaseException as e:  # noqa: BLE001  (handed to the consumer, which raises it)
+            self._put(_Failed(e))
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False

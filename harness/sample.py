@@ -247,7 +247,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
         ema = config["ema_schedule"] or {}
         weights = f"EMA {ema.get('decay')}{' with warm-up' if ema.get('warmup') else ''}" if use_ema else "raw weights"
         title = (f"{Path(str(config['checkpoint'])).parent.parent.name} · step {state['step']} · "
-                 f"{sampler.upper()}-{steps} ({spacing}) · {weights}")
+                 f"{sampler.upper()}-{steps} ({spacing}){', x_0 clamped' if cfg.clip_denoised else ''} · {weights}")
         labels = [f"class {i % num_classes}" for i in range(cfg.contact_sheet)] if num_classes else None
         clips_shown = np.concatenate(sheet)
         write_contact_sheet(out_dir / "contact_sheet.png", clips_shown, title=title,

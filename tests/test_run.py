@@ -497,6 +497,14 @@ def test_the_learning_rate_falls_with_the_width_where_the_preset_says_so():
     assert mini.lr_for("xl") == 1e-3 * 384 / 1152
 
 
+def test_only_pixel_space_presets_clamp_the_predicted_x0():
+    """Mini samples pixels (no VAE) and clamps x_0 to [-1, 1] at each step (IDDPM's clip_denoised); the paper
+    scale samples SD latents, which the sample stage refuses to clamp, as Latte does not."""
+    mini, paper = PRESETS["mini"], PRESETS["paper"]
+    assert mini.sample.clip_denoised and mini.train.vae in (None, "", "identity")
+    assert not paper.sample.clip_denoised and paper.train.vae.startswith("sd-")
+
+
 def test_a_folder_trained_with_another_configuration_is_refused_not_continued(tmp_path, stages):
     """A changed learning rate (or any option that changes the model) in an existing run folder: its checkpoints
     must not be continued as the new configuration's (a helper's case: Matten-B's lr halved, the old step-5

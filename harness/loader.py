@@ -33,7 +33,9 @@ class ThreadedBatches:
     """An endless iterator of ``collate([samples[k] for k in keys])`` for each list of ``keys``, made ahead (up to
     ``depth`` batches) by a thread that spreads each batch's items over ``threads`` threads.
 
-    ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``. An error while making
+    ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``, allocated with the
+    calling thread's current CUDA device current in the producing thread too (DataLoader's pinning thread does
+    the same: otherwise a rank on GPU 1 would open a context on GPU 0). An error while making
     a batch is raised by the ``next()`` that would have returned it. :meth:`close` (or leaving a ``with`` block)
     stops the threads: the producing thread holds a reference to this object, so garbage collection never does."""
 
@@ -42,6 +44,7 @@ class ThreadedBatches:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
         self._samples, self._keys, self._collate, self._pin = samples, keys, collate, pin
+        self._device = torch.cuda.current_device() if pin else None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-item")
@@ -81,6 +84,8 @@ class ThreadedBatches:
 
     def _produce(self) -> None:
         try:
+            if self._device is not None:
+                torch.cuda.set_device(self._device)
             for keys in self._keys:
                 if self._stop.is_set():
                     return

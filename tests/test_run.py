@@ -502,6 +502,7 @@ def test_only_pixel_space_presets_clamp_the_predicted_x0():
     scale samples SD latents, which the sample stage refuses to clamp, as Latte does not."""
     mini, paper = PRESETS["mini"], PRESETS["paper"]
     assert mini.sample.clip_denoised and mini.train.vae in (None, "", "identity")
+    assert (mini.sample.sampler, mini.sample.sampling_steps) == ("ddpm", 50)  # the learned variances' sampler
     assert not paper.sample.clip_denoised and paper.train.vae.startswith("sd-")
 
 

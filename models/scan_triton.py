@@ -4,8 +4,9 @@ Status: correct against the `reference` backend on every output and gradient (te
 through Triton's interpreter on the CPU). Slower than mamba-ssm's kernel on an H200 at Matten-XL/2's scan shape
 in what has been measured (results/benchmarks.md, history, 2026-11-30 seventh session: at chunk 128, forward
 7.1 ms against 1.76, forward + backward 35.6 ms at best against 9.19; the rows at chunks 16-64 were measured and
-lost), so `auto` never picks it (`set_backend("triton")` does). Shapes as models.scan: u, delta, z (batch, d, L); A (d, N); B, C (batch, N, L) or
-(batch, G, N, L); D, delta_bias (d,). N and the chunk K must be powers of two (tl.arange).
+lost), so `auto` never picks it (`set_backend("triton")` does). Shapes as models.scan: u, delta, z
+(batch, d, L); A (d, N); B, C (batch, N, L) or (batch, G, N, L); D, delta_bias (d,). N and the chunk K must be
+powers of two (tl.arange).
 
 Each program scans one batch row and BD channels (all in one B/C group) over the whole sequence, K steps at a
 time: the K steps' recurrences h_t = a_t h_{t-1} + b_t (a = exp(delta A), b = delta B u) are composed with a

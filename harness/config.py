@@ -150,6 +150,9 @@ class TrainConfig:
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
         if self.loader not in LOADERS:
             raise UserError(f"--loader must be one of {', '.join(LOADERS)}, not {self.loader!r}")
+        if self.loader != "auto" and self.num_workers == 0:
+            raise UserError(f"--loader {self.loader} with --num-workers 0: no {self.loader} to make the batches "
+                            "(--num-workers 0 makes them in the loop's own thread); give --num-workers 1 or more")
         flag = {"num_frames": "frames"}
         for name in ("batch", "log_every", "ckpt_every", "keep_checkpoints", "num_frames", "frame_interval",
                      "image_size", "patch", "ddp_bucket_mb"):

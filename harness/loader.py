@@ -10,7 +10,7 @@ timestep; threads make it without any process boundary (``torch.randn`` and the 
 lock while they run). Decoding videos stays with DataLoader's worker processes (harness.train.make_loader).
 
 The batches are the DataLoader's bit for bit: the same keys (harness.train.batch_keys), the same items
-(``TrainingSamples.__getitem__``) and the same ``collate``; tests/test_train.py compares them.
+(``TrainingSamples.__getitem__``) and the same ``collate``; tests/test_loader.py compares them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class _Failed:
 
 class ThreadedBatches:
     """An endless iterator of ``collate([samples[k] for k in keys])`` for each list of ``keys``, made ahead (up to
-    ``depth`` batches) by a thread that spreads each batch's items over ``threads`` threads.
+    ``depth`` batches) by a thread that spreads each batch's items over ``threads`` threads, started by the first
+    ``next()``.
 
     ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``, allocated with the
     calling thread's current CUDA device current in the producing thread too (DataLoader's pinning thread does
@@ -45,16 +46,28 @@ class ThreadedBatches:
             raise ValueError(f"threads must be at least 1, not {threads}")
         self._samples, self._keys, self._collate, self._pin = samples, keys, collate, pin
         self._device = torch.cuda.current_device() if pin else None
+        self._threads = threads
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-item")
-        self._thread = threading.Thread(target=self._produce, name="batches", daemon=True)
-        self._thread.start()
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
 
     def __iter__(self) -> ThreadedBatches:
         return self
 
+    def _start(self) -> None:
+        """The threads start with the first batch asked for, as DataLoader's workers start with its iterator: a
+        loader made and never read (a run that fails before its loop) leaves no thread behind."""
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="batch-item")
+        self._thread = threading.Thread(target=self._produce, name="batches", daemon=True)
+        self._thread.start()
+
     def __next__(self) -> dict[str, Any]:
+        if self._thread is None:
+            if self._stop.is_set():
+                raise StopIteration
+            self._start()
+        assert self._thread is not None
         while True:
             try:
                 got = self._queue.get(timeout=1.0)
@@ -73,8 +86,10 @@ class ThreadedBatches:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> ThreadedBatches:
         return self
@@ -83,6 +98,7 @@ class ThreadedBatches:
         self.close()
 
     def _produce(self) -> None:
+        assert self._pool is not None
         try:
             if self._device is not None:
                 torch.cuda.set_device(self._device)

@@ -183,6 +183,18 @@ PRESETS = {
 }
 
 
+def with_vae(preset: Preset, vae: str) -> Preset:
+    """``preset`` training on ``vae``'s latents (``run --vae``). A preset that samples pixels with x_0 clamped to
+    [-1, 1] (mini) samples latents unclamped, as Latte does (the sample stage refuses the clamp for latents); a
+    console line says so."""
+    preset = replace(preset, train=replace(preset.train, vae=vae))
+    if preset.sample.clip_denoised and vae != "identity":
+        console.print(f"note: --vae {vae}: the {preset.scale} scale's clamp of x_0 to the pixels' range is off for "
+                      "latents")
+        preset = replace(preset, sample=replace(preset.sample, clip_denoised=False))
+    return preset
+
+
 def plan_experiments(preset: Preset, tables: list[str]) -> list[Experiment]:
     """The distinct experiments the requested tables need (shared ones trained once)."""
     seen: dict[str, Experiment] = {}
@@ -401,7 +413,7 @@ def stage_sample(preset: Preset, exp: Experiment, exp_dir: Path, train_step: int
         from harness.sample import sample
 
         checkpoint_for(exp_dir, train_step)  # a pruned checkpoint is a clear error, not "checkpoint not found"
-        sample(sample_cfg)
+        sample(sample_cfg, replace_stale=True)  # the run owns the folder: samples of older options are remade
         return {"samples": samples_dir.name, "sample_record": f"{samples_dir.name}/records/sample.json"}
 
     return recorded_stage(exp_dir, f"sample-{train_step:07d}", _relative(sample_cfg, exp_dir), sample_fn,
@@ -567,7 +579,7 @@ def run(
     tables = list(TABLES) if "all" in tables else tables
     preset = preset or PRESETS[scale]
     if vae:
-        preset = replace(preset, train=replace(preset.train, vae=vae))
+        preset = with_vae(preset, vae)
     if jobs is not None:
         if jobs < 1:
             raise UserError(f"--jobs {jobs}: expected 1 or more (experiments trained at once)")

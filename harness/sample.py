@@ -132,11 +132,14 @@ def vae_spec_of(identity: dict[str, Any]) -> str:
 
 
 @torch.no_grad()
-def sample(cfg: SampleConfig) -> dict[str, Any]:
+def sample(cfg: SampleConfig, *, replace_stale: bool = False) -> dict[str, Any]:
     """Write ``cfg.num`` videos to ``cfg.out`` (clips/ shards, videos/*.mp4, contact_sheet.png) and a ledger record.
 
     The timesteps are Latte's for both samplers (``spacing="iddpm"``, :func:`harness.diffusion.sampling_respacing`);
-    the record says which weights were used (EMA or raw) and the EMA's schedule.
+    the record says which weights were used (EMA or raw) and the EMA's schedule. A folder whose record has this
+    configuration resumes (its shards are kept); one whose samples were made with other options is refused
+    (UserError naming the options that differ), or, with ``replace_stale`` (``run``, which owns its samples
+    folders), emptied of them first.
     """
     for name in ("checkpoint", "out"):
         if not getattr(cfg, name):
@@ -151,10 +154,31 @@ def sample(cfg: SampleConfig) -> dict[str, Any]:
 
     dev = resolve_device(cfg.device)
     with folder_lock(cfg.out, "sample"):  # one job per samples folder; an unwritable one fails here
-        return _sample(cfg, dev, steps)
+        return _sample(cfg, dev, steps, replace_stale)
 
 
-def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
+def _stale_outputs(out_dir: Path, config: dict[str, Any], replace: bool) -> None:
+    """Refuse (or with ``replace`` delete) the shards, mp4s and sheet of samples made with another configuration:
+    they would otherwise be kept as shards of this one and measured under its name."""
+    previous = ledger.read_record(out_dir, "sample")
+    made = sorted((out_dir / "clips").glob("clips-*.npy")) + sorted((out_dir / "videos").glob("sample-*.mp4"))
+    if previous is None or previous.get("config_hash") == ledger.config_hash(config) or not made:
+        return
+    old = previous.get("config", {})
+    differ = [f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(old) | set(config))
+              if old.get(k) != config.get(k)]
+    what = "; ".join(differ) or "its record's configuration"
+    if not replace:
+        raise UserError(f"{out_dir} holds samples made with other options ({what}): sample into a new --out, or "
+                        "delete its clips/ and videos/ first")
+    from harness.console import console
+
+    console.print(f"[dim]resample[/dim] {out_dir}: options changed ({what}); removing {len(made)} old file(s)")
+    for path in made + [out_dir / "contact_sheet.png"]:
+        path.unlink(missing_ok=True)
+
+
+def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: bool = False) -> dict[str, Any]:
     num, batch_size, sampler, spacing, eta = cfg.num, cfg.batch_size, cfg.sampler, cfg.spacing, cfg.eta
     cfg_scale, use_ema, seed, precision = cfg.cfg_scale, cfg.use_ema, cfg.seed, cfg.precision
     model, state, ckpt_path = load_sampling_model(cfg.checkpoint, use_ema, dev)
@@ -193,6 +217,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int) -> dict[str, Any]:
     done = ledger.find_complete(out_dir, "sample", config)
     if done:
         return done
+    _stale_outputs(out_dir, config, replace_stale)
     timesteps = create_diffusion(sampling_respacing(steps, spacing)).timestep_map.tolist()[::-1]
     rec = ledger.start(
         out_dir,

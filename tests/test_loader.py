@@ -52,7 +52,9 @@ def test_auto_is_threads_for_a_latent_cache_and_processes_for_videos(tmp_path):
     ds = T.open_dataset(config(data, tmp_path / "run"))
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2)) == "threads"
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="processes")) == "processes"
-    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0, loader="threads")) == "main"
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0)) == "main"
+    with pytest.raises(T.UserError, match="--loader threads with --num-workers 0: no threads to make the batches"):
+        config(data, tmp_path / "run", num_workers=0, loader="threads")
 
     class Videos:  # a dataset with clip(): decoded per sample, as harness.data.clips.ClipDataset
         def clip(self, i, epoch):
@@ -77,6 +79,23 @@ def test_training_fed_by_threads_equals_training_fed_by_processes(tmp_path):
     rec = json.loads((tmp_path / "threads" / "records" / "train.json").read_text())
     assert rec["protocol"]["loader"] == {"kind": "threads", "workers": 2}
     assert not [t for t in threading.enumerate() if t.name == "batches"]  # the run stopped its threads
+
+
+def test_a_run_that_fails_before_its_loop_leaves_no_thread(tmp_path):
+    """The threads start with the first batch asked for (a helper's case: a damaged stage record refused after
+    the loader was made used to leave its threads running for the life of the process)."""
+    data = make_latent_cache(tmp_path / "data")
+    run = tmp_path / "run"
+    (run / "records").mkdir(parents=True)
+    (run / "records" / "train.json").write_text("{cut")
+    with pytest.raises(T.UserError):
+        T.train(config(data, run, steps=4, num_workers=2, loader="threads"))
+    assert not [t for t in threading.enumerate() if t.name == "batches" or t.name.startswith("batch-item")]
+    unread = ThreadedBatches({}, iter([[0]]), dict, threads=1, pin=False)
+    assert unread._thread is None
+    unread.close()
+    with pytest.raises(StopIteration):  # closed before it started: nothing more to give
+        next(unread)
 
 
 def test_an_error_making_a_batch_is_raised_by_next_and_close_stops_the_threads():

@@ -564,3 +564,15 @@ def test_the_report_says_that_matten_on_a_gpu_is_not_reproduced_bit_for_bit(tmp_
     text = do_run(tmp_path, tables=("variants",)).read_text()
     assert ("Matten trained on a GPU is not reproduced bit for bit: mamba-ssm's backward adds with atomics "
             "(state-spaces/mamba#493)") in " ".join(text.split())
+
+
+def test_run_with_a_latent_vae_samples_unclamped():
+    """A helper's case: `run --scale mini --vae sd-v1-4:PATH` kept the clamp, which the sample stage refuses for
+    latents, so each experiment failed at its first sampling after training."""
+    from harness.run import with_vae
+
+    mini = PRESETS["mini"]
+    sd = with_vae(mini, "sd-v1-4:/weights")
+    assert sd.train.vae == "sd-v1-4:/weights" and sd.sample.clip_denoised is False
+    assert sd.sample.sampler == mini.sample.sampler and sd.sample.num == mini.sample.num
+    assert with_vae(mini, "identity").sample.clip_denoised is True

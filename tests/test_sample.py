@@ -129,3 +129,17 @@ def test_clip_denoised_is_recorded_and_refused_for_latents(checkpoint, tmp_path)
     assert on["protocol"]["clip_denoised"] is True
     with pytest.raises(UserError, match="--clip-denoised clamps x_0 to the pixels' range"):
         sample(checkpoint, tmp_path / "sd", clip_denoised=True, vae="sd-v1-4:/nowhere", **kw)
+
+
+def test_a_folder_of_samples_made_with_other_options_is_refused_or_remade(checkpoint, tmp_path):
+    """A helper's case: sampling again into the same folder with --clip-denoised kept the unclamped shards and
+    recorded the clamp. Now the CLI refuses, naming what differs; `run` (replace_stale) remakes them."""
+    kw = dict(num=2, batch_size=2, sampler="ddim", steps=5, mp4=False, device="cpu")
+    out = tmp_path / "s"
+    sample(checkpoint, out, **kw)
+    with pytest.raises(UserError, match=r"holds samples made with other options \(clip_denoised: False -> True\)"):
+        sample(checkpoint, out, clip_denoised=True, **kw)
+    rec = S.sample(SampleConfig(checkpoint=checkpoint, out=out, clip_denoised=True, **kw), replace_stale=True)
+    assert rec["config"]["clip_denoised"] is True and rec["shards_written"] == 1 and rec["shards_skipped"] == 0
+    sample(checkpoint, tmp_path / "fresh", clip_denoised=True, **kw)
+    assert np.array_equal(np.load(out / "clips/clips-00000.npy"), np.load(tmp_path / "fresh/clips/clips-00000.npy"))

@@ -34,10 +34,10 @@ class ThreadedBatches:
     ``depth`` batches) by a thread that spreads each batch's items over ``threads`` threads, started by the first
     ``next()``.
 
-    ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``, allocated with the
-    calling thread's current CUDA device current in the producing thread too (DataLoader's pinning thread does
-    the same: otherwise a rank on GPU 1 would open a context on GPU 0). An error while making
-    a batch is raised by the ``next()`` that would have returned it. :meth:`close` (or leaving a ``with`` block)
+    ``pin``: the batch's tensors in page-locked memory, as DataLoader's ``pin_memory=True``; the producing thread
+    first makes the constructing thread's CUDA device its own, as DataLoader's pinning thread does (otherwise a
+    rank on GPU 1 would open a context on GPU 0). An error while making a batch is raised by the ``next()`` that
+    would have returned it. :meth:`close` (or leaving a ``with`` block)
     stops the threads: the producing thread holds a reference to this object, so garbage collection never does."""
 
     def __init__(self, samples: Any, keys: Iterator[list], collate: Callable[[list], dict[str, Any]], threads: int,

@@ -162,12 +162,16 @@ def _stale_outputs(out_dir: Path, config: dict[str, Any], replace: bool) -> None
     they would otherwise be kept as shards of this one and measured under its name."""
     previous = ledger.read_record(out_dir, "sample")
     made = sorted((out_dir / "clips").glob("clips-*.npy")) + sorted((out_dir / "videos").glob("sample-*.mp4"))
-    if previous is None or previous.get("config_hash") == ledger.config_hash(config) or not made:
+    if previous is None or not made:
         return
     old = previous.get("config", {})
+    # shard s depends on every option but the count (its noise and labels come from (seed, s)): more or fewer
+    # clips of the same options keep the shards already made
     differ = [f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(old) | set(config))
-              if old.get(k) != config.get(k)]
-    what = "; ".join(differ) or "its record's configuration"
+              if k != "num" and old.get(k) != config.get(k)]
+    if not differ:
+        return
+    what = "; ".join(differ)
     if not replace:
         raise UserError(f"{out_dir} holds samples made with other options ({what}): sample into a new --out, or "
                         "delete its clips/ and videos/ first")

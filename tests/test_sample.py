@@ -143,3 +143,5 @@ def test_a_folder_of_samples_made_with_other_options_is_refused_or_remade(checkp
     assert rec["config"]["clip_denoised"] is True and rec["shards_written"] == 1 and rec["shards_skipped"] == 0
     sample(checkpoint, tmp_path / "fresh", clip_denoised=True, **kw)
     assert np.array_equal(np.load(out / "clips/clips-00000.npy"), np.load(tmp_path / "fresh/clips/clips-00000.npy"))
+    more = sample(checkpoint, out, clip_denoised=True, **{**kw, "num": 4})  # more clips, same options: kept
+    assert more["shards_skipped"] == 1 and more["shards_written"] == 1

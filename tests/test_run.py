@@ -77,9 +77,10 @@ class Stages:
                     ckpt.write_bytes(b"ckpt")
             return ledger.finish(run_dir, rec, {"checkpoint": f"checkpoints/step-{config.steps:07d}.pt"})
 
-        def sample(cfg):
+        def sample(cfg, *, replace_stale=False):
             self.count("sample")
             assert Path(cfg.checkpoint).exists()
+            assert replace_stale  # run owns its samples folders: samples of older options are remade
             from harness.clip_shards import write_shard
 
             write_shard(cfg.out, 0, np.zeros((cfg.num, 4, 8, 8, 3), np.uint8))

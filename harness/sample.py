@@ -157,6 +157,11 @@ def sample(cfg: SampleConfig, *, replace_stale: bool = False) -> dict[str, Any]:
         return _sample(cfg, dev, steps, replace_stale)
 
 
+# options added to the sample record since records were first written, with what older code did: a record without
+# one made its samples that way
+_ADDED_SINCE = {"clip_denoised": False}
+
+
 def _stale_outputs(out_dir: Path, config: dict[str, Any], replace: bool) -> None:
     """Refuse (or with ``replace`` delete) the shards, mp4s and sheet of samples made with another configuration:
     they would otherwise be kept as shards of this one and measured under its name."""
@@ -164,7 +169,7 @@ def _stale_outputs(out_dir: Path, config: dict[str, Any], replace: bool) -> None
     made = sorted((out_dir / "clips").glob("clips-*.npy")) + sorted((out_dir / "videos").glob("sample-*.mp4"))
     if previous is None or not made:
         return
-    old = previous.get("config", {})
+    old = {**_ADDED_SINCE, **previous.get("config", {})}
     # shard s depends on every option but the count (its noise and labels come from (seed, s)): more or fewer
     # clips of the same options keep the shards already made
     differ = [f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(old) | set(config))

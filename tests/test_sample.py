@@ -145,3 +145,13 @@ def test_a_folder_of_samples_made_with_other_options_is_refused_or_remade(checkp
     assert np.array_equal(np.load(out / "clips/clips-00000.npy"), np.load(tmp_path / "fresh/clips/clips-00000.npy"))
     more = sample(checkpoint, out, clip_denoised=True, **{**kw, "num": 4})  # more clips, same options: kept
     assert more["shards_skipped"] == 1 and more["shards_written"] == 1
+    # a folder sampled before the option existed (its record has no clip_denoised) made its samples unclamped
+    old = tmp_path / "old"
+    sample(checkpoint, old, **kw)
+    rec_path = old / "records" / "sample.json"
+    rec = json.loads(rec_path.read_text())
+    del rec["config"]["clip_denoised"]
+    rec_path.write_text(json.dumps(rec))
+    assert sample(checkpoint, old, **{**kw, "num": 4})["shards_skipped"] == 1
+    with pytest.raises(UserError, match=r"clip_denoised: False -> True"):
+        sample(checkpoint, old, clip_denoised=True, **kw)

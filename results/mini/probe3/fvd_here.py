@@ -1,11 +1,14 @@
+# probe 3's FVDs on the CPU: each folder under SAMPLES_ROOT that holds clips/ (a samples folder brought back from
+# the GPU machine) against the prepared synthetic data, with the mini preset's FVD options on the CPU; JSON lines.
+# Ran as: MATTEN_BENCH_CACHE=<folder with i3d/> python fvd_here.py runs/mini/data/synthetic/prepared SAMPLES_ROOT
 import json, sys, time
 from dataclasses import replace
 from pathlib import Path
 from harness import run as R
 from harness.fvd import compute_fvd
 p = R.PRESETS["mini"]
-real = "/work/main/runs/mini/data/synthetic/prepared"
-for d in sorted(Path("/tmp/p14fvd").iterdir()):
+real, root = sys.argv[1], Path(sys.argv[2])
+for d in sorted(root.iterdir()):
     if not (d / "clips").is_dir():
         continue
     t0 = time.time()

@@ -160,7 +160,7 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         i, position, epoch = key
         bad: list[tuple[str, str]] = []
-        if not hasattr(self.ds, "clip"):  # a latent cache: in memory, no epochs, nothing to fail
+        if in_memory(self.ds):  # a latent cache: no epochs, nothing to fail
             item = self.ds[i]
         else:
             item = self._readable(i, position, epoch, bad)
@@ -286,13 +286,19 @@ class BadVideos:
         self.substituted, self.reread = int(s["substituted"]), {p: int(n) for p, n in s["reread"].items()}
 
 
+def in_memory(ds) -> bool:
+    """A latent cache (harness.vae.LatentDataset: its clips in memory, fixed), not videos decoded per sample (a
+    dataset with ``clip(i, epoch)``)."""
+    return not hasattr(ds, "clip")
+
+
 def loader_kind(ds, cfg: TrainConfig) -> str:
     """How this run's batches are made: "threads" (harness.loader: a latent cache, in memory), "processes"
     (DataLoader's workers: videos to decode) or "main" (``--num-workers 0``: in the loop's own thread)."""
     if cfg.num_workers == 0:
         return "main"
     if cfg.loader == "auto":
-        return "processes" if hasattr(ds, "clip") else "threads"
+        return "threads" if in_memory(ds) else "processes"
     return cfg.loader
 
 
@@ -510,7 +516,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     reset_peak_memory(device)
     writer = CheckpointWriter(run_dir, cfg.keep_checkpoints, d, cfg.keep_steps)
     last_ckpt, t_log, n_log = ckpt, time.perf_counter(), 0
-    with progress() if d.main else _NoBar() as bar, _closing(writer), _stopping(loader):
+    with progress() if d.main else _NoBar() as bar, _closing(writer), _closing(loader):
         task = bar.add_task("train", total=cfg.steps, completed=start)
         if start == cfg.steps == 0:  # --steps 0: the untrained model's checkpoint (a curve's step-0 point)
             last_ckpt = writer.save(0, checkpoint_state(0))
@@ -689,22 +695,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 @contextlib.contextmanager
-def _closing(writer: CheckpointWriter):
-    """On the way out, wait until the checkpoint being written is on disk (its error, if any, is raised)."""
+def _closing(obj):
+    """On the way out, ``obj.close()`` where it has one: the checkpoint writer waits until the checkpoint being
+    written is on disk (its error, if any, is raised); harness.loader's batches stop their threads. (DataLoader has
+    no close: its workers stop with its iterator.)"""
     try:
-        yield writer
+        yield obj
     finally:
-        writer.close()
-
-
-@contextlib.contextmanager
-def _stopping(loader):
-    """On the way out, stop the loader's threads (harness.loader; DataLoader's workers stop with their iterator)."""
-    try:
-        yield loader
-    finally:
-        if hasattr(loader, "close"):
-            loader.close()
+        if hasattr(obj, "close"):
+            obj.close()
 
 
 class _NoBar:

@@ -91,6 +91,12 @@ MAX_SEED = (2**32 - 1) // 1000 - 1000  # the trainer seeds numpy with seed·1000
 LOADERS = ("auto", "processes", "threads")  # harness.train.make_loader
 
 
+def check_loader(loader: str, flag: str = "--loader") -> None:
+    """UserError (one line) unless ``loader`` is one of :data:`LOADERS`; ``flag`` names the option."""
+    if loader not in LOADERS:
+        raise UserError(f"{flag} must be one of {', '.join(LOADERS)}, not {loader!r}")
+
+
 @dataclass
 class TrainConfig:
     """Every training option, once: the ``train`` command's flags are made from these fields
@@ -148,8 +154,7 @@ class TrainConfig:
     def __post_init__(self) -> None:  # data and run_dir may be empty here (a preset's template); train() checks them
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
-        if self.loader not in LOADERS:
-            raise UserError(f"--loader must be one of {', '.join(LOADERS)}, not {self.loader!r}")
+        check_loader(self.loader)
         if self.loader != "auto" and self.num_workers == 0:
             raise UserError(f"--loader {self.loader} with --num-workers 0: no {self.loader} to make the batches "
                             "(--num-workers 0 makes them in the loop's own thread); give --num-workers 1 or more")

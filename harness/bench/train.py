@@ -221,10 +221,9 @@ class Options:
     builder: str = "models:build_model"
 
     def __post_init__(self) -> None:
-        from harness.config import LOADERS
+        from harness.config import check_loader
 
-        if self.loop_loader not in LOADERS:
-            raise UserError(f"--loop-loader must be one of {', '.join(LOADERS)}, not {self.loop_loader!r}")
+        check_loader(self.loop_loader, "--loop-loader")  # before the pure step's minutes, not at the loop
         if self.loop and self.loop_steps < 3 * self.loop_log_every:
             raise UserError(f"--loop-steps {self.loop_steps}: at least 3 logging intervals of "
                             f"{self.loop_log_every} steps are needed (the first is warm-up)")

@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 TITLES = {"run3": "mini run, 2026-11-30, one H200: training loss",
-          "run4": "mini run 4 (under MPS), 2026-11-30, one H200: training loss"}
+          "run4": "mini run 4 (under MPS), 2026-11-30, one H200: training loss",
+          "run5": "mini run 5 (DDPM-50, x_0 clamped), 2026-11-30, one H200: training loss"}
 
 here = Path(sys.argv[1])
 fig, ax = plt.subplots(figsize=(7, 4), dpi=100)

@@ -91,6 +91,20 @@ MAX_SEED = (2**32 - 1) // 1000 - 1000  # the trainer seeds numpy with seed·1000
 LOADERS = ("auto", "processes", "threads")  # harness.train.make_loader
 
 
+# torch.compile's modes (torch.compile's documentation). The two with CUDA graphs replay each compiled block's
+# kernels with one launch: for a small model whose eager step is bound by the host enqueueing its kernels (Latte-S/8
+# at the mini shape on an H200: 1,649 kernels, 38-42 ms of host time for 24 ms of GPU time; the pure step 23.8 ms
+# with reduce-overhead against 32.1 with default, results/benchmarks-history.md, eighth session).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def check_compile_mode(mode: str, flag: str = "--compile-mode") -> None:
+    """UserError (one line) unless ``mode`` is one of :data:`COMPILE_MODES`; ``flag`` names the option."""
+    if mode not in COMPILE_MODES:
+        raise UserError(f"{flag} must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+
+
 def check_loader(loader: str, flag: str = "--loader") -> None:
     """UserError (one line) unless ``loader`` is one of :data:`LOADERS`; ``flag`` names the option."""
     if loader not in LOADERS:
@@ -146,6 +160,9 @@ class TrainConfig:
     ddp_static_graph: bool = option(False, "under torchrun: DistributedDataParallel(static_graph=True), for a "
                                     "model whose parameters all get gradients every step, as ours do")
     compile: bool | None = option(None, "torch.compile the model (default: on for CUDA, off on the CPU)")
+    compile_mode: str = option("default", "torch.compile's mode for the blocks: default | reduce-overhead | "
+                               "max-autotune | max-autotune-no-cudagraphs. reduce-overhead replays each block's "
+                               "kernels as a CUDA graph: for small models whose step is bound by kernel launches")
     preflight: bool = option(True, "estimate a step's memory first and refuse a run that will not fit "
                              "(harness.preflight)")
     model_builder: str = option("models:build_model", "module:function honouring models.build_model's contract",
@@ -155,6 +172,9 @@ class TrainConfig:
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
         check_loader(self.loader)
+        check_compile_mode(self.compile_mode)
+        if self.compile is False and self.compile_mode != "default":
+            raise UserError(f"--compile-mode {self.compile_mode} with --no-compile: nothing is compiled; drop one")
         if self.loader != "auto" and self.num_workers == 0:
             raise UserError(f"--loader {self.loader} with --num-workers 0: no {self.loader} to make the batches "
                             "(--num-workers 0 makes them in the loop's own thread); give --num-workers 1 or more")
@@ -192,11 +212,12 @@ class TrainConfig:
         return EMASchedule(self.ema_decay, self.ema_warmup)
 
     def hashed(self) -> dict[str, Any]:
-        """What identifies the run. Lengths, intervals, workers, compile, the preflight, DDP's bucketing, the two
-        knobs a diverged run is resumed with (lr, precision) and the budget of unreadable videos (a run stopped by
-        it is resumed with a larger one) may change across a resume; the ledger records each start."""
+        """What identifies the run. Lengths, intervals, workers, compile and its mode, the preflight, DDP's
+        bucketing, the two knobs a diverged run is resumed with (lr, precision) and the budget of unreadable videos
+        (a run stopped by it is resumed with a larger one) may change across a resume; the ledger records each
+        start."""
         skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "loader", "device",
-                "run_dir", "compile", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
+                "run_dir", "compile", "compile_mode", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
         skip |= {"lr", "precision", "max_bad_videos"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 

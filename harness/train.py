@@ -23,7 +23,8 @@ processes, at the next logging interval or checkpoint, where they compare notes)
 Speed: the loop only queues work on the device. Metrics are summed on the device and read
 once per logging interval (the one host sync, besides checkpoints); the EMA is two foreach
 kernels; AdamW is fused on CUDA; on CUDA the model is compiled block by block
-(``harness.machine.compile_blocks``) unless ``compile=False``.
+(``harness.machine.compile_blocks``) unless ``compile=False``, in ``compile_mode`` (with CUDA graphs each
+step starts a new graph iteration: ``torch.compiler.cudagraph_mark_step_begin``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from harness.checkpoint import (
     set_rng_state,
     step_of,
 )
-from harness.config import TrainConfig
+from harness.config import CUDA_GRAPH_MODES, TrainConfig
 from harness.console import console, progress
 from harness.data.clips import UnreadableVideo, clips_to_float
 from harness.diffusion import create_diffusion
@@ -474,7 +475,11 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
         _check_disk(cfg, checkpoint_bytes(model), d, device)
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    compiled_what = compile_blocks(model) if compiled else None  # in place, before DDP wraps it
+    if not compiled and cfg.compile_mode != "default":  # --compile unset: off on the CPU
+        raise UserError(f"--compile-mode {cfg.compile_mode}: the model is not compiled on {device.type} unless "
+                        "--compile is given")
+    compiled_what = compile_blocks(model, cfg.compile_mode) if compiled else None  # in place, before DDP wraps it
+    cuda_graphs = compiled and cfg.compile_mode in CUDA_GRAPH_MODES
     forward = wrap(model, device, d, cfg.ddp_bucket_mb, cfg.ddp_static_graph)
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])
@@ -490,6 +495,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         run_dir.mkdir(parents=True, exist_ok=True)
         protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
+                    "compile_mode": cfg.compile_mode if compiled else None,
                     "loader": {"kind": loader_kind(ds, cfg), "workers": cfg.num_workers},
                     "compiled": compiled_what,
                     "machine": machine_record(device)}
@@ -521,6 +527,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         if start == cfg.steps == 0:  # --steps 0: the untrained model's checkpoint (a curve's step-0 point)
             last_ckpt = writer.save(0, checkpoint_state(0))
         for step, batch in zip(range(start, cfg.steps), loader, strict=False):  # the loader is endless
+            if cuda_graphs:  # a new iteration: the graphs may reuse the previous step's outputs' memory
+                torch.compiler.cudagraph_mark_step_begin()
             bad.note(step, batch)  # unreadable videos (substituted), host-side lists: no device sync
             if d.world == 1 and bad.pending:
                 bad.sync(d)  # one process: name them and check the budget now

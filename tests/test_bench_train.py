@@ -49,6 +49,7 @@ def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
     assert m["train_flops_counted"] > 0 and m["ddpm250_s_per_video"] > 0 and m["speedup_vs_latte_public"] > 0
     # the loop: 6 steps logged every 2 -> 3 intervals, the first left out as warm-up
     assert len(m["loop_samples_per_s_intervals"]) == 2 and m["loop_compiled"] is False
+    assert m["loop_compile_mode"] is None  # not compiled: no mode
     assert m["loop_loader"] == "main"  # --loop-workers 0: batches made in the loop's own thread
     assert m["loop_samples_per_s"] == pytest.approx(sum(m["loop_samples_per_s_intervals"]) / 2, rel=0.01)  # median
     # a checkpoint every 4 steps of batch 2: 8 samples take 8 / steady seconds plus the loop's wait for one save
@@ -61,3 +62,10 @@ def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
 def test_too_short_a_loop_is_refused():
     with pytest.raises(UserError, match="at least 3 logging intervals"):
         B.Options(loop_steps=20, loop_log_every=10)
+
+
+def test_a_compile_mode_is_checked_before_any_measurement():
+    with pytest.raises(UserError, match="--compile-mode must be one of default, reduce-overhead"):
+        B.Options(compile_mode="cudagraphs")
+    with pytest.raises(UserError, match="--compile-mode reduce-overhead with --no-compile: nothing is compiled"):
+        B.Options(compile=False, compile_mode="reduce-overhead")

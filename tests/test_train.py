@@ -263,6 +263,43 @@ def test_compiled_loop_agrees_with_eager_within_bf16_tolerance(tmp_path):
         torch.testing.assert_close(runs["compiled"][1][key], value, rtol=2e-2, atol=2e-3)
 
 
+def test_compile_mode_reaches_each_block_and_cuda_graphs_mark_every_step(tmp_path, monkeypatch):
+    """--compile-mode is compile_blocks' mode and the record's; with CUDA graphs each step starts a new graph
+    iteration (torch.compiler.cudagraph_mark_step_begin), once, before the step's first kernel. The compile itself
+    is stood in for: CUDA graphs need a GPU, and the compiled math is the test above's."""
+    data = make_latent_cache(tmp_path / "data")
+    calls, marks = [], []
+
+    def fake_compile_blocks(model, mode="default"):
+        calls.append(mode)
+        return "the model"
+
+    monkeypatch.setattr(T, "compile_blocks", fake_compile_blocks)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    for mode, graphs in (("reduce-overhead", True), ("max-autotune-no-cudagraphs", False)):
+        marks.clear()
+        T.train(config(data, tmp_path / mode, steps=3, compile=True, compile_mode=mode))
+        rec = json.loads((tmp_path / mode / "records" / "train.json").read_text())
+        assert calls[-1] == mode and rec["protocol"]["compile_mode"] == mode and rec["protocol"]["compile"] is True
+        assert len(marks) == (3 if graphs else 0)
+    T.train(config(data, tmp_path / "eager", steps=1))
+    rec = json.loads((tmp_path / "eager" / "records" / "train.json").read_text())
+    assert rec["protocol"]["compile_mode"] is None and len(calls) == 2  # not compiled: no mode, no compile
+
+
+def test_compile_mode_is_refused_where_nothing_is_compiled(tmp_path):
+    with pytest.raises(T.UserError, match="--compile-mode must be one of default, reduce-overhead, max-autotune, "
+                                          "max-autotune-no-cudagraphs, not 'graphs'"):
+        config("d", "r", compile_mode="graphs")
+    with pytest.raises(T.UserError, match="--compile-mode reduce-overhead with --no-compile: nothing is compiled"):
+        config("d", "r", compile=False, compile_mode="reduce-overhead")
+    data = make_latent_cache(tmp_path / "data")  # --compile unset: off on the CPU, so the mode would do nothing
+    with pytest.raises(T.UserError, match="--compile-mode max-autotune: the model is not compiled on cpu unless "
+                                          "--compile is given"):
+        T.train(config(data, tmp_path / "run", compile_mode="max-autotune"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_steps_0_writes_the_untrained_checkpoint_and_training_continues_from_it(uninterrupted, tmp_path):
     """A curve's step-0 point: --steps 0 saves the initial model (EMA = model); resuming from it to 7 steps
     is the uninterrupted run bit for bit."""

@@ -221,9 +221,12 @@ class Options:
     builder: str = "models:build_model"
 
     def __post_init__(self) -> None:
-        from harness.config import check_loader
+        from harness.config import check_compile_mode, check_loader
 
         check_loader(self.loop_loader, "--loop-loader")  # before the pure step's minutes, not at the loop
+        check_compile_mode(self.compile_mode)
+        if not self.compile and self.compile_mode != "default":
+            raise UserError(f"--compile-mode {self.compile_mode} with --no-compile: nothing is compiled; drop one")
         if self.loop and self.loop_steps < 3 * self.loop_log_every:
             raise UserError(f"--loop-steps {self.loop_steps}: at least 3 logging intervals of "
                             f"{self.loop_log_every} steps are needed (the first is warm-up)")
@@ -383,6 +386,7 @@ def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -
             data=str(cache), run_dir=str(Path(work) / "run"), family=family, size=shape.size, patch=shape.patch,
             num_frames=shape.frames, steps=opts.loop_steps, batch=shape.batch, log_every=opts.loop_log_every,
             ckpt_every=opts.ckpt_every, num_workers=opts.loop_workers, device=str(device), compile=opts.compile,
+            compile_mode=opts.compile_mode,
             precision="bf16", model_builder=opts.builder, loader=opts.loop_loader,
         )
         rec = train(cfg)
@@ -403,6 +407,7 @@ def train_loop(family: str, shape: Shape, opts: Options, device: torch.device) -
         "loop_workers": opts.loop_workers,
         "loop_loader": rec["protocol"]["loader"]["kind"],
         "loop_compiled": rec["protocol"]["compile"],
+        "loop_compile_mode": rec["protocol"]["compile_mode"],
     }
 
 

@@ -133,6 +133,10 @@ class TrainConfig:
     batch: int = option(5, "clips per step per process (Latte: 5)")
     lr: float = option(1e-4, "AdamW's learning rate (Latte: 1e-4)")
     weight_decay: float = option(0.0, "AdamW's weight decay (Latte: 0)")
+    lr_decay_start: int = option(0, "from the update at this step on, the learning rate falls linearly to 0 at "
+                                 "--lr-decay-end (the cooldown of a warmup-stable-decay schedule)")
+    lr_decay_end: int = option(0, "the step where the falling learning rate reaches 0; --steps may not pass it "
+                               "(0: no decay, a constant rate, as Latte and DiT train)")
     ema_decay: float = option(0.9999, "the EMA's decay (Latte and DiT: 0.9999)")
     ema_warmup: bool = option(True, "decay min(d, (1+n)/(10+n)) at update n, so short runs sample a model; "
                               "--no-ema-warmup is Latte's recipe (d from step 0; the paper scale's)")
@@ -194,6 +198,12 @@ class TrainConfig:
             raise UserError(f"--ema-decay {self.ema_decay}: expected 0 <= decay < 1")
         if not 0.0 < self.lr <= 1.0:
             raise UserError(f"--lr {self.lr}: expected 0 < lr <= 1 (Latte: 1e-4)")
+        if self.lr_decay_end and not 0 <= self.lr_decay_start < self.lr_decay_end:
+            raise UserError(f"--lr-decay-start {self.lr_decay_start} --lr-decay-end {self.lr_decay_end}: expected "
+                            "0 <= start < end")
+        if not self.lr_decay_end and self.lr_decay_start:
+            raise UserError(f"--lr-decay-start {self.lr_decay_start} without --lr-decay-end: give the step where "
+                            "the rate reaches 0")
         if not 0.0 <= self.weight_decay < 1.0:
             raise UserError(f"--weight-decay {self.weight_decay}: expected 0 <= weight decay < 1")
         if not self.clip_max_norm > 0.0:
@@ -204,6 +214,21 @@ class TrainConfig:
             raise UserError(f"--max-bad-videos {self.max_bad_videos}: expected a fraction, 0 <= f < 1")
         if not 0 <= self.seed <= MAX_SEED:  # seeds numpy with seed·1000 + rank, which must fit 32 bits
             raise UserError(f"--seed {self.seed}: expected 0..{MAX_SEED:,}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the update made at ``step`` (0-based): ``lr`` before ``lr_decay_start``, then
+        falling linearly, ``lr * (end - step) / (end - start)``, to 0 at ``lr_decay_end`` (the linear cooldown of
+        warmup-stable-decay schedules, e.g. Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond
+        Fixed Training Durations"). A function of the step alone, so a resumed run continues it exactly."""
+        if not self.lr_decay_end or step < self.lr_decay_start:
+            return self.lr
+        return self.lr * max(0.0, (self.lr_decay_end - step) / (self.lr_decay_end - self.lr_decay_start))
+
+    def describe_lr(self) -> str:
+        """The schedule in words, for the records."""
+        if not self.lr_decay_end:
+            return f"constant {self.lr:g}"
+        return f"{self.lr:g}, falling linearly from step {self.lr_decay_start} to 0 at step {self.lr_decay_end}"
 
     def ema_schedule(self):
         """The EMA's decay schedule (harness.ema.EMASchedule)."""
@@ -219,6 +244,8 @@ class TrainConfig:
         skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "loader", "device",
                 "run_dir", "compile", "compile_mode", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
         skip |= {"lr", "precision", "max_bad_videos"}
+        if not self.lr_decay_end:  # a constant rate hashes as before these options existed: older runs resume
+            skip |= {"lr_decay_start", "lr_decay_end"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 

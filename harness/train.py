@@ -472,6 +472,9 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
+    if cfg.lr_decay_end and cfg.steps > cfg.lr_decay_end:
+        raise UserError(f"--steps {cfg.steps} runs past --lr-decay-end {cfg.lr_decay_end}, where the learning rate "
+                        f"is 0: pass --steps {cfg.lr_decay_end} or a later --lr-decay-end")
     if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
         _check_disk(cfg, checkpoint_bytes(model), d, device)
     compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
@@ -493,7 +496,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     metrics_path, rec = run_dir / "metrics.jsonl", None
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "precision": cfg.precision,
+        protocol = {"loss": "mse(eps) + vb (IDDPM learned range)", "lr": cfg.lr, "lr_schedule": cfg.describe_lr(),
+                    "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
                     "compile_mode": cfg.compile_mode if compiled else None,
                     "loader": {"kind": loader_kind(ds, cfg), "workers": cfg.num_workers},
@@ -544,6 +548,9 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
             loss.backward()
             clip = cfg.clip_max_norm if step >= cfg.start_clip_iter else math.inf  # Latte clips from a step on
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if cfg.lr_decay_end:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr_at(step)
             opt.step()
             opt.zero_grad(set_to_none=True)
             update_ema(ema, model, schedule.decay_at(step))

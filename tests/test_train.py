@@ -89,6 +89,39 @@ def test_resume_equals_uninterrupted_bitwise(uninterrupted, tmp_path):
     assert rec["status"] == "complete" and "scan_backend" in rec
 
 
+def test_lr_decay_is_its_closed_form_every_step_and_resumes_exactly(tmp_path):
+    """--lr-decay-start 2 --lr-decay-end 7, lr 1e-3: updates 0-1 at 1e-3, then 1e-3 * (7 - n) / 5 (worked out by
+    hand below); the rate each logged step used is that; a run stopped at 3 and resumed to 7 equals one run to 7
+    bit for bit; and a constant rate hashes as before the options existed."""
+    data = make_latent_cache(tmp_path / "data")
+    kw = dict(lr=1e-3, lr_decay_start=2, lr_decay_end=7)
+    by_hand = [1e-3, 1e-3, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4]  # n = 0..6; at n = 7 it would be 0
+    cfg = config(data, tmp_path / "full", steps=7, **kw)
+    assert [cfg.lr_at(n) for n in range(7)] == pytest.approx(by_hand, rel=1e-12) and cfg.lr_at(7) == 0.0
+    T.train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["lr"] for x in lines] == pytest.approx(by_hand, rel=1e-12)  # log_every 1: the rate of that update
+    rec = json.loads((tmp_path / "full" / "records" / "train.json").read_text())
+    assert rec["protocol"]["lr_schedule"] == "0.001, falling linearly from step 2 to 0 at step 7"
+    T.train(config(data, tmp_path / "cut", steps=3, **kw))
+    T.train(config(data, tmp_path / "cut", steps=7, **kw), resume=True)
+    assert_bitwise_equal(final_state(tmp_path / "cut"), final_state(tmp_path / "full"))
+    with pytest.raises(T.UserError, match="different configuration"):  # the schedule is part of the run
+        T.train(config(data, tmp_path / "cut", steps=7, lr=1e-3, lr_decay_start=3, lr_decay_end=7), resume=True)
+    assert "lr_decay_end" not in config(data, "r").hashed() and config(data, "r", **kw).hashed()["lr_decay_end"] == 7
+
+
+def test_lr_decay_is_refused_where_it_means_nothing(tmp_path):
+    with pytest.raises(T.UserError, match="--lr-decay-start 5 --lr-decay-end 5: expected 0 <= start < end"):
+        config("d", "r", lr_decay_start=5, lr_decay_end=5)
+    with pytest.raises(T.UserError, match="--lr-decay-start 5 without --lr-decay-end"):
+        config("d", "r", lr_decay_start=5)
+    data = make_latent_cache(tmp_path / "data")
+    with pytest.raises(T.UserError, match="--steps 7 runs past --lr-decay-end 6, where the learning rate is 0"):
+        T.train(config(data, tmp_path / "run", steps=7, lr_decay_end=6))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("kill", ["after-write", "mid-write"])
 def test_resume_after_sigkill(uninterrupted, tmp_path, kill):
     """Killed after step 5 is logged with checkpoint 4 on disk, or while checkpoint 4 is being written

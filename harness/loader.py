@@ -6,7 +6,7 @@ kernel launches. Measured on one H200 (results/benchmarks-history.md, 2026-11-30
 eager bf16, batch 64, 4 workers: the loop at a median 0.77 of the model's pure step over four runs; the same loop
 fed the loader's first batch again and again (no transfer after it, a host-to-device copy each step as before)
 at 0.999. Timed since (eighth session, three runs each, alternating), threads gave a median 0.81 and processes
-0.76, each ranging 0.69-1.02: not told apart. That step is bound by the host (enqueueing its 1,649 kernels takes
+0.76 (0.69-1.02 and 0.75-0.98): not told apart. That step is bound by the host (enqueueing its 1,649 kernels takes
 as long as the step), so any Python beside it, threads included, lengthens it. A latent cache needs no decoding, so
 a batch is an index into memory plus each sample's noise and timestep; threads make it without any process boundary
 (``torch.randn`` and the copies release the interpreter lock while they run). Decoding videos stays with

@@ -708,7 +708,7 @@ def run(
 class FVDsBesideJobs:
     """``run_jobs``'s ``meanwhile`` for a run with jobs > 1: while the jobs run, once fewer than ``at_once`` are left
     (before that the FVDs would take GPU time from all of them; the fourth mini run spent its last 2 of 19.5 min on
-    them, the fifth, with this, 57 s of 18.8 after its last job),
+    them, the fifth, with this, ended about 45 s after its last job),
     one call measures one point (``measure(exp, step)``, False when it failed in one line) whose samples a job of
     this command finished: samples from an earlier command may be about to be made again, so they wait for the
     jobs to end. A point that fails otherwise (e.g. out of GPU memory beside the jobs) turns this off and is left

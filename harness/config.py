@@ -25,6 +25,9 @@ import typer
 
 from harness.errors import UserError
 
+if typing.TYPE_CHECKING:
+    import torch
+
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None, hidden: bool = False,
            required: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
@@ -103,6 +106,13 @@ def check_compile_mode(mode: str, flag: str = "--compile-mode") -> None:
     """UserError (one line) unless ``mode`` is one of :data:`COMPILE_MODES`; ``flag`` names the option."""
     if mode not in COMPILE_MODES:
         raise UserError(f"{flag} must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+
+
+def check_compile_mode_on(mode: str, device_type: str, flag: str = "--compile-mode") -> None:
+    """UserError (one line) for a CUDA-graph mode off CUDA: torch.compile would quietly compile without graphs."""
+    if mode in CUDA_GRAPH_MODES and device_type != "cuda":
+        raise UserError(f"{flag} {mode} uses CUDA graphs, which need a CUDA device (here: {device_type}); use "
+                        "default or max-autotune-no-cudagraphs")
 
 
 def check_loader(loader: str, flag: str = "--loader") -> None:
@@ -215,6 +225,17 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:  # seeds numpy with seed·1000 + rank, which must fit 32 bits
             raise UserError(f"--seed {self.seed}: expected 0..{MAX_SEED:,}")
 
+    def compile_plan(self, device: torch.device) -> tuple[bool, bool]:
+        """(compiled, with CUDA graphs) on ``device``: ``compile`` unset means on for CUDA, off elsewhere. A
+        ``compile_mode`` that would do nothing there is a one-line UserError."""
+        compiled = self.compile if self.compile is not None else device.type == "cuda"
+        if not compiled and self.compile_mode != "default":
+            raise UserError(f"--compile-mode {self.compile_mode}: the model is not compiled on {device.type} unless "
+                            "--compile is given")
+        if compiled:
+            check_compile_mode_on(self.compile_mode, device.type)
+        return compiled, compiled and self.compile_mode in CUDA_GRAPH_MODES
+
     def lr_at(self, step: int) -> float:
         """The learning rate of the update made at ``step`` (0-based): ``lr`` before ``lr_decay_start``, then
         falling linearly, ``lr * (end - step) / (end - start)``, to 0 at ``lr_decay_end`` (the linear cooldown of
@@ -239,8 +260,8 @@ class TrainConfig:
     def hashed(self) -> dict[str, Any]:
         """What identifies the run. Lengths, intervals, workers, compile and its mode, the preflight, DDP's
         bucketing, the two knobs a diverged run is resumed with (lr, precision) and the budget of unreadable videos
-        (a run stopped by it is resumed with a larger one) may change across a resume; the ledger records each
-        start."""
+        (a run stopped by it is resumed with a larger one) may change across a resume; each checkpoint keeps the
+        full configuration it was written with, and the training record the last start's."""
         skip = {"steps", "ckpt_every", "keep_checkpoints", "keep_steps", "log_every", "num_workers", "loader", "device",
                 "run_dir", "compile", "compile_mode", "preflight", "ddp_bucket_mb", "ddp_static_graph"}
         skip |= {"lr", "precision", "max_bad_videos"}

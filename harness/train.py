@@ -56,7 +56,7 @@ from harness.checkpoint import (
     set_rng_state,
     step_of,
 )
-from harness.config import CUDA_GRAPH_MODES, TrainConfig
+from harness.config import TrainConfig
 from harness.console import console, progress
 from harness.data.clips import UnreadableVideo, clips_to_float
 from harness.diffusion import create_diffusion
@@ -424,6 +424,7 @@ def train(config: TrainConfig | dict, resume: bool = False) -> dict[str, Any]:
         if not getattr(cfg, name):
             raise UserError(f"--{name.replace('_', '-')} is required")
     device = resolve_device(cfg.device)
+    cfg.compile_plan(device)  # a --compile-mode that would do nothing here is refused before any work
     d = init_distributed(device)
     with contextlib.ExitStack() as held:
         on_rank0_for_all(lambda: held.enter_context(folder_lock(cfg.run_dir, "train")), d, device,
@@ -477,12 +478,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                         f"is 0: pass --steps {cfg.lr_decay_end} or a later --lr-decay-end")
     if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
         _check_disk(cfg, checkpoint_bytes(model), d, device)
-    compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    if not compiled and cfg.compile_mode != "default":  # --compile unset: off on the CPU
-        raise UserError(f"--compile-mode {cfg.compile_mode}: the model is not compiled on {device.type} unless "
-                        "--compile is given")
+    compiled, cuda_graphs = cfg.compile_plan(device)
     compiled_what = compile_blocks(model, cfg.compile_mode) if compiled else None  # in place, before DDP wraps it
-    cuda_graphs = compiled and cfg.compile_mode in CUDA_GRAPH_MODES
     forward = wrap(model, device, d, cfg.ddp_bucket_mb, cfg.ddp_static_graph)
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])

@@ -69,3 +69,5 @@ def test_a_compile_mode_is_checked_before_any_measurement():
         B.Options(compile_mode="cudagraphs")
     with pytest.raises(UserError, match="--compile-mode reduce-overhead with --no-compile: nothing is compiled"):
         B.Options(compile=False, compile_mode="reduce-overhead")
+    with pytest.raises(UserError, match="--compile-mode reduce-overhead uses CUDA graphs, which need a CUDA device"):
+        B.run(["latte"], B.Shape(size="tiny"), B.Options(compile_mode="reduce-overhead"), device="cpu")

@@ -298,39 +298,52 @@ def test_compiled_loop_agrees_with_eager_within_bf16_tolerance(tmp_path):
 
 def test_compile_mode_reaches_each_block_and_cuda_graphs_mark_every_step(tmp_path, monkeypatch):
     """--compile-mode is compile_blocks' mode and the record's; with CUDA graphs each step starts a new graph
-    iteration (torch.compiler.cudagraph_mark_step_begin), once, before the step's first kernel. The compile itself
-    is stood in for: CUDA graphs need a GPU, and the compiled math is the test above's."""
+    iteration (torch.compiler.cudagraph_mark_step_begin) once, before the step's model call. The compile and the
+    CUDA device are stood in for (graphs need a GPU; the compiled math is the test above's)."""
     data = make_latent_cache(tmp_path / "data")
-    calls, marks = [], []
+    calls, events = [], []
 
     def fake_compile_blocks(model, mode="default"):
         calls.append(mode)
+        forward = model.forward
+        model.forward = lambda *a, **k: (events.append("model"), forward(*a, **k))[1]
         return "the model"
 
     monkeypatch.setattr(T, "compile_blocks", fake_compile_blocks)
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: events.append("mark"))
     for mode, graphs in (("reduce-overhead", True), ("max-autotune-no-cudagraphs", False)):
-        marks.clear()
+        events.clear()
+        monkeypatch.setattr(T.TrainConfig, "compile_plan", lambda self, device, g=graphs: (True, g))  # "on CUDA"
         T.train(config(data, tmp_path / mode, steps=3, compile=True, compile_mode=mode))
         rec = json.loads((tmp_path / mode / "records" / "train.json").read_text())
         assert calls[-1] == mode and rec["protocol"]["compile_mode"] == mode and rec["protocol"]["compile"] is True
-        assert len(marks) == (3 if graphs else 0)
+        assert events == (["mark", "model"] * 3 if graphs else ["model"] * 3)  # IDDPM's loss: one call a step
+    monkeypatch.undo()
     T.train(config(data, tmp_path / "eager", steps=1))
     rec = json.loads((tmp_path / "eager" / "records" / "train.json").read_text())
     assert rec["protocol"]["compile_mode"] is None and len(calls) == 2  # not compiled: no mode, no compile
 
 
-def test_compile_mode_is_refused_where_nothing_is_compiled(tmp_path):
+def test_compile_plan_refuses_a_mode_that_would_do_nothing(tmp_path):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # descriptors only: no GPU needed
+    assert config("d", "r", compile=None).compile_plan(cuda) == (True, False)  # unset: on for CUDA, off elsewhere
+    assert config("d", "r", compile=None).compile_plan(cpu) == (False, False)
+    assert config("d", "r", compile=None, compile_mode="reduce-overhead").compile_plan(cuda) == (True, True)
+    assert config("d", "r", compile=None, compile_mode="max-autotune").compile_plan(cuda) == (True, True)
+    assert config("d", "r", compile=True, compile_mode="max-autotune-no-cudagraphs").compile_plan(cpu) == (True, False)
     with pytest.raises(T.UserError, match="--compile-mode must be one of default, reduce-overhead, max-autotune, "
                                           "max-autotune-no-cudagraphs, not 'graphs'"):
         config("d", "r", compile_mode="graphs")
     with pytest.raises(T.UserError, match="--compile-mode reduce-overhead with --no-compile: nothing is compiled"):
         config("d", "r", compile=False, compile_mode="reduce-overhead")
+    with pytest.raises(T.UserError, match="--compile-mode reduce-overhead uses CUDA graphs, which need a CUDA device "
+                                          r"\(here: cpu\)"):
+        config("d", "r", compile=True, compile_mode="reduce-overhead").compile_plan(cpu)
     data = make_latent_cache(tmp_path / "data")  # --compile unset: off on the CPU, so the mode would do nothing
     with pytest.raises(T.UserError, match="--compile-mode max-autotune: the model is not compiled on cpu unless "
                                           "--compile is given"):
-        T.train(config(data, tmp_path / "run", compile_mode="max-autotune"))
-    assert not (tmp_path / "run" / "checkpoints").exists()
+        T.train(config(data, tmp_path / "run", compile=None, compile_mode="max-autotune"))
+    assert not (tmp_path / "run").exists()  # refused before the run folder is taken
 
 
 def test_steps_0_writes_the_untrained_checkpoint_and_training_continues_from_it(uninterrupted, tmp_path):

@@ -425,6 +425,10 @@ def run(families: list[str], shape: Shape = Shape(), opts: Options = Options(), 
     import datetime
 
     dev = resolve_device(device)
+    if opts.compile:
+        from harness.config import check_compile_mode_on
+
+        check_compile_mode_on(opts.compile_mode, dev.type)  # before any measurement
     out: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": machine_description(dev),

@@ -28,7 +28,8 @@ def bench_train(
     warmup: int = typer.Option(3, min=0),
     iters: int = typer.Option(10, min=1, help="timed steps; the median is reported"),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the forward (ours)"),
-    compile_mode: str = typer.Option("default", help="torch.compile mode of the pure step and the loop: default | "
+    compile_mode: str = typer.Option("default", help="torch.compile mode of the pure step, the sampling and the loop: "
+                                     "default | "
                                      "reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs"),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="also run Latte the public-code way"),
     sampling: bool = typer.Option(True, "--sampling/--no-sampling", help="also time DDPM sampling with CFG"),

@@ -214,6 +214,9 @@ class TrainConfig:
         if not self.lr_decay_end and self.lr_decay_start:
             raise UserError(f"--lr-decay-start {self.lr_decay_start} without --lr-decay-end: give the step where "
                             "the rate reaches 0")
+        if self.lr_decay_end and self.steps > self.lr_decay_end:
+            raise UserError(f"--steps {self.steps} runs past --lr-decay-end {self.lr_decay_end}, where the learning "
+                            f"rate is 0: pass --steps {self.lr_decay_end} or a later --lr-decay-end")
         if not 0.0 <= self.weight_decay < 1.0:
             raise UserError(f"--weight-decay {self.weight_decay}: expected 0 <= weight decay < 1")
         if not self.clip_max_norm > 0.0:

@@ -473,9 +473,6 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
-    if cfg.lr_decay_end and cfg.steps > cfg.lr_decay_end:
-        raise UserError(f"--steps {cfg.steps} runs past --lr-decay-end {cfg.lr_decay_end}, where the learning rate "
-                        f"is 0: pass --steps {cfg.lr_decay_end} or a later --lr-decay-end")
     if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
         _check_disk(cfg, checkpoint_bytes(model), d, device)
     compiled, cuda_graphs = cfg.compile_plan(device)

@@ -111,15 +111,13 @@ def test_lr_decay_is_its_closed_form_every_step_and_resumes_exactly(tmp_path):
     assert "lr_decay_end" not in config(data, "r").hashed() and config(data, "r", **kw).hashed()["lr_decay_end"] == 7
 
 
-def test_lr_decay_is_refused_where_it_means_nothing(tmp_path):
+def test_lr_decay_is_refused_where_it_means_nothing():
     with pytest.raises(T.UserError, match="--lr-decay-start 5 --lr-decay-end 5: expected 0 <= start < end"):
         config("d", "r", lr_decay_start=5, lr_decay_end=5)
     with pytest.raises(T.UserError, match="--lr-decay-start 5 without --lr-decay-end"):
         config("d", "r", lr_decay_start=5)
-    data = make_latent_cache(tmp_path / "data")
     with pytest.raises(T.UserError, match="--steps 7 runs past --lr-decay-end 6, where the learning rate is 0"):
-        T.train(config(data, tmp_path / "run", steps=7, lr_decay_end=6))
-    assert not (tmp_path / "run" / "checkpoints").exists()
+        config("d", "r", steps=7, lr_decay_end=6)
 
 
 @pytest.mark.parametrize("kill", ["after-write", "mid-write"])

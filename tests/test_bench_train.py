@@ -59,6 +59,37 @@ def test_tiny_run_on_cpu_measures_the_step_and_the_train_loop():
     assert res["machine"]["device"] == "cpu" and res["options"]["ckpt_every"] == 4
 
 
+def test_loop_repeats_alternate_pure_step_and_loop_and_report_the_median_ratio(monkeypatch):
+    """--loop-repeats 3: pure step, loop, pure step, loop, ... in that order; the ratio reported is the median of
+    the three pairs' (stand-in measurements with known numbers; the real ones are the test above's)."""
+    order, pure_ms, loop_sps = [], iter([10.0, 20.0, 40.0]), iter([300.0, 100.0, 90.0])
+
+    def fake_pure(family, shape, opts, device):
+        order.append("pure")
+        ms = next(pure_ms)
+        return {"step_ms": ms, "samples_per_s": shape.batch / (ms / 1e3)}
+
+    def fake_loop(family, shape, opts, device):
+        order.append("loop")
+        sps = next(loop_sps)
+        return {"loop_samples_per_s": sps, "loop_samples_per_s_with_ckpt": sps * 0.9,
+                "loop_samples_per_s_intervals": [sps]}
+
+    monkeypatch.setattr(B, "pure_step", fake_pure)
+    monkeypatch.setattr(B, "train_loop", fake_loop)
+    shape = B.Shape(size="tiny", batch=2)
+    opts = B.Options(compile=False, reference=False, sampling=False, loop_repeats=3)
+    m = B.bench_model("latte", shape, opts, torch.device("cpu"))
+    assert order == ["pure", "loop"] * 3
+    # pure samples/s 200, 100, 50; loop with ckpt 270, 90, 81 -> ratios 1.35, 0.9, 1.62 -> median 1.35
+    assert m["loop_over_pure_all"] == [1.35, 0.9, 1.62] and m["loop_over_pure"] == pytest.approx(1.35)
+    assert m["loop_over_pure_steady"] == pytest.approx(1.5)  # 300/200, 100/100, 90/50 -> 1.5, 1.0, 1.8
+    assert m["loop_pure_step_ms_all"] == [10.0, 20.0, 40.0] and m["loop_samples_per_s"] == 100.0
+    assert m["step_ms"] == 10.0 and m["loop_repeats"] == 3  # the table's step is the first pure step's
+    with pytest.raises(UserError, match="--loop-repeats 0: must be at least 1"):
+        B.Options(loop_repeats=0)
+
+
 def test_too_short_a_loop_is_refused():
     with pytest.raises(UserError, match="at least 3 logging intervals"):
         B.Options(loop_steps=20, loop_log_every=10)

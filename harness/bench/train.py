@@ -217,6 +217,7 @@ class Options:
     loop_log_every: int = 10
     loop_workers: int = 4
     loop_loader: str = "auto"  # train's --loader: threads for the loop's latent cache unless "processes"
+    loop_repeats: int = 1  # pure step and loop, alternating, this many times; the ratio is the pairs' median
     ckpt_every: int = 1000  # the checkpoint cadence the loop's rate is amortised over (train's default)
     builder: str = "models:build_model"
 
@@ -227,6 +228,8 @@ class Options:
         check_compile_mode(self.compile_mode)
         if not self.compile and self.compile_mode != "default":
             raise UserError(f"--compile-mode {self.compile_mode} with --no-compile: nothing is compiled; drop one")
+        if self.loop_repeats < 1:
+            raise UserError(f"--loop-repeats {self.loop_repeats}: must be at least 1")
         if self.loop and self.loop_steps < 3 * self.loop_log_every:
             raise UserError(f"--loop-steps {self.loop_steps}: at least 3 logging intervals of "
                             f"{self.loop_log_every} steps are needed (the first is warm-up)")
@@ -261,11 +264,36 @@ def bench_model(family: str, shape: Shape, opts: Options, device: torch.device,
         res.update(latte_public_step(family, shape, opts, device))
         res["speedup_vs_latte_public"] = res["latte_public_step_ms"] / res["step_ms"]
     if opts.loop:
-        res.update(train_loop(family, shape, opts, device))
-        res["loop_over_pure"] = res["loop_samples_per_s_with_ckpt"] / res["samples_per_s"]
-        res["loop_over_pure_steady"] = res["loop_samples_per_s"] / res["samples_per_s"]
+        res.update(loop_against_pure(family, shape, opts, device, res))
     reset_peak_memory(device)
     return res
+
+
+def loop_against_pure(family: str, shape: Shape, opts: Options, device: torch.device,
+                      first_pure: dict[str, Any]) -> dict[str, Any]:
+    """The train loop's samples/s over the pure step's, ``opts.loop_repeats`` times, pure step and loop alternating
+    in this process (the first pure step is ``first_pure``): one pair's ratio moves with the host's speed from run
+    to run (results/benchmarks-history.md, eighth session), so the ratio reported is the median of the pairs'."""
+    pairs = []
+    for i in range(opts.loop_repeats):
+        pure = first_pure if i == 0 else pure_step(family, shape, opts, device)
+        loop = train_loop(family, shape, opts, device)
+        pairs.append((pure, loop))
+    out = dict(pairs[0][1]) if opts.loop_repeats == 1 else {
+        **pairs[0][1],
+        "loop_samples_per_s": statistics.median(lp["loop_samples_per_s"] for _, lp in pairs),
+        "loop_samples_per_s_with_ckpt": statistics.median(lp["loop_samples_per_s_with_ckpt"] for _, lp in pairs),
+        "loop_samples_per_s_intervals": [lp["loop_samples_per_s_intervals"] for _, lp in pairs],
+    }
+    ratios = [lp["loop_samples_per_s_with_ckpt"] / pu["samples_per_s"] for pu, lp in pairs]
+    steady = [lp["loop_samples_per_s"] / pu["samples_per_s"] for pu, lp in pairs]
+    out["loop_over_pure"] = statistics.median(ratios)
+    out["loop_over_pure_steady"] = statistics.median(steady)
+    if opts.loop_repeats > 1:
+        out["loop_over_pure_all"] = [round(r, 4) for r in ratios]
+        out["loop_pure_step_ms_all"] = [round(pu["step_ms"], 2) for pu, _ in pairs]
+    out["loop_repeats"] = opts.loop_repeats
+    return out
 
 
 def _build(family: str, shape: Shape, opts: Options, device: torch.device) -> torch.nn.Module:

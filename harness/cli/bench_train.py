@@ -39,6 +39,8 @@ def bench_train(
     loop_steps: int = typer.Option(60, min=1, help="steps of the train loop (the first logging interval is warm-up)"),
     loop_log_every: int = typer.Option(10, min=1, help="the loop's logging interval (its samples/s are per interval)"),
     loop_workers: int = typer.Option(4, min=0, help="the loop's loader workers (train's default)"),
+    loop_repeats: int = typer.Option(1, help="the pure step and the loop this many times, alternating; the ratio "
+                                     "reported is the median of the pairs' (one pair's moves with the host's speed)"),
     loop_loader: str = typer.Option("auto", help="train's --loader: auto (threads, as for any latent cache) | "
                                     "processes (DataLoader's workers) | threads"),
     ckpt_every: int = typer.Option(1000, min=1, help="checkpoint cadence the loop's rate is amortised over"),
@@ -58,8 +60,8 @@ def bench_train(
     opts = B.Options(
         warmup=warmup, iters=iters, compile=compile, compile_mode=compile_mode, reference=reference,
         sampling=sampling, sample_batch=sample_batch, sample_steps=sample_steps, loop=loop, loop_steps=loop_steps,
-        loop_log_every=loop_log_every, loop_workers=loop_workers, loop_loader=loop_loader, ckpt_every=ckpt_every,
-        builder=builder,
+        loop_log_every=loop_log_every, loop_workers=loop_workers, loop_loader=loop_loader, loop_repeats=loop_repeats,
+        ckpt_every=ckpt_every, builder=builder,
     )
     res = B.run(fams, shape, opts, device=device, log=console.print)
     res["command"] = "matten-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -90,6 +92,9 @@ def bench_train(
                 f"{m['loop_checkpoint_waited_s']:.2f} s, written in {m['loop_checkpoint_written_s']:.2f} s in the "
                 f"background) = {m['loop_over_pure']:.3f} of the pure step: {verdict} the target "
                 f">= {res['loop_target']}"
+                + (f" (the median of {m['loop_repeats']} pairs, pure step and loop alternating: "
+                   f"{', '.join(f'{r:.3f}' for r in m['loop_over_pure_all'])}; samples/s above: the loops' median)"
+                   if m.get("loop_repeats", 1) > 1 else "")
             )
         if "speedup_vs_latte_public" in m:
             console.print(

@@ -102,10 +102,13 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def check_compile_mode(mode: str, flag: str = "--compile-mode") -> None:
-    """UserError (one line) unless ``mode`` is one of :data:`COMPILE_MODES`; ``flag`` names the option."""
+def check_compile_mode(mode: str, compile: bool | None, flag: str = "--compile-mode") -> None:
+    """UserError (one line) unless ``mode`` is one of :data:`COMPILE_MODES`, or for a mode other than the default
+    with compilation turned off (``compile`` False; None is "by device", judged by TrainConfig.compile_plan)."""
     if mode not in COMPILE_MODES:
         raise UserError(f"{flag} must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    if compile is False and mode != "default":
+        raise UserError(f"{flag} {mode} with --no-compile: nothing is compiled; drop one")
 
 
 def check_compile_mode_on(mode: str, device_type: str, flag: str = "--compile-mode") -> None:
@@ -186,9 +189,7 @@ class TrainConfig:
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"--precision must be bf16 or fp32, not {self.precision!r}")
         check_loader(self.loader)
-        check_compile_mode(self.compile_mode)
-        if self.compile is False and self.compile_mode != "default":
-            raise UserError(f"--compile-mode {self.compile_mode} with --no-compile: nothing is compiled; drop one")
+        check_compile_mode(self.compile_mode, self.compile)
         if self.loader != "auto" and self.num_workers == 0:
             raise UserError(f"--loader {self.loader} with --num-workers 0: no {self.loader} to make the batches "
                             "(--num-workers 0 makes them in the loop's own thread); give --num-workers 1 or more")

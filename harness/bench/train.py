@@ -225,9 +225,7 @@ class Options:
         from harness.config import check_compile_mode, check_loader
 
         check_loader(self.loop_loader, "--loop-loader")  # before the pure step's minutes, not at the loop
-        check_compile_mode(self.compile_mode)
-        if not self.compile and self.compile_mode != "default":
-            raise UserError(f"--compile-mode {self.compile_mode} with --no-compile: nothing is compiled; drop one")
+        check_compile_mode(self.compile_mode, self.compile)
         if self.loop_repeats < 1:
             raise UserError(f"--loop-repeats {self.loop_repeats}: must be at least 1")
         if self.loop and self.loop_steps < 3 * self.loop_log_every:

@@ -49,9 +49,12 @@ def wrap(model: torch.nn.Module, device: torch.device, d: Dist, bucket_mb: int =
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     # gradient_as_bucket_view: the gradients are views into DDP's all-reduce buckets, so no copy into and out of
-    # them each step (the same sums; PyTorch's DDP notes recommend it where nothing keeps .grad across steps)
+    # them each step (the same sums; PyTorch's DDP notes recommend it where nothing keeps .grad across steps).
+    # broadcast_buffers=False: the models' only buffers are fixed sin-cos tables (models.blocks), computed alike on
+    # every rank and never written, so rank 0's copy need not be broadcast before every forward (DDP's default)
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
-                                                     bucket_cap_mb=bucket_mb, static_graph=static_graph)
+                                                     bucket_cap_mb=bucket_mb, static_graph=static_graph,
+                                                     broadcast_buffers=False)
 
 
 def all_reduce_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:

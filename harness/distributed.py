@@ -6,6 +6,7 @@ One process per GPU (``torchrun --nproc-per-node N -m harness.cli train ...``); 
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -50,11 +51,14 @@ def wrap(model: torch.nn.Module, device: torch.device, d: Dist, bucket_mb: int =
     device_ids = [device.index] if device.type == "cuda" else None
     # gradient_as_bucket_view: the gradients are views into DDP's all-reduce buckets, so no copy into and out of
     # them each step (the same sums; PyTorch's DDP notes recommend it where nothing keeps .grad across steps).
-    # broadcast_buffers=False: the models' only buffers are fixed sin-cos tables (models.blocks), computed alike on
-    # every rank and never written, so rank 0's copy need not be broadcast before every forward (DDP's default)
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
-                                                     bucket_cap_mb=bucket_mb, static_graph=static_graph,
-                                                     broadcast_buffers=False)
+    # no buffer sync before each forward (DDP's default): the models' only buffers are fixed sin-cos tables
+    # (models.blocks), computed alike on every rank and never written. The option's name changed in torch 2.13
+    # (forward_sync_buffers; broadcast_buffers warns there)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    return ddp(model, device_ids=device_ids, gradient_as_bucket_view=True, bucket_cap_mb=bucket_mb,
+               static_graph=static_graph, **no_sync)
 
 
 def all_reduce_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -410,5 +410,28 @@ def test_ddp_gets_the_bucket_size_and_static_graph(tmp_path):
         assert ddp.bucket_bytes_cap == 7 * 2**20 and ddp.static_graph
         default = wrap(torch.nn.Linear(4, 4), torch.device("cpu"), Dist(rank=0, world=2))
         assert default.bucket_bytes_cap == 25 * 2**20 and not default.static_graph
+        # no buffer sync before each forward (torch 2.13 names it forward_sync_buffers, earlier broadcast_buffers)
+        for m in (ddp, default):
+            assert getattr(m, "forward_sync_buffers", getattr(m, "broadcast_buffers", None)) is False
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("family", ["latte", "matten"])
+def test_the_models_buffers_are_fixed_so_ddp_need_not_sync_them(family):
+    # why wrap() skips DDP's buffer broadcast: the buffers (sin-cos tables) are what a fresh model computes, and
+    # a training step leaves them as they were
+    from models import build_model
+
+    def tiny():
+        torch.manual_seed(0)
+        return build_model(family, "tiny", num_classes=3, num_frames=2, input_size=8, in_channels=4)
+
+    model, fresh = tiny(), tiny()
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    assert before and all(torch.equal(b, dict(fresh.named_buffers())[k]) for k, b in before.items())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x, t, y = torch.randn(2, 2, 4, 8, 8), torch.tensor([3, 700]), torch.tensor([0, 2])
+    model(x, t, y).square().mean().backward()
+    opt.step()
+    assert all(torch.equal(b, before[k]) for k, b in model.named_buffers())

@@ -162,11 +162,12 @@ class TrainConfig:
     keep_steps: tuple[int, ...] = option(default_factory=tuple, help="checkpoints also kept, never pruned: a run's "
                                          "evaluation steps (not a flag)")
     log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
-    num_workers: int = option(4, "processes (videos) or threads (a latent cache) that make the batches; 0 = in "
-                              "the training loop's own thread")
-    loader: str = option("auto", "auto | processes | threads: how batches are made. auto = threads for a latent "
-                         "cache (in memory; no batch crosses a process boundary), DataLoader's worker processes for "
-                         "videos (decoding). The batches are the same either way (harness.loader)")
+    num_workers: int = option(4, "processes (videos; anything on CUDA) or threads (a latent cache off CUDA) that "
+                              "make the batches; 0 = in the training loop's own thread")
+    loader: str = option("auto", "auto | processes | threads: how batches are made. auto = DataLoader's worker "
+                         "processes for videos (decoding) and for any data on CUDA (loader threads would share the "
+                         "interpreter lock with the kernel launches), threads for a latent cache elsewhere (no batch "
+                         "crosses a process boundary). The batches are the same either way (harness.loader)")
     max_bad_videos: float = option(0.01, "videos that may turn out unreadable while training, as a fraction of the "
                                    "dataset's (rounded up; 0 = none): each is named, its samples get a substitute "
                                    "clip drawn from (seed, position), records/train.json lists it; one more stops "

@@ -10,7 +10,9 @@ at 0.999. Timed since (eighth session, three runs each, alternating), threads ga
 as long as the step), so any Python beside it, threads included, lengthens it. A latent cache needs no decoding, so
 a batch is an index into memory plus each sample's noise and timestep; threads make it without any process boundary
 (``torch.randn`` and the copies release the interpreter lock while they run). Decoding videos stays with
-DataLoader's worker processes (harness.train.make_loader).
+DataLoader's worker processes (harness.train.make_loader). Compiled (ninth session), the threads lost: 0.71-0.72 of
+the pure step in two runs against 0.85-0.90 with processes in three (medians of 3-5 alternating pairs each), so
+``--loader auto`` takes processes on CUDA and these threads only off CUDA or when asked (harness.train.loader_kind).
 
 The batches are the DataLoader's bit for bit: the same keys (harness.train.batch_keys), the same items
 (``TrainingSamples.__getitem__``) and the same ``collate``; tests/test_loader.py compares them.

@@ -293,26 +293,32 @@ def in_memory(ds) -> bool:
     return not hasattr(ds, "clip")
 
 
-def loader_kind(ds, cfg: TrainConfig) -> str:
-    """How this run's batches are made: "threads" (harness.loader: a latent cache, in memory), "processes"
-    (DataLoader's workers: videos to decode) or "main" (``--num-workers 0``: in the loop's own thread)."""
+def loader_kind(ds, cfg: TrainConfig, cuda: bool = False) -> str:
+    """How this run's batches are made: "threads" (harness.loader: a latent cache, in memory, off CUDA),
+    "processes" (DataLoader's workers: videos to decode, and any data when training on CUDA) or "main"
+    (``--num-workers 0``: in the loop's own thread).
+
+    On CUDA a small model's step is bound by the host launching its kernels, and loader threads share the
+    interpreter lock with that launching: compiled Latte-S/8 at the mini shape kept 71-72 % of its pure step's
+    samples/s with threads and 85-90 % with processes (H200, results/benchmarks-history.md, ninth session)."""
     if cfg.num_workers == 0:
         return "main"
     if cfg.loader == "auto":
-        return "threads" if in_memory(ds) else "processes"
+        return "threads" if in_memory(ds) and not cuda else "processes"
     return cfg.loader
 
 
 def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tuple[int, ...], num_timesteps: int,
                 pin: bool):
-    """One endless iterator of batches for the whole run (its workers live across epochs), pinned for the GPU:
-    a DataLoader, or harness.loader.ThreadedBatches (the same batches) as :func:`loader_kind` says."""
+    """One endless iterator of batches for the whole run (its workers live across epochs): a DataLoader, or
+    harness.loader.ThreadedBatches (the same batches) as :func:`loader_kind` says. ``pin``: training on CUDA
+    (the batches are pinned, and ``--loader auto`` means processes)."""
     if len(ds) < cfg.batch * d.world:
         raise UserError(f"the dataset has {len(ds)} clips, fewer than one global batch ({cfg.batch * d.world}); "
                         "lower --batch")
     samples = TrainingSamples(ds, noise_shape, cfg.seed, num_timesteps)
     keys = batch_keys(len(ds), cfg.batch, d, cfg.seed, start_step)
-    if loader_kind(ds, cfg) == "threads":
+    if loader_kind(ds, cfg, cuda=pin) == "threads":
         from harness.loader import ThreadedBatches
 
         return ThreadedBatches(samples, keys, collate, cfg.num_workers, pin)
@@ -494,7 +500,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                     "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
                     "compile_mode": cfg.compile_mode if compiled else None,
-                    "loader": {"kind": loader_kind(ds, cfg), "workers": cfg.num_workers},
+                    "loader": {"kind": loader_kind(ds, cfg, cuda=device.type == "cuda"), "workers": cfg.num_workers},
                     "compiled": compiled_what,
                     "machine": machine_record(device)}
         rec = ledger.start(run_dir, "train", cfg.hashed(), protocol=protocol)

@@ -47,12 +47,21 @@ def test_threads_make_the_dataloaders_batches_bit_for_bit(tmp_path, world):
             assert_same_batches(batches(threads, 6), batches(procs, 6))
 
 
-def test_auto_is_threads_for_a_latent_cache_and_processes_for_videos(tmp_path):
+def test_auto_is_threads_for_a_latent_cache_off_cuda_and_processes_otherwise(tmp_path):
     data = make_latent_cache(tmp_path / "data")
     ds = T.open_dataset(config(data, tmp_path / "run"))
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2)) == "threads"
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="processes")) == "processes"
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0)) == "main"
+    # on CUDA auto means processes (threads would share the interpreter lock with the kernel launches) ...
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2), cuda=True) == "processes"
+    # ... and an explicit choice stands
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="threads"), cuda=True) == "threads"
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0), cuda=True) == "main"
+    # make_loader reads "on CUDA" from pin (the batches pinned for the GPU); pin=False here, as on this CPU
+    auto = config(data, tmp_path / "run", num_workers=2)
+    with T.make_loader(ds, auto, Dist(), 0, NOISE_SHAPE, 1000, pin=False) as loader:
+        assert isinstance(loader, ThreadedBatches)
     with pytest.raises(T.UserError, match="--loader threads with --num-workers 0: no threads to make the batches"):
         config(data, tmp_path / "run", num_workers=0, loader="threads")
 

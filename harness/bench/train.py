@@ -216,7 +216,7 @@ class Options:
     loop_steps: int = 60
     loop_log_every: int = 10
     loop_workers: int = 4
-    loop_loader: str = "auto"  # train's --loader: threads for the loop's latent cache unless "processes"
+    loop_loader: str = "auto"  # train's --loader (auto, for the loop's latent cache: processes on CUDA, else threads)
     loop_repeats: int = 1  # pure step and loop, alternating, this many times; the ratio is the pairs' median
     ckpt_every: int = 1000  # the checkpoint cadence the loop's rate is amortised over (train's default)
     builder: str = "models:build_model"

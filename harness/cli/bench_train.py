@@ -41,8 +41,9 @@ def bench_train(
     loop_workers: int = typer.Option(4, min=0, help="the loop's loader workers (train's default)"),
     loop_repeats: int = typer.Option(1, help="the pure step and the loop this many times, alternating; the ratio "
                                      "reported is the median of the pairs' (one pair's moves with the host's speed)"),
-    loop_loader: str = typer.Option("auto", help="train's --loader: auto (threads, as for any latent cache) | "
-                                    "processes (DataLoader's workers) | threads"),
+    loop_loader: str = typer.Option("auto", help="train's --loader: auto (as train decides for a latent cache: "
+                                    "processes on CUDA, threads elsewhere) | processes (DataLoader's workers) | "
+                                    "threads"),
     ckpt_every: int = typer.Option(1000, min=1, help="checkpoint cadence the loop's rate is amortised over"),
     json_out: Path = typer.Option(None, help="also write the full result as JSON here"),
     record: bool = RECORD_OPTION,

@@ -162,8 +162,8 @@ class TrainConfig:
     keep_steps: tuple[int, ...] = option(default_factory=tuple, help="checkpoints also kept, never pruned: a run's "
                                          "evaluation steps (not a flag)")
     log_every: int = option(10, "metrics.jsonl gets the mean of each interval of this many steps (as Latte logs)")
-    num_workers: int = option(4, "processes (videos; anything on CUDA) or threads (a latent cache off CUDA) that "
-                              "make the batches; 0 = in the training loop's own thread")
+    num_workers: int = option(4, "workers that make the batches, processes or threads as --loader says; 0 = in "
+                              "the training loop's own thread")
     loader: str = option("auto", "auto | processes | threads: how batches are made. auto = DataLoader's worker "
                          "processes for videos (decoding) and for any data on CUDA (loader threads would share the "
                          "interpreter lock with the kernel launches), threads for a latent cache elsewhere (no batch "

@@ -61,8 +61,9 @@ def wrap(model: torch.nn.Module, device: torch.device, d: Dist, bucket_mb: int =
     # gradient_as_bucket_view: the gradients are views into DDP's all-reduce buckets, so no copy into and out of
     # them each step (the same sums; PyTorch's DDP notes recommend it where nothing keeps .grad across steps).
     # no buffer sync before each forward (DDP's default): the models' only buffers are fixed sin-cos tables
-    # (models.blocks), computed alike on every rank and never written. The option's name changed in torch 2.13
-    # (forward_sync_buffers; broadcast_buffers warns there)
+    # (models.blocks), computed alike on every rank and never written. torch 2.13 names the option
+    # forward_sync_buffers (broadcast_buffers warns there); unlike broadcast_buffers=False it still copies rank 0's
+    # buffers once when DDP is built, which changes nothing for tables that are equal everywhere
     ddp = torch.nn.parallel.DistributedDataParallel
     no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                else {"broadcast_buffers": False})

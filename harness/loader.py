@@ -1,18 +1,18 @@
-"""Training batches made by threads of the training process, for a dataset already in memory (a latent cache).
+"""Training batches made by threads of the training process, for a dataset already in memory (a latent cache),
+when asked (``--loader threads``) or, with ``--loader auto``, off CUDA (harness.train.loader_kind).
 
-Why not torch's DataLoader here: its worker processes hand every batch to the main process through shared-memory
-file descriptors and pickling, and that work runs in the main process's interpreter beside the training loop's
-kernel launches. Measured on one H200 (results/benchmarks-history.md, 2026-11-30, seventh session): Latte-S/8,
-eager bf16, batch 64, 4 workers: the loop at a median 0.77 of the model's pure step over four runs; the same loop
-fed the loader's first batch again and again (no transfer after it, a host-to-device copy each step as before)
-at 0.999. Timed since (eighth session, three runs each, alternating), threads gave a median 0.81 and processes
-0.76 (0.69-1.02 and 0.75-0.98): not told apart. That step is bound by the host (enqueueing its 1,649 kernels takes
-as long as the step), so any Python beside it, threads included, lengthens it. A latent cache needs no decoding, so
-a batch is an index into memory plus each sample's noise and timestep; threads make it without any process boundary
-(``torch.randn`` and the copies release the interpreter lock while they run). Decoding videos stays with
-DataLoader's worker processes (harness.train.make_loader). Compiled (ninth session), the threads lost: 0.71-0.72 of
-the pure step in two runs against 0.85-0.90 with processes in three (medians of 3-5 alternating pairs each), so
-``--loader auto`` takes processes on CUDA and these threads only off CUDA or when asked (harness.train.loader_kind).
+A latent cache needs no decoding, so a batch is an index into memory plus each sample's noise and timestep:
+threads make it without any process boundary (``torch.randn`` and the copies release the interpreter lock while
+they run), where torch's DataLoader workers hand every batch to the main process through shared-memory file
+descriptors and pickling, work that runs in the main process's interpreter beside the training loop's kernel
+launches. On a GPU that trade went against the threads. Measured on one H200 with Latte-S/8 at the mini shape
+(batch 64, 4 workers), whose step is bound by the host (enqueueing its kernels takes as long as the step), so
+that any Python beside it lengthens it (results/benchmarks-history.md):
+
+- eager (eighth session, three runs each, alternating): threads a median 0.81 of the pure step, processes 0.76
+  (0.69-1.02 and 0.75-0.98): not told apart;
+- compiled (ninth session, medians of 3-5 alternating pairs): threads 0.71-0.72 in two runs, processes 0.85-0.90
+  in three. So on CUDA ``auto`` takes DataLoader's processes. Decoding videos is always theirs.
 
 The batches are the DataLoader's bit for bit: the same keys (harness.train.batch_keys), the same items
 (``TrainingSamples.__getitem__``) and the same ``collate``; tests/test_loader.py compares them.

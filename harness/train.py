@@ -293,7 +293,7 @@ def in_memory(ds) -> bool:
     return not hasattr(ds, "clip")
 
 
-def loader_kind(ds, cfg: TrainConfig, cuda: bool = False) -> str:
+def loader_kind(ds, cfg: TrainConfig, *, cuda: bool) -> str:
     """How this run's batches are made: "threads" (harness.loader: a latent cache, in memory, off CUDA),
     "processes" (DataLoader's workers: videos to decode, and any data when training on CUDA) or "main"
     (``--num-workers 0``: in the loop's own thread).
@@ -309,16 +309,16 @@ def loader_kind(ds, cfg: TrainConfig, cuda: bool = False) -> str:
 
 
 def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tuple[int, ...], num_timesteps: int,
-                pin: bool):
+                *, cuda: bool, pin: bool):
     """One endless iterator of batches for the whole run (its workers live across epochs): a DataLoader, or
-    harness.loader.ThreadedBatches (the same batches) as :func:`loader_kind` says. ``pin``: training on CUDA
-    (the batches are pinned, and ``--loader auto`` means processes)."""
+    harness.loader.ThreadedBatches (the same batches) as :func:`loader_kind` says for ``cuda`` (training on CUDA);
+    ``pin``: the batches in pinned memory (for a CUDA device)."""
     if len(ds) < cfg.batch * d.world:
         raise UserError(f"the dataset has {len(ds)} clips, fewer than one global batch ({cfg.batch * d.world}); "
                         "lower --batch")
     samples = TrainingSamples(ds, noise_shape, cfg.seed, num_timesteps)
     keys = batch_keys(len(ds), cfg.batch, d, cfg.seed, start_step)
-    if loader_kind(ds, cfg, cuda=pin) == "threads":
+    if loader_kind(ds, cfg, cuda=cuda) == "threads":
         from harness.loader import ThreadedBatches
 
         return ThreadedBatches(samples, keys, collate, cfg.num_workers, pin)
@@ -487,7 +487,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])
     loader = (
-        make_loader(ds, cfg, d, start, noise_shape, diffusion.num_timesteps, pin=device.type == "cuda")
+        make_loader(ds, cfg, d, start, noise_shape, diffusion.num_timesteps, cuda=device.type == "cuda",
+                    pin=device.type == "cuda")
         if start < cfg.steps
         else ()  # nothing left to train: start no workers
     )
@@ -500,7 +501,8 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                     "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
                     "compile_mode": cfg.compile_mode if compiled else None,
-                    "loader": {"kind": loader_kind(ds, cfg, cuda=device.type == "cuda"), "workers": cfg.num_workers},
+                    "loader": {"kind": loader_kind(ds, cfg, cuda=device.type == "cuda") if start < cfg.steps else None,
+                               "workers": cfg.num_workers},  # kind None: no step to train, no loader started
                     "compiled": compiled_what,
                     "machine": machine_record(device)}
         rec = ledger.start(run_dir, "train", cfg.hashed(), protocol=protocol)

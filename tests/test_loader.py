@@ -39,9 +39,9 @@ def test_threads_make_the_dataloaders_batches_bit_for_bit(tmp_path, world):
     for rank in range(world):
         d = Dist(rank=rank, world=world)
         procs = T.make_loader(ds, config(data, tmp_path / "run", num_workers=2, loader="processes"), d, 3,
-                              NOISE_SHAPE, 1000, pin=False)
+                              NOISE_SHAPE, 1000, cuda=False, pin=False)
         threads = T.make_loader(ds, config(data, tmp_path / "run", num_workers=3, loader="threads"), d, 3,
-                                NOISE_SHAPE, 1000, pin=False)
+                                NOISE_SHAPE, 1000, cuda=False, pin=False)
         assert isinstance(procs, torch.utils.data.DataLoader) and isinstance(threads, ThreadedBatches)
         with threads:
             assert_same_batches(batches(threads, 6), batches(procs, 6))
@@ -50,17 +50,19 @@ def test_threads_make_the_dataloaders_batches_bit_for_bit(tmp_path, world):
 def test_auto_is_threads_for_a_latent_cache_off_cuda_and_processes_otherwise(tmp_path):
     data = make_latent_cache(tmp_path / "data")
     ds = T.open_dataset(config(data, tmp_path / "run"))
-    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2)) == "threads"
-    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="processes")) == "processes"
-    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0)) == "main"
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2), cuda=False) == "threads"
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="processes"),
+                         cuda=False) == "processes"
+    assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0), cuda=False) == "main"
     # on CUDA auto means processes (threads would share the interpreter lock with the kernel launches) ...
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2), cuda=True) == "processes"
     # ... and an explicit choice stands
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=2, loader="threads"), cuda=True) == "threads"
     assert T.loader_kind(ds, config(data, tmp_path / "run", num_workers=0), cuda=True) == "main"
-    # make_loader reads "on CUDA" from pin (the batches pinned for the GPU); pin=False here, as on this CPU
+    # make_loader makes what loader_kind says (cuda=True is not tried here: no GPU to pin for, and the kind is
+    # the DataLoader either way, as the processes test above makes)
     auto = config(data, tmp_path / "run", num_workers=2)
-    with T.make_loader(ds, auto, Dist(), 0, NOISE_SHAPE, 1000, pin=False) as loader:
+    with T.make_loader(ds, auto, Dist(), 0, NOISE_SHAPE, 1000, cuda=False, pin=False) as loader:
         assert isinstance(loader, ThreadedBatches)
     with pytest.raises(T.UserError, match="--loader threads with --num-workers 0: no threads to make the batches"):
         config(data, tmp_path / "run", num_workers=0, loader="threads")
@@ -69,7 +71,7 @@ def test_auto_is_threads_for_a_latent_cache_off_cuda_and_processes_otherwise(tmp
         def clip(self, i, epoch):
             raise NotImplementedError
 
-    assert T.loader_kind(Videos(), config(data, tmp_path / "run", num_workers=2)) == "processes"
+    assert T.loader_kind(Videos(), config(data, tmp_path / "run", num_workers=2), cuda=False) == "processes"
     with pytest.raises(T.UserError, match="--loader must be one of auto, processes, threads, not 'fork'"):
         config(data, tmp_path / "run", loader="fork")
 

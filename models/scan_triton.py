@@ -2,9 +2,9 @@
 
 Status: correct against the `reference` backend on every output and gradient (tests/test_models_scan_triton.py,
 through Triton's interpreter on the CPU). Slower than mamba-ssm's kernel on an H200 at Matten-XL/2's scan shape
-in what has been measured (results/benchmarks.md, history, 2026-11-30 seventh session: at chunk 128, forward
-7.1 ms against 1.76, forward + backward 35.6 ms at best against 9.19; the rows at chunks 16-64 were measured and
-lost), so `auto` never picks it (`set_backend("triton")` does). Shapes as models.scan: u, delta, z
+(results/benchmarks.md, history, 2026-11-30 eighth session, every chunk 16-128 and block 1-8: at best forward
+5.92 ms against 1.76, forward + backward 28.2 ms against 9.19), so `auto` never picks it (`set_backend("triton")`
+does). Shapes as models.scan: u, delta, z
 (batch, d, L); A (d, N); B, C (batch, N, L) or (batch, G, N, L); D, delta_bias (d,). N and the chunk K must be
 powers of two (tl.arange).
 

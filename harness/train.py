@@ -463,6 +463,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         seed_fn(cfg.seed * 1000 + d.rank)
 
     # -- data, model, optimizer, EMA
+    on_cuda = device.type == "cuda"  # fused AdamW, pinned batches, and the loader --loader auto picks
     ds = open_dataset(cfg)
     vae, model_args = _model_inputs(cfg, ds, device)
     if cfg.preflight and start_step_of(ckpt) < cfg.steps:  # will a step fit? refused before any allocation
@@ -471,7 +472,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
         preflight.check(cfg, model_args, device, vae.downsample if vae is not None else 1)
     model = build_model_from_config(cfg, **model_args).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=on_cuda)
     schedule = cfg.ema_schedule()
     diffusion = create_diffusion()
     stats = IntervalStats(device)
@@ -487,8 +488,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     noise_shape = (model_args["num_frames"], model_args["in_channels"], model_args["input_size"],
                    model_args["input_size"])
     loader = (
-        make_loader(ds, cfg, d, start, noise_shape, diffusion.num_timesteps, cuda=device.type == "cuda",
-                    pin=device.type == "cuda")
+        make_loader(ds, cfg, d, start, noise_shape, diffusion.num_timesteps, cuda=on_cuda, pin=on_cuda)
         if start < cfg.steps
         else ()  # nothing left to train: start no workers
     )
@@ -501,7 +501,7 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
                     "precision": cfg.precision,
                     "resumed_from_step": start, "ema": schedule.describe(), "compile": compiled,
                     "compile_mode": cfg.compile_mode if compiled else None,
-                    "loader": {"kind": loader_kind(ds, cfg, cuda=device.type == "cuda") if start < cfg.steps else None,
+                    "loader": {"kind": loader_kind(ds, cfg, cuda=on_cuda) if start < cfg.steps else None,
                                "workers": cfg.num_workers},  # kind None: no step to train, no loader started
                     "compiled": compiled_what,
                     "machine": machine_record(device)}

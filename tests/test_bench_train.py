@@ -86,8 +86,41 @@ def test_loop_repeats_alternate_pure_step_and_loop_and_report_the_median_ratio(m
     assert m["loop_over_pure_steady"] == pytest.approx(1.5)  # 300/200, 100/100, 90/50 -> 1.5, 1.0, 1.8
     assert m["loop_pure_step_ms_all"] == [10.0, 20.0, 40.0] and m["loop_samples_per_s"] == 100.0
     assert m["step_ms"] == 10.0 and m["loop_repeats"] == 3  # the table's step is the first pure step's
+    assert m["loop_pure_samples_per_s_median"] == 100.0  # of 200, 100, 50
     with pytest.raises(UserError, match="--loop-repeats 0: must be at least 1"):
         B.Options(loop_repeats=0)
+
+
+def test_the_console_names_the_medians_of_both_sides_with_several_pairs(monkeypatch):
+    """With --loop-repeats, the verdict line gives the loops' and the pure steps' median samples/s beside the pairs'
+    ratios, and says that the table's pure step is the first pair's (stand-in measurements, as above)."""
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    pure_ms, loop_sps = iter([10.0, 20.0, 40.0]), iter([300.0, 100.0, 90.0])
+
+    def fake_pure(family, shape, opts, device):
+        ms = next(pure_ms)
+        return {"step_ms": ms, "samples_per_s": shape.batch / (ms / 1e3), "params": 1_000_000, "peak_mem_gib": 0.5,
+                "check_rel_l2_vs_fp32": 1e-3, "check_ok": True, "train_flops_scan_estimate": 0.0}
+
+    def fake_loop(family, shape, opts, device):
+        sps = next(loop_sps)
+        return {"loop_samples_per_s": sps, "loop_samples_per_s_with_ckpt": sps * 0.9,
+                "loop_samples_per_s_intervals": [sps], "loop_checkpoint_waited_s": 0.0,
+                "loop_checkpoint_written_s": 0.1}
+
+    monkeypatch.setattr(B, "pure_step", fake_pure)
+    monkeypatch.setattr(B, "train_loop", fake_loop)
+    result = CliRunner().invoke(app, [
+        "bench", "train", "--device", "cpu", "--size", "tiny", "--batch", "2", "--models", "latte", "--no-compile",
+        "--no-reference", "--no-sampling", "--loop-repeats", "3", "--no-record"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    # loops with ckpt 270, 90, 81 -> median 90; pure 200, 100, 50 samples/s -> median 100; ratios 1.35, 0.9, 1.62
+    assert "pairs, pure step and loop alternating: 1.350, 0.900, 1.620; medians: loop 90.0, pure step 100.0" in text
+    assert "the table's pure step is the first pair's" in text and "= 1.350 of the pure step: meets" in text
 
 
 def test_too_short_a_loop_is_refused():

@@ -290,6 +290,8 @@ def loop_against_pure(family: str, shape: Shape, opts: Options, device: torch.de
     if opts.loop_repeats > 1:
         out["loop_over_pure_all"] = [round(r, 4) for r in ratios]
         out["loop_pure_step_ms_all"] = [round(pu["step_ms"], 2) for pu, _ in pairs]
+        # the table's pure step is the first pair's, which can stand apart (a step still warming up)
+        out["loop_pure_samples_per_s_median"] = statistics.median(pu["samples_per_s"] for pu, _ in pairs)
     out["loop_repeats"] = opts.loop_repeats
     return out
 

@@ -94,7 +94,9 @@ def bench_train(
                 f"background) = {m['loop_over_pure']:.3f} of the pure step: {verdict} the target "
                 f">= {res['loop_target']}"
                 + (f" (the median of {m['loop_repeats']} pairs, pure step and loop alternating: "
-                   f"{', '.join(f'{r:.3f}' for r in m['loop_over_pure_all'])}; samples/s above: the loops' median)"
+                   f"{', '.join(f'{r:.3f}' for r in m['loop_over_pure_all'])}; medians: loop "
+                   f"{m['loop_samples_per_s_with_ckpt']:.1f}, pure step {m['loop_pure_samples_per_s_median']:.1f} "
+                   "samples/s; the table's pure step is the first pair's)"
                    if m.get("loop_repeats", 1) > 1 else "")
             )
         if "speedup_vs_latte_public" in m:

@@ -435,3 +435,34 @@ def test_the_models_buffers_are_fixed_so_ddp_need_not_sync_them(family):
     model(x, t, y).square().mean().backward()
     opt.step()
     assert all(torch.equal(b, before[k]) for k, b in model.named_buffers())
+
+
+@pytest.mark.parametrize("n, batch, world", [(23, 3, 2), (40, 4, 4), (17, 2, 3), (12, 6, 1)])
+def test_the_ranks_batches_are_disjoint_and_together_cover_each_epoch(n, batch, world):
+    """Over two epochs, at every step the ranks' samples are disjoint and together are that step's global batch;
+    over an epoch they are distinct and all but the incomplete tail (n mod global batch) of the dataset; their
+    positions are consecutive; one process with the whole global batch sees the same (position, item, epoch); and a
+    resumed rank continues where it stopped."""
+    from itertools import islice
+
+    from harness.distributed import Dist
+
+    g, seed = batch * world, 5
+    per_epoch = n // g
+    ranks = [list(islice(T.batch_keys(n, batch, Dist(rank=r, world=world), seed, 0), 2 * per_epoch))
+             for r in range(world)]
+    one = list(islice(T.batch_keys(n, g, Dist(rank=0, world=1), seed, 0), 2 * per_epoch))
+    for epoch in (0, 1):
+        seen = []
+        for k in range(per_epoch):
+            step = epoch * per_epoch + k
+            keys = [key for r in range(world) for key in ranks[r][step]]
+            assert [len(ranks[r][step]) for r in range(world)] == [batch] * world
+            assert sorted(p for _, p, _ in keys) == list(range(step * g, (step + 1) * g))  # consecutive positions
+            assert {e for _, _, e in keys} == {epoch}
+            assert sorted(keys) == sorted(one[step])  # independent of the number of processes
+            seen += [i for i, _, _ in keys]
+        assert len(seen) == len(set(seen)) == per_epoch * g and set(seen) <= set(range(n))  # disjoint, whole epoch
+        assert len(set(range(n)) - set(seen)) == n % g  # only the tail is left out
+    resumed = list(islice(T.batch_keys(n, batch, Dist(rank=world - 1, world=world), seed, per_epoch - 1), 2))
+    assert resumed == ranks[world - 1][per_epoch - 1 : per_epoch + 1]  # across the epoch boundary

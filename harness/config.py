@@ -313,9 +313,13 @@ class SampleConfig:
             raise UserError(f"--steps must be between 1 and 1000 (the training schedule's length), not {self.steps}")
         if self.precision not in ("fp32", "bf16"):
             raise UserError(f"--precision must be fp32 or bf16, not {self.precision!r}")
-        for name in ("num", "batch_size"):
+        for name in ("num", "batch_size", "fps"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.contact_sheet < 0:
+            raise UserError(f"--contact-sheet {self.contact_sheet}: must be at least 0 (0: no sheet)")
+        if self.sampler != "ddim" and self.eta != 0.0:
+            raise UserError(f"--eta {self.eta} is DDIM's; --sampler {self.sampler} has none (leave --eta out)")
 
     @property
     def sampling_steps(self) -> int:
@@ -343,7 +347,7 @@ class FVDConfig:
     protocol: str = option("stylegan-v", "stylegan-v (Latte's numbers) | videogpt")
     i3d: str | None = option(None, "detector: .safetensors, i3d-kinetics-400.ckpt or i3d_torchscript.pt")
     device: str | None = option(None, "cpu | cuda | cuda:N (default: cuda if available)")
-    precision: str = option("fp32", "fp32 (reference); CUDA: tf32x3 (~fp32), fast tf32, bf16, fp16")
+    precision: str = option("fp32", "fp32 (reference), bf16; on CUDA also tf32x3 (~fp32), tf32, fp16")
     num_frames: int = option(16, "frames per clip")
     frame_interval: int = option(3, "real clips' frame interval (Latte's realdata_subsample_factor)")
     fake_frame_interval: int = option(1, "frame interval of a generated side given as videos or a prepared "

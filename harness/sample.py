@@ -170,8 +170,8 @@ def _stale_outputs(out_dir: Path, config: dict[str, Any], replace: bool) -> None
     if previous is None or not made:
         return
     old = {**_ADDED_SINCE, **previous.get("config", {})}
-    # shard s depends on every option but the count (its noise and labels come from (seed, s)): more or fewer
-    # clips of the same options keep the shards already made
+    # a whole shard s depends on every option but the count (its noise and labels come from (seed, s)): more or
+    # fewer clips of the same options keep the whole shards already made (_sample remakes one of another length)
     differ = [f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(old) | set(config))
               if k != "num" and old.get(k) != config.get(k)]
     if not differ:
@@ -224,9 +224,20 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
         "precision": precision,
     }
     done = ledger.find_complete(out_dir, "sample", config)
-    if done:
-        return done
+    videos_made = not cfg.mp4 or (done is not None and done.get("mp4_fps") in (None, cfg.fps)
+                                  and all(video_path(out_dir, i).exists() for i in range(num)))
+    if done and videos_made:
+        from harness.console import console
+
+        console.print(f"[dim]reuse[/dim] {out_dir}: its {num} clips were sampled with these options "
+                      f"(finished {done.get('finished', '?')}); nothing written")
+        return {**done, "status": "reused"}
     _stale_outputs(out_dir, config, replace_stale)
+    n_shards = (num + batch_size - 1) // batch_size
+    earlier_fps = (ledger.read_record(out_dir, "sample") or {}).get("mp4_fps")  # of the mp4s already there
+    if cfg.mp4:
+        _stale_videos(out_dir, cfg.fps)
+    _drop_beyond(out_dir, num, n_shards)
     timesteps = create_diffusion(sampling_respacing(steps, spacing)).timestep_map.tolist()[::-1]
     rec = ledger.start(
         out_dir,
@@ -239,15 +250,14 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
     )
     from harness.console import progress
 
-    n_shards = (num + batch_size - 1) // batch_size
     written = skipped = 0
     sheet: list[np.ndarray] = []
     with progress() as bar:
         task = bar.add_task(f"sample {sampler}-{steps}", total=num)
         for s in range(n_shards):
             lo, hi = s * batch_size, min(num, (s + 1) * batch_size)
-            if shard_path(out_dir, s).exists():
-                clips = np.load(shard_path(out_dir, s))
+            clips = _whole_shard(out_dir, s, hi - lo)
+            if clips is not None:
                 skipped += 1
             else:
                 g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + s)
@@ -267,13 +277,14 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
                         clip_denoised=cfg.clip_denoised,
                     )
                 clips = to_uint8(decoder.decode(latents.float()))
+                for j in range(lo, hi):  # a remade shard's clips are new: so are their videos
+                    video_path(out_dir, j).unlink(missing_ok=True)
                 write_shard(out_dir, s, clips)
                 written += 1
             if cfg.mp4:
                 for j in range(hi - lo):
-                    path = out_dir / "videos" / f"sample-{lo + j:05d}.mp4"
-                    if not path.exists():
-                        write_video(path, clips[j], cfg.fps)
+                    if not video_path(out_dir, lo + j).exists():
+                        write_video(video_path(out_dir, lo + j), clips[j], cfg.fps)
             if cfg.contact_sheet and sum(len(c) for c in sheet) < cfg.contact_sheet:  # the first clips, any shard
                 sheet.append(clips[: cfg.contact_sheet - sum(len(c) for c in sheet)])
             bar.advance(task, hi - lo)
@@ -287,4 +298,44 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
         write_contact_sheet(out_dir / "contact_sheet.png", clips_shown, title=title,
                             row_labels=labels[: len(clips_shown)] if labels else None)
     outputs = {"clips": "clips/", "videos": "videos/" if cfg.mp4 else None, "contact_sheet": "contact_sheet.png"}
-    return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped)
+    return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped,
+                         mp4_fps=cfg.fps if cfg.mp4 else earlier_fps)
+
+
+def video_path(out_dir: Path, i: int) -> Path:
+    """Clip ``i``'s mp4."""
+    return out_dir / "videos" / f"sample-{i:05d}.mp4"
+
+
+def _whole_shard(out_dir: Path, s: int, n: int) -> np.ndarray | None:
+    """Shard ``s`` if it is on disk and holds the ``n`` clips this count asks of it; else None (absent, or the
+    last shard of an earlier, smaller or larger ``--num``: its clips came from noise drawn for another batch
+    shape, so it is remade, not cut or topped up)."""
+    path = shard_path(out_dir, s)
+    if not path.exists():
+        return None
+    clips = np.load(path)
+    return clips if len(clips) == n else None
+
+
+def _drop_beyond(out_dir: Path, num: int, n_shards: int) -> None:
+    """Delete the shards and mp4s past this count (a smaller ``--num`` than an earlier run's): ``fvd`` reads every
+    shard of the folder, which must hold the clips its record names and no others."""
+    from harness.console import console
+
+    extra = [p for p in (out_dir / "clips").glob("clips-*.npy") if int(p.stem.split("-")[1]) >= n_shards]
+    extra += [p for p in (out_dir / "videos").glob("sample-*.mp4") if int(p.stem.split("-")[1]) >= num]
+    if extra:
+        console.print(f"[dim]trim[/dim] {out_dir}: --num {num}; removing {len(extra)} shard(s)/video(s) past it")
+    for p in extra:
+        p.unlink()
+
+
+def _stale_videos(out_dir: Path, fps: int) -> None:
+    """Refuse to mix frame rates: mp4s already in ``videos/`` written at another ``--fps`` (the sample record's
+    ``mp4_fps``; records before it name none, and their mp4s are kept)."""
+    previous = ledger.read_record(out_dir, "sample")
+    old = (previous or {}).get("mp4_fps")
+    if old is not None and old != fps and any((out_dir / "videos").glob("sample-*.mp4")):
+        raise UserError(f"{out_dir}/videos holds mp4s at {old} fps, not --fps {fps}: delete {out_dir}/videos (the "
+                        f"clips are kept and written again) or pass --fps {old}")

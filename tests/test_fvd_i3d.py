@@ -112,6 +112,14 @@ def test_tf32_paths_are_refused_on_the_cpu_and_tf32x3_without_our_model():
     for precision in ("tf32", "tf32x3"):
         with pytest.raises(UserError, match="tensor cores"):
             Extractor(InceptionI3d(), "cpu", "stylegan-v", precision)
+    # fp16 autocast on a CPU has no fast kernels: a new user's 4 clips ran past 15 min (fp32: 10 s), with no word
+    from harness.fvd.protocol import check_detector_args
+
+    for check in (lambda: Extractor(InceptionI3d(), "cpu", "stylegan-v", "fp16"),
+                  lambda: check_detector_args("fp16", "cpu", None)):
+        with pytest.raises(UserError, match="--precision fp16 has no fast CPU kernels"):
+            check()
+    Extractor(InceptionI3d(), "cpu", "stylegan-v", "bf16")  # bf16 has them: allowed
     from harness.fvd.weights import TorchscriptI3D
 
     with pytest.raises(UserError, match="torchscript"):  # no convolutions of ours to split

@@ -155,3 +155,72 @@ def test_a_folder_of_samples_made_with_other_options_is_refused_or_remade(checkp
     assert sample(checkpoint, old, **{**kw, "num": 4})["shards_skipped"] == 1
     with pytest.raises(UserError, match=r"clip_denoised: False -> True"):
         sample(checkpoint, old, clip_denoised=True, **kw)
+
+
+def _folder(out):
+    """{relative path: bytes} of a samples folder's clips and videos."""
+    files = [p for sub in ("clips", "videos") for p in sorted((out / sub).glob("*"))]
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize("first, then", [(3, 6), (6, 3), (4, 6)])
+def test_another_count_into_a_folder_gives_the_folder_a_fresh_run_of_that_count_would(checkpoint, tmp_path, first,
+                                                                                       then):
+    """A new user's case: --num 4 then --num 20 into one folder kept the 4-clip first shard as whole (8 clips
+    where 20 were asked; with mp4s on, an IndexError). A shard of another length is remade with its videos, and
+    shards and videos past a smaller count are removed: the folder equals a fresh run's, byte for byte."""
+    kw = dict(batch_size=4, sampler="ddim", steps=3, device="cpu", contact_sheet=0)
+    out = tmp_path / "s"
+    sample(checkpoint, out, num=first, **kw)
+    rec = sample(checkpoint, out, num=then, **kw)
+    sample(checkpoint, tmp_path / "fresh", num=then, **kw)
+    assert _folder(out) == _folder(tmp_path / "fresh")
+    assert sum(len(c) for c in iter_shards(out)) == then and len(list((out / "videos").glob("*.mp4"))) == then
+    whole_kept = min(first, then) // 4  # shards of 4 that both counts fill
+    assert rec["shards_skipped"] == whole_kept and rec["shards_written"] == -(-then // 4) - whole_kept
+
+
+def test_sampling_again_with_the_same_options_reuses_the_folder_and_says_so(checkpoint, tmp_path, capsys):
+    kw = dict(num=2, batch_size=2, sampler="ddim", steps=3, device="cpu")
+    out = tmp_path / "s"
+    sample(checkpoint, out, **kw)
+    def stamps():
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".matten-bench.lock"}
+
+    before = stamps()
+    capsys.readouterr()
+    rec = sample(checkpoint, out, **kw)
+    assert rec["status"] == "reused" and "nothing written" in " ".join(capsys.readouterr().err.split())
+    assert stamps() == before
+    # the videos asked for now, the clips already there: written, the shards kept
+    (out / "videos" / "sample-00001.mp4").unlink()
+    rec = sample(checkpoint, out, **kw)
+    assert rec["status"] == "complete" and rec["shards_skipped"] == 1 and (out / "videos/sample-00001.mp4").exists()
+
+
+def test_mp4s_of_another_frame_rate_are_refused_not_kept_under_the_new_one(checkpoint, tmp_path):
+    kw = dict(num=2, batch_size=2, sampler="ddim", steps=3, device="cpu")
+    out = tmp_path / "s"
+    assert sample(checkpoint, out, fps=4, **kw)["mp4_fps"] == 4
+    with pytest.raises(UserError, match="holds mp4s at 4 fps, not --fps 8"):
+        sample(checkpoint, out, fps=8, **kw)
+    with av.open(str(out / "videos" / "sample-00000.mp4")) as c:
+        assert c.streams.video[0].average_rate == 4
+    assert sample(checkpoint, out, fps=8, mp4=False, **kw)["status"] == "reused"  # no videos asked: nothing to mix
+    # a run without videos keeps the frame rate of those already in the folder on record
+    assert sample(checkpoint, out, fps=8, mp4=False, **{**kw, "num": 3})["mp4_fps"] == 4
+    with pytest.raises(UserError, match="holds mp4s at 4 fps"):
+        sample(checkpoint, out, fps=8, **{**kw, "num": 3})
+
+
+@pytest.mark.parametrize("option, message", [
+    (dict(fps=0), "--fps 0: must be at least 1"),
+    (dict(fps=-5), "--fps -5: must be at least 1"),
+    (dict(contact_sheet=-1), "--contact-sheet -1: must be at least 0"),
+    (dict(eta=0.5), "--eta 0.5 is DDIM's; --sampler ddpm has none"),
+])
+def test_sampling_options_with_no_meaning_are_one_line_errors(tmp_path, option, message):
+    """Before, --fps -5 ended in PyAV's traceback, --fps 0 wrote 24-fps videos, and --eta with DDPM or a negative
+    --contact-sheet were ignored without a word."""
+    with pytest.raises(UserError, match=message):
+        SampleConfig(checkpoint=str(tmp_path), out=str(tmp_path / "o"), **option)

@@ -73,7 +73,8 @@ def sample(cfg: SampleConfig) -> None:
     if weights == "ema":
         weights += f" ({rec['config']['ema_schedule']['formula']}, decay {rec['config']['ema_schedule']['decay']})"
     console.print(f"weights: {weights}; {rec['config']['sampler']}-{rec['config']['steps']}, spacing {cfg.spacing}")
-    console.print(json.dumps({k: rec.get(k) for k in ("status", "shards_written", "shards_skipped", "seconds")}))
+    if rec["status"] != "reused":  # a reused folder's counts and time are its earlier run's (its record has them)
+        console.print(json.dumps({k: rec.get(k) for k in ("status", "shards_written", "shards_skipped", "seconds")}))
 
 
 checkpoint_app = typer.Typer(help="Training checkpoints.", no_args_is_help=True)

@@ -49,6 +49,9 @@ DETECTOR_SIZE = 224
 FEATURE_DIM = 400  # FVD uses the logits
 PRECISIONS = FVD_PRECISIONS
 CUDA_ONLY = ("tf32", "tf32x3")  # TF32 tensor cores; the CPU would silently compute fp32
+# fp16 autocast on a CPU runs the convolutions without fast kernels: 4 clips at 32x32 ran over 15 min on 2 cores,
+# against 10 s in fp32 (2026-12-01); refused there rather than left to look hung. bf16 has CPU kernels.
+NOT_ON_CPU = (*CUDA_ONLY, "fp16")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -173,8 +176,7 @@ class Extractor:
         if precision == "tf32x3" and not isinstance(model, torch.nn.Module):
             raise UserError("--precision tf32x3 needs our I3D (converted weights), not StyleGAN-V's torchscript file")
         self.device = torch.device(device)
-        if precision in CUDA_ONLY and self.device.type != "cuda":
-            raise UserError(f"--precision {precision} runs on TF32 tensor cores (CUDA); on {device} use fp32")
+        _check_precision_on(precision, device)
         self.protocol, self.precision, self.batch_size = protocol, precision, batch_size
         self.model = model.to(self.device).eval()
         if isinstance(model, torch.nn.Module):
@@ -321,13 +323,21 @@ def check_out(out: str | Path) -> None:
         raise UserError(f"--out {out}: cannot write in {folder} ({e.strerror or e})") from e
 
 
+def _check_precision_on(precision: str, device: str) -> None:
+    """UserError (one line) for a precision the device cannot run (TF32: CUDA only) or would crawl through (fp16
+    on a CPU: :data:`NOT_ON_CPU`)."""
+    if precision in NOT_ON_CPU and torch.device(device).type != "cuda":
+        why = ("runs on TF32 tensor cores (CUDA)" if precision in CUDA_ONLY
+               else "has no fast CPU kernels (minutes a clip)")
+        raise UserError(f"--precision {precision} {why}; on {device} use fp32 (or bf16)")
+
+
 def check_detector_args(precision: str, device: str, i3d: str | None) -> None:
     """A ``--i3d`` given must exist (the default one is looked for when it loads), and the precision must run on
     the device and that detector (checked again by :class:`Extractor`)."""
     if i3d and not Path(i3d).is_file():
         raise UserError(f"I3D weights not found: {i3d}")
-    if precision in CUDA_ONLY and torch.device(device).type != "cuda":
-        raise UserError(f"--precision {precision} runs on TF32 tensor cores (CUDA); on {device} use fp32")
+    _check_precision_on(precision, device)
     if precision == "tf32x3" and i3d and Path(i3d).suffix in (".pt", ".pth", ".jit"):
         raise UserError("--precision tf32x3 needs our I3D (converted weights), not StyleGAN-V's torchscript file")
 

@@ -135,3 +135,20 @@ def test_clips_in_memory_any_layout_and_range_give_the_same_number(folders):
         fvd_of_clips(real / 127.5, fake / 255.0, layout="NTHWC", value_range=(0, 1), device="cpu")
     with pytest.raises(UserError, match="I3D needs at least 9"):
         fvd_of_clips(real[:, :8], fake[:, :8], layout="NTHWC", device="cpu")
+
+
+def test_the_files_a_folder_of_videos_left_out_are_named_with_their_reasons(folders):
+    """A new user's case: a real folder with corrupt and empty mp4s gave an FVD whose output said nothing of them
+    (the record had only a count). Each is now in a warning and in the record, with the reason prepare gave."""
+    (folders / "real" / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(1000))
+    (folders / "real" / "empty.mp4").write_bytes(b"")
+    cfg = FVDConfig(real=str(folders / "real"), fake=str(folders / "fake"), num=6, num_frames=16, frame_interval=1,
+                    size=48, device="cpu", bootstrap=0)
+    rec = compute_fvd(cfg)
+    real, gen = rec["inputs"]["real"], rec["inputs"]["generated"]
+    named = {f["path"]: f["reason"] for f in real["left_out_files"]}
+    assert set(named) == {"broken.mp4", "empty.mp4"} and all(named.values()) and real["left_out"] == 2
+    assert [f["path"] for f in gen["left_out_files"]] == ["notes.txt"]
+    said = [w for w in rec["warnings"] if "left out" in w]
+    assert len(said) == 2 and all(f"{p} ({r})" in said[0] for p, r in named.items())
+    assert "notes.txt" in said[1]

@@ -74,6 +74,17 @@ def prepare_folder(folder: Path, num_frames: int, frame_interval: int) -> Path:
     return out
 
 
+def left_out_files(prepared: Path, meta: dict[str, Any]) -> list[dict[str, str]]:
+    """Every file of a prepared folder that gives no clips, ``{"path", "reason"}``: the manifest's skipped
+    videos (unreadable, empty, too short), then the other files (``dataset.json``'s ``other_files``)."""
+    from harness.data.manifest import load_manifest
+
+    rows = load_manifest(prepared)
+    skipped = rows[rows["status"] == "skipped"]
+    return ([{"path": str(p), "reason": str(r)} for p, r in zip(skipped["path"], skipped["reason"], strict=True)]
+            + [{"path": str(f["path"]), "reason": str(f["reason"])} for f in meta.get("other_files", [])])
+
+
 def distinct_clips(prepared: Path, num_frames: int, frame_interval: int) -> int:
     """How many different clips the usable videos hold: ``max(0, L − window − 1) + 1`` per video long enough
     (``harness.data.clips.window_indices``' choices of start), summed."""
@@ -153,10 +164,15 @@ def resolve(cfg: FVDConfig, fake_frame_interval: int, warn) -> tuple[FVDConfig, 
         fake = clips_from_prepared(Path(sides["generated"]["prepared"]), num, cfg.num_frames, fake_frame_interval,
                                    cfg.size, cfg.seed, "generated")
         sides["generated"]["read"] = str(fake)
-    for info in sides.values():
+    for side, info in sides.items():
         prepared = info.get("prepared") or (info["read"] if info["kind"] in ("videos", "prepared") else None)
         if prepared:
             meta = json.loads((Path(prepared) / "dataset.json").read_text())
             info["videos"] = meta.get("counts", {})
             info["left_out"] = len(meta.get("other_files", [])) + int(meta.get("counts", {}).get("skipped", 0) or 0)
+            if info["kind"] == "videos" and info["left_out"]:  # prepared here, unseen: name each file and why
+                info["left_out_files"] = left_out_files(Path(prepared), meta)
+                warn(f"the {side} side left out {info['left_out']} file(s) of {info['given']}: "
+                     + "; ".join(f"{f['path']} ({f['reason']})" for f in info["left_out_files"][:5])
+                     + (f"; and {info['left_out'] - 5} more, all in the record" if info["left_out"] > 5 else ""))
     return replace(cfg, real=str(real), fake=str(fake) if fake is not None else cfg.fake, num=num), sides

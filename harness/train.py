@@ -37,6 +37,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from pathlib import Path
@@ -322,6 +323,12 @@ def make_loader(ds, cfg: TrainConfig, d: Dist, start_step: int, noise_shape: tup
         from harness.loader import ThreadedBatches
 
         return ThreadedBatches(samples, keys, collate, cfg.num_workers, pin)
+    from harness.machine import usable_cpus
+
+    if cfg.num_workers > usable_cpus() and d.main:  # said once, in one line, instead of torch's paragraph
+        console.print(f"note: --num-workers {cfg.num_workers} on {usable_cpus()} usable CPU(s): the workers share "
+                      "them (--num-workers sets how many)")
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     return torch.utils.data.DataLoader(
         samples,
         batch_sampler=keys,
@@ -478,6 +485,9 @@ def _train(cfg: TrainConfig, resume: bool, device: torch.device, d: Dist) -> dic
     stats = IntervalStats(device)
     bad = BadVideos(len(ds), cfg.max_bad_videos)
     start = _restore(ckpt, cfg, d, model, ema, opt, stats, bad) if ckpt is not None else 0
+    if resume and d.main:  # where a resumed run continues (or that there was nothing to resume), never silent
+        console.print(f"resume: from {escape(ckpt.name)}, step {start}" if ckpt is not None else
+                      f"resume: no checkpoint in {escape(str(run_dir))}: training starts at step 0")
     if start > cfg.steps:
         raise UserError(f"{ckpt} is at step {start}, past --steps {cfg.steps}: pass --steps {start} or more")
     if cfg.preflight and (start < cfg.steps or ckpt is None):  # will its checkpoints fit on the disk?
@@ -652,7 +662,10 @@ def _restore(ckpt: Path, cfg: TrainConfig, d: Dist, model, ema, opt, stats: Inte
     """Load a checkpoint into the run's components; returns its step."""
     state = load_checkpoint(ckpt)
     if state["config_hash"] != ledger.config_hash(cfg.hashed()):
-        raise UserError(f"{ckpt} was written with a different configuration; resume with the same options")
+        saved, now = state.get("config", {}), cfg.hashed()
+        differ = "; ".join(f"{k}: {saved[k]!r} -> {v!r}" for k, v in now.items() if k in saved and saved[k] != v)
+        differ = differ or "the options of another code version"
+        raise UserError(f"{ckpt} was written with a different configuration ({differ}); resume with the same options")
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])

@@ -106,7 +106,8 @@ def test_lr_decay_is_its_closed_form_every_step_and_resumes_exactly(tmp_path):
     T.train(config(data, tmp_path / "cut", steps=3, **kw))
     T.train(config(data, tmp_path / "cut", steps=7, **kw), resume=True)
     assert_bitwise_equal(final_state(tmp_path / "cut"), final_state(tmp_path / "full"))
-    with pytest.raises(T.UserError, match="different configuration"):  # the schedule is part of the run
+    # the schedule is part of the run, and the refusal names what changed (a new user could not tell before)
+    with pytest.raises(T.UserError, match=r"different configuration \(lr_decay_start: 2 -> 3\)"):
         T.train(config(data, tmp_path / "cut", steps=7, lr=1e-3, lr_decay_start=3, lr_decay_end=7), resume=True)
     assert "lr_decay_end" not in config(data, "r").hashed() and config(data, "r", **kw).hashed()["lr_decay_end"] == 7
 
@@ -466,3 +467,26 @@ def test_the_ranks_batches_are_disjoint_and_together_cover_each_epoch(n, batch, 
         assert len(set(range(n)) - set(seen)) == n % g  # only the tail is left out
     resumed = list(islice(T.batch_keys(n, batch, Dist(rank=world - 1, world=world), seed, per_epoch - 1), 2))
     assert resumed == ranks[world - 1][per_epoch - 1 : per_epoch + 1]  # across the epoch boundary
+
+
+def test_a_resume_says_where_it_continues_or_that_there_was_nothing_to_resume(tmp_path, capsys):
+    """A new user's case: --resume printed no step, and on an empty run folder silently started from step 0."""
+    data = make_latent_cache(tmp_path / "data")
+    T.train(config(data, tmp_path / "run", steps=2, ckpt_every=2), resume=True)
+    assert "resume: no checkpoint in" in " ".join(capsys.readouterr().err.split())
+    T.train(config(data, tmp_path / "run", steps=3, ckpt_every=2), resume=True)
+    assert "resume: from step-0000002.pt, step 2" in " ".join(capsys.readouterr().err.split())
+
+
+def test_more_workers_than_cpus_is_one_line_not_torchs_warning(tmp_path, capsys, monkeypatch):
+    """A new user's case: the default 4 workers on 2 cores printed torch's multi-line UserWarning twice."""
+    import os
+    import warnings
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    data = make_latent_cache(tmp_path / "data")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        T.train(config(data, tmp_path / "run", steps=1, num_workers=2, loader="processes"))
+    assert not [w for w in seen if "DataLoader will create" in str(w.message)]
+    assert "--num-workers 2 on 1 usable CPU(s)" in " ".join(capsys.readouterr().err.split())

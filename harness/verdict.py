@@ -10,8 +10,9 @@ seed 1)| (the main model is Matten variant 3 with M-AdaN, trained twice):
 * **does not hold**: some other model's FVD is below the claimed-better one's by more than g, with
   intervals that do not overlap;
 * **cannot tell apart**: otherwise (a difference within what a second seed moves, or within the clips'
-  sampling noise), or no seed gap was measured, or a model has no FVD;
-* **not measured**: a model in the claim has not learned (:func:`has_learned`): its FVD at the step judged is
+  sampling noise), or no seed gap was measured;
+* **not measured**: a model in the claim has no FVD at the step judged (not trained at this scale, e.g. the
+  smoke scale's XL), or has not learned (:func:`has_learned`): its FVD at the step judged is
   not below its untrained (step-0) FVD beyond both 95 % intervals. Its samples are still what the untrained
   pipeline makes, so an ordering between it and another model says nothing about the architectures (the
   first mini run on the H200 had such models: results/mini/REPORT.md).
@@ -69,7 +70,8 @@ def judge(
                        "learned: FVD not below the untrained model's beyond both 95 % intervals", values, seed_gap)
     missing = [k for k, v in values.items() if v is None]
     if missing:
-        return Verdict(claim, UNCLEAR, f"no FVD for {'; '.join(missing)}", values, seed_gap)
+        return Verdict(claim, NOT_MEASURED, f"no FVD for {'; '.join(missing)} at this scale and step", values,
+                       seed_gap)
     if seed_gap is None:
         return Verdict(claim, UNCLEAR, "no seed gap was measured (the main model was trained once)", values, seed_gap)
     intervals = intervals or {}

@@ -14,7 +14,7 @@ VARIANTS = Claim("variant 3 is the best of the four", "Fig. 8a", "v3", ("v1", "v
         ({"v3": 300, "v1": 400, "v2": 250, "v4": 500}, 30, FAILS, "v2 is lower by 50.0 > seed gap 30.0"),
         ({"v3": 300, "v1": 400, "v2": 290, "v4": 500}, 30, UNCLEAR, "v2 differs by -10.0, within the seed gap 30.0"),
         ({"v3": 300, "v1": 400, "v2": 329, "v4": 500}, 30, UNCLEAR, "v2 differs by +29.0, within the seed gap 30.0"),
-        ({"v3": 300, "v1": 400, "v2": 350, "v4": None}, 30, UNCLEAR, "no FVD for v4"),
+        ({"v3": 300, "v1": 400, "v2": 350, "v4": None}, 30, NOT_MEASURED, "no FVD for v4 at this scale"),
         ({"v3": 300, "v1": 400, "v2": 350, "v4": 500}, None, UNCLEAR, "no seed gap was measured"),
     ],
 )
@@ -64,5 +64,7 @@ def test_a_model_that_has_not_learned_makes_the_claim_not_measured():
     v = judge(VARIANTS, fvd, 74.5, learned=learned)
     assert v.verdict == NOT_MEASURED and v.reason.startswith("v3; v2 have not learned")
     assert judge(VARIANTS, fvd, 74.5, learned={"v3": True, "v1": True}).verdict == FAILS  # None: judged on numbers
-    assert judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned=learned).verdict == NOT_MEASURED  # before a missing FVD
-    assert judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned={"v3": True}).verdict == UNCLEAR
+    not_learned = judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned=learned)  # said before a missing FVD
+    assert not_learned.verdict == NOT_MEASURED and "have not learned" in not_learned.reason
+    missing = judge(VARIANTS, {**fvd, "v4": None}, 74.5, learned={"v3": True})
+    assert missing.verdict == NOT_MEASURED and missing.reason.startswith("no FVD for v4")

@@ -59,3 +59,13 @@ def compare_reports(committed: str | Path, new: str | Path) -> tuple[int, int, l
             diffs.append(f"{key}: {a[key]!r} -> {b[key]!r} ({(b[key] - a[key]) / abs(a[key] or 1):+.2e} relative)")
     total = len(set(a) | set(b))
     return total - len(diffs), total, diffs
+
+
+def detector_files(report_dir: str | Path) -> set[str]:
+    """The sha256s of the detector files a report's FVD records name (``outputs.result.detector.sha256``)."""
+    out = set()
+    for path in sorted((Path(report_dir) / "records").rglob("*.json")):
+        detector = json.loads(path.read_text()).get("outputs", {}).get("result", {}).get("detector", {})
+        if isinstance(detector, dict) and detector.get("sha256"):
+            out.add(detector["sha256"])
+    return out

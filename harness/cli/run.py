@@ -51,5 +51,12 @@ def compare_command(
     console.print(f"reproduced: {same} of {total} numbers identical ({where})")
     for line in diffs:
         console.print(f"  differs: {escape(line)}", soft_wrap=True)
+    from harness.compare import detector_files
+
+    was, now = detector_files(committed), detector_files(new)
+    if was != now:  # a string, not a number of the measurement, but a reader comparing FVDs must know
+        console.print(f"  note: the detector files differ (sha256 {', '.join(sorted(x[:12] for x in was)) or '-'} "
+                      f"-> {', '.join(sorted(x[:12] for x in now)) or '-'}): the same pinned checkpoint converted "
+                      "to other bytes, or other weights; the numbers above say which", soft_wrap=True)
     if diffs and strict:
         raise typer.Exit(1)

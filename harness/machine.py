@@ -16,6 +16,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -175,12 +176,27 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's first "model name"), or "" where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine_record(device: str | torch.device = "cpu") -> dict[str, Any]:
     """What ran a measurement, for every record: device name, count, torch/CUDA versions, CPUs, threads."""
     device = torch.device(device)
     rec: dict[str, Any] = {
         "device": str(device),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        # the vector ISA torch's CPU kernels dispatch to: another one rounds differently (the smoke scale's FVDs moved
+        # by ~1e-6 in 3 of 30 between two VMs of one image, 2026-12-01, every other number identical)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "usable_cpus": usable_cpus(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -98,3 +98,19 @@ def test_mps_is_seen_by_its_control_pipe(tmp_path, monkeypatch):
     assert mps_running(str(tmp_path))
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
     assert mps_running()
+
+
+def test_the_machine_record_names_the_cpu_and_the_isa_torch_dispatches_to(monkeypatch, tmp_path):
+    """Two VMs of one image gave the smoke scale's FVDs apart by ~1e-6 in 3 of 30 (2026-12-01); the records said
+    only "x86_64". They now name the model and the vector ISA of torch's CPU kernels."""
+    from harness import machine
+
+    rec = machine.machine_record("cpu")
+    assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and rec["cpu_capability"]
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n")
+    real_path = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert machine.cpu_model() == "AMD EPYC 9654 96-Core Processor"
+    monkeypatch.setattr(machine, "Path", lambda p: tmp_path / "none")
+    assert machine.cpu_model() == ""

@@ -316,6 +316,8 @@ class SampleConfig:
         for name in ("num", "batch_size", "fps"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.fps > 1000:  # PyAV's rate is an int32 fraction; no video format plays 1,000 frames a second
+            raise UserError(f"--fps {self.fps}: at most 1000")
         if self.contact_sheet < 0:
             raise UserError(f"--contact-sheet {self.contact_sheet}: must be at least 0 (0: no sheet)")
         if self.sampler != "ddim" and self.eta != 0.0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -223,31 +224,30 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
         "labels": "i mod num_classes" if num_classes else None,
         "precision": precision,
     }
+    n_shards = (num + batch_size - 1) // batch_size
     done = ledger.find_complete(out_dir, "sample", config)
-    videos_made = not cfg.mp4 or (done is not None and done.get("mp4_fps") in (None, cfg.fps)
-                                  and all(video_path(out_dir, i).exists() for i in range(num)))
-    if done and videos_made:
+    if done and _all_there(out_dir, cfg, done, n_shards):
         from harness.console import console
 
         console.print(f"[dim]reuse[/dim] {out_dir}: its {num} clips were sampled with these options "
                       f"(finished {done.get('finished', '?')}); nothing written")
         return {**done, "status": "reused"}
     _stale_outputs(out_dir, config, replace_stale)
-    n_shards = (num + batch_size - 1) // batch_size
-    earlier_fps = (ledger.read_record(out_dir, "sample") or {}).get("mp4_fps")  # of the mp4s already there
+    earlier_fps = videos_fps(ledger.read_record(out_dir, "sample"))  # of the mp4s already there
     if cfg.mp4:
         _stale_videos(out_dir, cfg.fps)
-    _drop_beyond(out_dir, num, n_shards)
+    mp4_fps = cfg.fps if cfg.mp4 else earlier_fps
     timesteps = create_diffusion(sampling_respacing(steps, spacing)).timestep_map.tolist()[::-1]
-    rec = ledger.start(
+    rec = ledger.start(  # before any file is removed: a job killed from here on leaves a "running" record
         out_dir,
         "sample",
         config,
         protocol={"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale, "spacing": spacing,
                   "clip_denoised": cfg.clip_denoised,
                   "model_timesteps_first": timesteps[:5], "model_timesteps_last": timesteps[-1],
-                  "clips": trained_clips(state)},
+                  "clips": trained_clips(state), "mp4_fps": mp4_fps},
     )
+    _drop_beyond(out_dir, num, n_shards, cfg.contact_sheet)
     from harness.console import progress
 
     written = skipped = 0
@@ -298,8 +298,8 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
         write_contact_sheet(out_dir / "contact_sheet.png", clips_shown, title=title,
                             row_labels=labels[: len(clips_shown)] if labels else None)
     outputs = {"clips": "clips/", "videos": "videos/" if cfg.mp4 else None, "contact_sheet": "contact_sheet.png"}
-    return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped,
-                         mp4_fps=cfg.fps if cfg.mp4 else earlier_fps)
+    return ledger.finish(out_dir, rec, outputs, shards_written=written, shards_skipped=skipped, mp4_fps=mp4_fps,
+                         contact_sheet_clips=cfg.contact_sheet)
 
 
 def video_path(out_dir: Path, i: int) -> Path:
@@ -318,24 +318,53 @@ def _whole_shard(out_dir: Path, s: int, n: int) -> np.ndarray | None:
     return clips if len(clips) == n else None
 
 
-def _drop_beyond(out_dir: Path, num: int, n_shards: int) -> None:
+def _all_there(out_dir: Path, cfg: SampleConfig, done: dict[str, Any], n_shards: int) -> bool:
+    """Whether a complete record's outputs are all on disk as this call asks for them: every shard whole, the mp4s
+    (when asked) at this frame rate, the contact sheet of this many clips."""
+    for s in range(n_shards):
+        path = shard_path(out_dir, s)
+        if not path.exists() or len(np.load(path, mmap_mode="r")) != min(cfg.batch_size, cfg.num - s * cfg.batch_size):
+            return False
+    if cfg.mp4 and not (videos_fps(done) in (None, cfg.fps)
+                        and all(video_path(out_dir, i).exists() for i in range(cfg.num))):
+        return False
+    return done.get("contact_sheet_clips", cfg.contact_sheet) == cfg.contact_sheet and (
+        cfg.contact_sheet == 0 or (out_dir / "contact_sheet.png").exists())
+
+
+_SHARD_NAME = re.compile(r"clips-(\d{5,})\.npy")  # shard_path's names; anything else in clips/ is not ours
+_VIDEO_NAME = re.compile(r"sample-(\d{5,})\.mp4")  # video_path's
+
+
+def _drop_beyond(out_dir: Path, num: int, n_shards: int, contact_sheet: int) -> None:
     """Delete the shards and mp4s past this count (a smaller ``--num`` than an earlier run's): ``fvd`` reads every
-    shard of the folder, which must hold the clips its record names and no others."""
+    shard of the folder, which must hold the clips its record names and no others. Files of other names are left
+    alone. With ``contact_sheet`` 0, an earlier run's sheet goes too (it may show clips no longer here)."""
     from harness.console import console
 
-    extra = [p for p in (out_dir / "clips").glob("clips-*.npy") if int(p.stem.split("-")[1]) >= n_shards]
-    extra += [p for p in (out_dir / "videos").glob("sample-*.mp4") if int(p.stem.split("-")[1]) >= num]
+    extra = [p for p in (out_dir / "clips").glob("clips-*.npy")
+             if (m := _SHARD_NAME.fullmatch(p.name)) and int(m[1]) >= n_shards]
+    extra += [p for p in (out_dir / "videos").glob("sample-*.mp4")
+              if (m := _VIDEO_NAME.fullmatch(p.name)) and int(m[1]) >= num]
     if extra:
         console.print(f"[dim]trim[/dim] {out_dir}: --num {num}; removing {len(extra)} shard(s)/video(s) past it")
     for p in extra:
         p.unlink()
+    if contact_sheet == 0:
+        (out_dir / "contact_sheet.png").unlink(missing_ok=True)
+
+
+def videos_fps(record: dict[str, Any] | None) -> int | None:
+    """The frame rate of the mp4s a sample record's run wrote or kept: ``mp4_fps`` of a finished record, the
+    protocol's of a running one (a killed job); None for a record before it, or none."""
+    record = record or {}
+    return record.get("mp4_fps", (record.get("protocol") or {}).get("mp4_fps"))
 
 
 def _stale_videos(out_dir: Path, fps: int) -> None:
     """Refuse to mix frame rates: mp4s already in ``videos/`` written at another ``--fps`` (the sample record's
     ``mp4_fps``; records before it name none, and their mp4s are kept)."""
-    previous = ledger.read_record(out_dir, "sample")
-    old = (previous or {}).get("mp4_fps")
+    old = videos_fps(ledger.read_record(out_dir, "sample"))
     if old is not None and old != fps and any((out_dir / "videos").glob("sample-*.mp4")):
         raise UserError(f"{out_dir}/videos holds mp4s at {old} fps, not --fps {fps}: delete {out_dir}/videos (the "
                         f"clips are kept and written again) or pass --fps {old}")

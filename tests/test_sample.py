@@ -224,3 +224,65 @@ def test_sampling_options_with_no_meaning_are_one_line_errors(tmp_path, option, 
     --contact-sheet were ignored without a word."""
     with pytest.raises(UserError, match=message):
         SampleConfig(checkpoint=str(tmp_path), out=str(tmp_path / "o"), **option)
+
+
+def test_a_sampling_killed_after_trimming_or_writing_mp4s_leaves_nothing_a_rerun_mistakes(checkpoint, tmp_path,
+                                                                                         monkeypatch):
+    """A second helper's cases: a job killed (1) after removing the shards past a smaller --num but before its
+    record changed left a "complete" record of 8 clips over 2, which the next call reused; (2) after writing some
+    mp4s at --fps 4 left a record without the frame rate, and --fps 8 then mixed the two; (3) a shard deleted by
+    hand was "reused"."""
+    kw = dict(batch_size=2, sampler="ddim", steps=3, device="cpu", contact_sheet=0)
+    out = tmp_path / "s"
+    sample(checkpoint, out, num=8, mp4=False, **kw)
+    real_sampler = S.sample_video
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S, "sample_video", killed)
+    with pytest.raises(KeyboardInterrupt):  # --num 3 keeps shard 0, trims 2-3, dies remaking shard 1 (1 clip)
+        sample(checkpoint, out, num=3, mp4=False, **kw)
+    assert json.loads((out / "records" / "sample.json").read_text())["status"] == "running"
+    monkeypatch.setattr(S, "sample_video", real_sampler)
+    again = sample(checkpoint, out, num=8, mp4=False, **kw)
+    assert again["status"] == "complete" and again["shards_written"] == 2  # 2-3 trimmed; 0-1 whole
+    sample(checkpoint, tmp_path / "fresh", num=8, mp4=False, **kw)
+    assert _folder(out) == _folder(tmp_path / "fresh")
+
+    (out / "clips" / "clips-00002.npy").unlink()  # (3)
+    assert sample(checkpoint, out, num=8, mp4=False, **kw)["shards_written"] == 1
+
+    videos = tmp_path / "v"  # (2)
+    calls = []
+    real_write = S.write_video
+
+    def dies_at_the_second(path, frames, fps):
+        calls.append(fps)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_write(path, frames, fps)
+
+    monkeypatch.setattr(S, "write_video", dies_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        sample(checkpoint, videos, num=4, fps=4, **kw)
+    monkeypatch.setattr(S, "write_video", real_write)
+    with pytest.raises(UserError, match="holds mp4s at 4 fps, not --fps 8"):
+        sample(checkpoint, videos, num=4, fps=8, **kw)
+
+
+def test_files_of_other_names_are_left_alone_and_the_sheet_follows_the_clips(checkpoint, tmp_path):
+    """Stray names in clips/ and videos/ ended a trim in a ValueError; a sheet of removed clips stayed, and a
+    rerun asking for a sheet was "reused" without one."""
+    kw = dict(batch_size=2, sampler="ddim", steps=3, device="cpu")
+    out = tmp_path / "s"
+    sample(checkpoint, out, num=6, contact_sheet=6, **kw)
+    (out / "clips" / "clips-backup.npy").write_bytes(b"")
+    (out / "videos" / "sample-00005 (copy).mp4").write_bytes(b"")
+    sample(checkpoint, out, num=2, contact_sheet=0, **kw)
+    assert (out / "clips" / "clips-backup.npy").exists() and (out / "videos" / "sample-00005 (copy).mp4").exists()
+    assert not (out / "videos" / "sample-00005.mp4").exists() and not (out / "contact_sheet.png").exists()
+    rec = sample(checkpoint, out, num=2, contact_sheet=2, **kw)
+    assert rec["status"] == "complete" and rec["shards_written"] == 0 and (out / "contact_sheet.png").exists()
+    with pytest.raises(UserError, match="--fps 2147483648: at most 1000"):
+        SampleConfig(checkpoint=str(out), out=str(out), fps=2**31)

@@ -312,18 +312,23 @@ def _whole_shard(out_dir: Path, s: int, n: int) -> np.ndarray | None:
     last shard of an earlier, smaller or larger ``--num``: its clips came from noise drawn for another batch
     shape, so it is remade, not cut or topped up)."""
     path = shard_path(out_dir, s)
-    if not path.exists():
+    return np.load(path) if _shard_len(path) == n else None
+
+
+def _shard_len(path: Path) -> int | None:
+    """The clips in a shard file; None when it is absent or unreadable (cut short by hand: it is remade, as write_shard
+    writes atomically and a killed job leaves none half written)."""
+    try:
+        return len(np.load(path, mmap_mode="r", allow_pickle=False))
+    except (OSError, ValueError):
         return None
-    clips = np.load(path)
-    return clips if len(clips) == n else None
 
 
 def _all_there(out_dir: Path, cfg: SampleConfig, done: dict[str, Any], n_shards: int) -> bool:
     """Whether a complete record's outputs are all on disk as this call asks for them: every shard whole, the mp4s
     (when asked) at this frame rate, the contact sheet of this many clips."""
     for s in range(n_shards):
-        path = shard_path(out_dir, s)
-        if not path.exists() or len(np.load(path, mmap_mode="r")) != min(cfg.batch_size, cfg.num - s * cfg.batch_size):
+        if _shard_len(shard_path(out_dir, s)) != min(cfg.batch_size, cfg.num - s * cfg.batch_size):
             return False
     if cfg.mp4 and not (videos_fps(done) in (None, cfg.fps)
                         and all(video_path(out_dir, i).exists() for i in range(cfg.num))):

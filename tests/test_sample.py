@@ -286,3 +286,13 @@ def test_files_of_other_names_are_left_alone_and_the_sheet_follows_the_clips(che
     assert rec["status"] == "complete" and rec["shards_written"] == 0 and (out / "contact_sheet.png").exists()
     with pytest.raises(UserError, match="--fps 2147483648: at most 1000"):
         SampleConfig(checkpoint=str(out), out=str(out), fps=2**31)
+
+
+def test_a_shard_cut_short_by_hand_is_remade(checkpoint, tmp_path):
+    kw = dict(num=4, batch_size=2, sampler="ddim", steps=3, device="cpu", mp4=False)
+    out = tmp_path / "s"
+    sample(checkpoint, out, **kw)
+    whole = (out / "clips" / "clips-00001.npy").read_bytes()
+    (out / "clips" / "clips-00001.npy").write_bytes(whole[:100])
+    rec = sample(checkpoint, out, **kw)
+    assert rec["shards_written"] == 1 and (out / "clips" / "clips-00001.npy").read_bytes() == whole

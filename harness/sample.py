@@ -235,7 +235,7 @@ def _sample(cfg: SampleConfig, dev: torch.device, steps: int, replace_stale: boo
     _stale_outputs(out_dir, config, replace_stale)
     earlier_fps = videos_fps(ledger.read_record(out_dir, "sample"))  # of the mp4s already there
     if cfg.mp4:
-        _stale_videos(out_dir, cfg.fps)
+        _stale_videos(out_dir, cfg.fps, earlier_fps)
     mp4_fps = cfg.fps if cfg.mp4 else earlier_fps
     timesteps = create_diffusion(sampling_respacing(steps, spacing)).timestep_map.tolist()[::-1]
     rec = ledger.start(  # before any file is removed: a job killed from here on leaves a "running" record
@@ -366,10 +366,9 @@ def videos_fps(record: dict[str, Any] | None) -> int | None:
     return record.get("mp4_fps", (record.get("protocol") or {}).get("mp4_fps"))
 
 
-def _stale_videos(out_dir: Path, fps: int) -> None:
-    """Refuse to mix frame rates: mp4s already in ``videos/`` written at another ``--fps`` (the sample record's
-    ``mp4_fps``; records before it name none, and their mp4s are kept)."""
-    old = videos_fps(ledger.read_record(out_dir, "sample"))
+def _stale_videos(out_dir: Path, fps: int, old: int | None) -> None:
+    """Refuse to mix frame rates: mp4s already in ``videos/`` written at ``old`` fps, another than ``--fps`` (the
+    sample record's, :func:`videos_fps`; records before it name none, and their mp4s are kept)."""
     if old is not None and old != fps and any((out_dir / "videos").glob("sample-*.mp4")):
         raise UserError(f"{out_dir}/videos holds mp4s at {old} fps, not --fps {fps}: delete {out_dir}/videos (the "
                         f"clips are kept and written again) or pass --fps {old}")
